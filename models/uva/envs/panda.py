@@ -1,0 +1,164 @@
+"""Franka Panda tabletop pick-and-place in pybullet (the shipped `franka_panda/panda.urdf`).
+
+Observation: a fixed camera that sees the arm, the cube and the target pad, plus 7 arm joint
+positions and the gripper opening. Action: absolute joint-position targets (7 arm + gripper
+opening), the same command a joint trajectory controller on a real Franka takes.
+A scripted IK expert picks the cube and places it on the randomly placed target.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+
+from .base import Observation, StepResult
+
+ARM_JOINTS = list(range(7))
+FINGER_JOINTS = [9, 10]
+EE_LINK = 11
+JOINT_LOWER = np.array([-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671, 0.0])
+JOINT_UPPER = np.array([2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.08])
+HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.08])
+TABLE_Z = 0.0
+CUBE_HALF = 0.025
+DOWN = pb.getQuaternionFromEuler([np.pi, 0.0, 0.0])
+
+
+class PandaEnv:
+    name = "panda"
+    action_dim = 8
+    proprio_dim = 8
+    max_steps = 120
+    control_hz = 10.0
+    substeps = 24  # 240 Hz physics
+
+    def __init__(self, render_size: int = 96):
+        self.render_size = render_size
+        self.client = pb.connect(pb.DIRECT)
+        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        self.view = pb.computeViewMatrix([0.95, 0.0, 0.6], [0.4, 0.0, 0.0], [0, 0, 1],
+                                         physicsClientId=self.client)
+        self.proj = pb.computeProjectionMatrixFOV(50, 1.0, 0.05, 3.0, physicsClientId=self.client)
+        self.rng = np.random.default_rng(0)
+        self.score = 0.0
+        self._plan: list = []
+
+    # ------------------------------------------------------------------ world
+    def reset(self, seed: int) -> Observation:
+        c = self.client
+        self.rng = np.random.default_rng(seed)
+        pb.resetSimulation(physicsClientId=c)
+        pb.setGravity(0, 0, -9.81, physicsClientId=c)
+        pb.loadURDF("plane.urdf", physicsClientId=c)
+        self.robot = pb.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=c)
+        for j, q in zip(ARM_JOINTS, HOME[:7]):
+            pb.resetJointState(self.robot, j, q, physicsClientId=c)
+        for j in FINGER_JOINTS:
+            pb.resetJointState(self.robot, j, HOME[7] / 2, physicsClientId=c)
+        cube_xy = np.array([self.rng.uniform(0.4, 0.6), self.rng.uniform(-0.2, 0.2)])
+        while True:
+            target_xy = np.array([self.rng.uniform(0.4, 0.6), self.rng.uniform(-0.2, 0.2)])
+            if np.linalg.norm(target_xy - cube_xy) > 0.12:
+                break
+        self.target_xy = target_xy
+        self.cube = pb.loadURDF("cube_small.urdf", [*cube_xy, CUBE_HALF],
+                                pb.getQuaternionFromEuler([0, 0, self.rng.uniform(-0.6, 0.6)]),
+                                physicsClientId=c)
+        pb.changeVisualShape(self.cube, -1, rgbaColor=[0.9, 0.15, 0.1, 1], physicsClientId=c)
+        pb.changeDynamics(self.cube, -1, lateralFriction=1.5, physicsClientId=c)
+        pad = pb.createVisualShape(pb.GEOM_CYLINDER, radius=0.045, length=0.002,
+                                   rgbaColor=[0.1, 0.8, 0.2, 1], physicsClientId=c)
+        pb.createMultiBody(0, baseVisualShapeIndex=pad, basePosition=[*target_xy, 0.001],
+                           physicsClientId=c)
+        self._command = HOME.copy()
+        self._apply(HOME)
+        self.steps = 0
+        self.score = 0.0
+        self._plan = self._make_plan(cube_xy)
+        return self.observe()
+
+    def joint_state(self) -> np.ndarray:
+        states = pb.getJointStates(self.robot, ARM_JOINTS + FINGER_JOINTS,
+                                   physicsClientId=self.client)
+        q = np.array([s[0] for s in states])
+        return np.concatenate([q[:7], [q[7] + q[8]]])  # gripper as total finger opening
+
+    def render(self) -> np.ndarray:
+        _, _, rgba, _, _ = pb.getCameraImage(
+            self.render_size, self.render_size, self.view, self.proj,
+            renderer=pb.ER_TINY_RENDERER, physicsClientId=self.client)
+        return np.asarray(rgba, dtype=np.uint8).reshape(self.render_size, self.render_size, 4)[..., :3].copy()
+
+    def observe(self) -> Observation:
+        return Observation(image=self.render(), state=self.joint_state())
+
+    def cube_position(self) -> np.ndarray:
+        return np.array(pb.getBasePositionAndOrientation(self.cube, physicsClientId=self.client)[0])
+
+    def is_success(self) -> bool:
+        p = self.cube_position()
+        return bool(np.linalg.norm(p[:2] - self.target_xy) < 0.04 and p[2] < CUBE_HALF + 0.01)
+
+    def _apply(self, target: np.ndarray) -> None:
+        c = self.client
+        pb.setJointMotorControlArray(self.robot, ARM_JOINTS, pb.POSITION_CONTROL,
+                                     targetPositions=target[:7], forces=[87] * 4 + [12] * 3,
+                                     physicsClientId=c)
+        pb.setJointMotorControlArray(self.robot, FINGER_JOINTS, pb.POSITION_CONTROL,
+                                     targetPositions=[target[7] / 2] * 2, forces=[40, 40],
+                                     physicsClientId=c)
+
+    def step(self, action) -> StepResult:
+        target = np.clip(np.asarray(action, dtype=np.float64), JOINT_LOWER, JOINT_UPPER)
+        self._command = target
+        self._apply(target)
+        for _ in range(self.substeps):
+            pb.stepSimulation(physicsClientId=self.client)
+        self.steps += 1
+        success = self.is_success() and self.joint_state()[7] > 0.05  # released on the pad
+        self.score = max(self.score, float(success))
+        return StepResult(self.observe(), float(success), success, success)
+
+    # ------------------------------------------------------------------ expert
+    def _make_plan(self, cube_xy):
+        """Waypoints (ee position, gripper opening, steps to get there)."""
+        above, grasp_z, carry_z = 0.18, 0.015, 0.15
+        cx, cy = cube_xy
+        tx, ty = self.target_xy
+        return [
+            (np.array([cx, cy, above]), 0.08, 12),
+            (np.array([cx, cy, grasp_z]), 0.08, 10),
+            (np.array([cx, cy, grasp_z]), 0.0, 5),
+            (np.array([cx, cy, carry_z]), 0.0, 8),
+            (np.array([tx, ty, carry_z]), 0.0, 14),
+            (np.array([tx, ty, grasp_z + 0.02]), 0.0, 8),
+            (np.array([tx, ty, grasp_z + 0.02]), 0.08, 5),
+            (np.array([tx, ty, above]), 0.08, 8),
+        ]
+
+    def expert_action(self) -> np.ndarray:
+        """Linear interpolation in Cartesian space towards the next waypoint, solved by IK."""
+        c = self.client
+        ee = np.array(pb.getLinkState(self.robot, EE_LINK, physicsClientId=c)[4])
+        if not self._plan:
+            return self._command.copy()
+        goal, grip, n = self._plan[0]
+        if n <= 1:
+            self._plan.pop(0)
+            waypoint = goal
+        else:
+            waypoint = ee + (goal - ee) / n
+            self._plan[0] = (goal, grip, n - 1)
+        q = pb.calculateInverseKinematics(
+            self.robot, EE_LINK, waypoint.tolist(), DOWN,
+            lowerLimits=JOINT_LOWER[:7].tolist(), upperLimits=JOINT_UPPER[:7].tolist(),
+            jointRanges=(JOINT_UPPER[:7] - JOINT_LOWER[:7]).tolist(), restPoses=HOME[:7].tolist(),
+            maxNumIterations=50, physicsClientId=c)
+        return np.clip(np.array([*q[:7], grip]), JOINT_LOWER, JOINT_UPPER)
+
+    def random_action(self, rng: np.random.Generator) -> np.ndarray:
+        return np.clip(self.joint_state() + rng.normal(0, 0.1, 8), JOINT_LOWER, JOINT_UPPER)
+
+    def close(self) -> None:
+        if self.client is not None and pb.isConnected(self.client):
+            pb.disconnect(self.client)

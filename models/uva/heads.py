@@ -1,0 +1,161 @@
+"""The two light diffusion heads that decode UVA's joint latent.
+
+* `VideoDiffusionHead`: denoises each future-frame token from its own latent vector (per-token
+  MLP with AdaLN, as MAR's DiffLoss).
+* `ActionDiffusionHead`: pools each future frame's latent grid with a small conv stack, maps the
+  frame features to the action steps by interpolation, and denoises the whole action chunk with an
+  MLP-AdaLN. At control time only this head runs.
+
+Noise schedules come from diffusers: DDPM (cosine) for training, DDIM for few-step sampling.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from einops import rearrange, repeat
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer diffusion timesteps."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class AdaLNResBlock(nn.Module):
+    """Residual MLP block whose LayerNorm shift/scale/gate come from the condition."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+        nn.init.zeros_(self.modulation[-1].weight)
+        nn.init.zeros_(self.modulation[-1].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.modulation(cond).chunk(3, dim=-1)
+        return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
+
+
+class AdaLNDenoiser(nn.Module):
+    """MLP-AdaLN noise predictor: (noisy x, timestep, condition) -> predicted noise."""
+
+    def __init__(self, target_dim: int, cond_dim: int, width: int, depth: int):
+        super().__init__()
+        self.width = width
+        self.input_proj = nn.Linear(target_dim, width)
+        self.time_embed = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.cond_embed = nn.Linear(cond_dim, width)
+        self.blocks = nn.ModuleList(AdaLNResBlock(width) for _ in range(depth))
+        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.output_proj = nn.Linear(width, target_dim)
+        nn.init.zeros_(self.final_modulation[-1].weight)
+        nn.init.zeros_(self.final_modulation[-1].bias)
+        nn.init.zeros_(self.output_proj.weight)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        c = self.time_embed(timestep_embedding(t, self.width)) + self.cond_embed(cond)
+        h = self.input_proj(x)
+        for block in self.blocks:
+            h = block(h, c)
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        return self.output_proj(self.final_norm(h) * (1 + scale) + shift)
+
+
+class DiffusionSampler:
+    """Wraps the diffusers schedulers shared by both heads (no hand-written schedules)."""
+
+    def __init__(self, train_steps: int, inference_steps: int):
+        self.train_scheduler = DDPMScheduler(
+            num_train_timesteps=train_steps,
+            beta_schedule="squaredcos_cap_v2",
+            prediction_type="epsilon",
+            clip_sample=False,
+        )
+        self.sample_scheduler = DDIMScheduler.from_config(self.train_scheduler.config)
+        self.inference_steps = inference_steps
+
+    def training_loss(self, denoiser: AdaLNDenoiser, target: torch.Tensor, cond: torch.Tensor,
+                      repeats: int) -> torch.Tensor:
+        """Epsilon-prediction MSE, drawing `repeats` noise levels per target (MAR's trick)."""
+        target = repeat(target, "n d -> (r n) d", r=repeats)
+        cond = repeat(cond, "n c -> (r n) c", r=repeats)
+        noise = torch.randn_like(target)
+        t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (target.shape[0],),
+                          device=target.device)
+        noisy = self.train_scheduler.add_noise(target, noise, t)
+        return F.mse_loss(denoiser(noisy, t, cond), noise)
+
+    @torch.no_grad()
+    def sample(self, denoiser: AdaLNDenoiser, cond: torch.Tensor, target_dim: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        scheduler = DDIMScheduler.from_config(self.sample_scheduler.config)
+        scheduler.set_timesteps(self.inference_steps, device=cond.device)
+        x = torch.randn(cond.shape[0], target_dim, generator=generator, device="cpu").to(cond)
+        for t in scheduler.timesteps:
+            t_batch = t.expand(cond.shape[0]).to(cond.device)
+            eps = denoiser(x, t_batch, cond)
+            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        return x
+
+
+class VideoDiffusionHead(nn.Module):
+    def __init__(self, token_dim: int, z_dim: int, width: int, depth: int, train_steps: int,
+                 inference_steps: int):
+        super().__init__()
+        self.token_dim = token_dim
+        self.denoiser = AdaLNDenoiser(token_dim, z_dim, width, depth)
+        self.diffusion = DiffusionSampler(train_steps, inference_steps)
+
+    def loss(self, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, repeats: int):
+        """z, target: (B, N, .); mask (B, N) with 1 = token to predict. Loss on masked tokens."""
+        keep = mask.reshape(-1).bool()
+        z = rearrange(z, "b n c -> (b n) c")[keep]
+        target = rearrange(target, "b n d -> (b n) d")[keep]
+        return self.diffusion.training_loss(self.denoiser, target, z, repeats)
+
+    def sample(self, z: torch.Tensor, generator=None) -> torch.Tensor:
+        """z: (M, z_dim) -> tokens (M, token_dim)."""
+        return self.diffusion.sample(self.denoiser, z, self.token_dim, generator)
+
+
+class ActionDiffusionHead(nn.Module):
+    def __init__(self, z_dim: int, grid_size: int, n_frames: int, horizon: int, action_dim: int,
+                 conv_channels: int, width: int, depth: int, train_steps: int,
+                 inference_steps: int):
+        super().__init__()
+        self.grid_size, self.n_frames, self.horizon, self.action_dim = (
+            grid_size, n_frames, horizon, action_dim)
+        self.frame_conv = nn.Sequential(
+            nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.frame_fc = nn.Linear(conv_channels, conv_channels)
+        self.denoiser = AdaLNDenoiser(horizon * action_dim, horizon * conv_channels, width, depth)
+        self.diffusion = DiffusionSampler(train_steps, inference_steps)
+
+    def condition(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, F*S, C) -> flat per-action-step condition (B, horizon * conv_channels)."""
+        grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=self.n_frames, h=self.grid_size)
+        per_frame = self.frame_fc(self.frame_conv(grid).flatten(1))
+        per_frame = rearrange(per_frame, "(b f) c -> b c f", f=self.n_frames)
+        per_step = F.interpolate(per_frame, size=self.horizon, mode="linear", align_corners=True)
+        return rearrange(per_step, "b c h -> b (h c)")
+
+    def loss(self, z: torch.Tensor, actions: torch.Tensor, repeats: int) -> torch.Tensor:
+        target = rearrange(actions, "b h a -> b (h a)")
+        return self.diffusion.training_loss(self.denoiser, target, self.condition(z), repeats)
+
+    def sample(self, z: torch.Tensor, generator=None) -> torch.Tensor:
+        flat = self.diffusion.sample(self.denoiser, self.condition(z),
+                                     self.horizon * self.action_dim, generator)
+        return rearrange(flat, "b (h a) -> b h a", h=self.horizon)

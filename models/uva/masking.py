@@ -1,0 +1,71 @@
+"""Masking law and the five UVA task modes.
+
+Each mode decides which inputs the transformer sees and which heads are supervised (as in the
+reference implementation):
+
+| mode               | future frames in      | history in | actions in | losses         |
+|--------------------|-----------------------|------------|------------|----------------|
+| video_model        | randomly masked       | yes        | no         | video          |
+| dynamic_model      | randomly masked       | yes        | yes        | video          |
+| policy_model       | all masked            | yes        | no         | action         |
+| inverse_model      | all visible           | no         | no         | action         |
+| full_dynamic_model | randomly masked       | yes        | no         | video + action |
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .config import TASK_MODES
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    future_masking: str  # "random" | "all" | "none"
+    use_history: bool
+    use_actions: bool
+    video_loss: bool
+    action_loss: bool
+
+
+MODE_SPECS = {
+    "video_model": ModeSpec("random", True, False, True, False),
+    "dynamic_model": ModeSpec("random", True, True, True, False),
+    "policy_model": ModeSpec("all", True, False, False, True),
+    "inverse_model": ModeSpec("none", False, False, False, True),
+    "full_dynamic_model": ModeSpec("random", True, False, True, True),
+}
+assert set(MODE_SPECS) == set(TASK_MODES)
+
+
+class MaskRatioLaw:
+    """Mask ratio ~ normal(1.0, std) truncated to [ratio_min, 1.0] (MAR/UVA)."""
+
+    def __init__(self, ratio_min: float, std: float):
+        self.dist = stats.truncnorm((ratio_min - 1.0) / std, 0.0, loc=1.0, scale=std)
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(self.dist.rvs(random_state=rng))
+
+
+def random_future_mask(batch: int, n_frames: int, tokens_per_frame: int, ratio: float,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, F*S) mask, 1 = hidden. One spatial mask per sample, shared by all future frames."""
+    n_masked = int(np.ceil(tokens_per_frame * ratio))
+    order = torch.argsort(torch.rand(batch, tokens_per_frame, generator=generator), dim=1)
+    spatial = torch.zeros(batch, tokens_per_frame)
+    spatial.scatter_(1, order[:, :n_masked], 1.0)
+    return spatial.repeat(1, n_frames)
+
+
+def mode_mask(mode: str, batch: int, n_frames: int, tokens_per_frame: int, ratio: float,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    spec = MODE_SPECS[mode]
+    if spec.future_masking == "all":
+        return torch.ones(batch, n_frames * tokens_per_frame)
+    if spec.future_masking == "none":
+        return torch.zeros(batch, n_frames * tokens_per_frame)
+    return random_future_mask(batch, n_frames, tokens_per_frame, ratio, generator)

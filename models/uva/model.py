@@ -1,0 +1,145 @@
+"""UVA: one transformer over a joint video-action latent, decoded by two diffusion heads.
+
+Inputs are per-token fused as in the reference: for every latent-pixel token of future frame i,
+concatenate [future token (or a learned mask latent), the same token of history frame i (or the
+mask latent), the latent of the action covering that token (or a learned null action), the history
+frame's proprio] and project to the model width. Learned temporal + spatial position embeddings,
+then a bidirectional encoder and decoder (MAR-style); the decoder output `z` is the joint latent.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange, repeat
+
+from .config import UVAConfig
+from .heads import ActionDiffusionHead, VideoDiffusionHead
+from .masking import MODE_SPECS, MaskRatioLaw, mode_mask
+from .vae import build_vae
+
+
+def _stack(cfg: UVAConfig, depth: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        d_model=cfg.width, nhead=cfg.num_heads, dim_feedforward=int(cfg.width * cfg.mlp_ratio),
+        dropout=cfg.dropout, activation="gelu", batch_first=True, norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(cfg.width),
+                                 enable_nested_tensor=False)
+
+
+class UVAModel(nn.Module):
+    def __init__(self, cfg: UVAConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.vae = build_vae(cfg)
+        self.vae.requires_grad_(False)  # trained in its own stage, frozen here
+        # token fusion
+        self.future_proj = nn.Linear(cfg.token_dim, w)
+        self.history_proj = nn.Linear(cfg.token_dim, w)
+        self.action_proj = nn.Linear(cfg.action_dim, w)
+        self.proprio_proj = nn.Linear(cfg.proprio_dim, w)
+        self.mask_latent = nn.Parameter(torch.randn(w) * 0.02)
+        self.null_action_latent = nn.Parameter(torch.randn(w) * 0.02)
+        self.null_proprio_latent = nn.Parameter(torch.randn(w) * 0.02)
+        self.fuse = nn.Linear(4 * w, w)
+        self.fuse_norm = nn.LayerNorm(w)
+        self.temporal_pos = nn.Parameter(torch.randn(cfg.n_frames, w) * 0.02)
+        self.spatial_pos = nn.Parameter(torch.randn(cfg.tokens_per_frame, w) * 0.02)
+        # MAR-style encoder / decoder
+        self.encoder = _stack(cfg, cfg.encoder_depth)
+        self.decoder_embed = nn.Linear(w, w)
+        self.decoder_temporal_pos = nn.Parameter(torch.randn(cfg.n_frames, w) * 0.02)
+        self.decoder_spatial_pos = nn.Parameter(torch.randn(cfg.tokens_per_frame, w) * 0.02)
+        self.decoder = _stack(cfg, cfg.decoder_depth)
+        # heads
+        self.video_head = VideoDiffusionHead(
+            cfg.token_dim, w, cfg.video_head_width, cfg.video_head_depth,
+            cfg.train_diffusion_steps, cfg.video_inference_steps)
+        self.action_head = ActionDiffusionHead(
+            w, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
+            cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
+            cfg.train_diffusion_steps, cfg.action_inference_steps)
+        self.mask_law = MaskRatioLaw(cfg.mask_ratio_min, cfg.mask_ratio_std)
+
+    # ------------------------------------------------------------------ tokens
+    def tokenize(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, F, C, h, w) scaled VAE latents -> (B, F*S, token_dim) (MAR patchify)."""
+        p = self.cfg.patch_size
+        return rearrange(latents, "b f c (h p) (w q) -> b (f h w) (c p q)", p=p, q=p)
+
+    def untokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+        cfg, p = self.cfg, self.cfg.patch_size
+        return rearrange(tokens, "b (f h w) (c p q) -> b f c (h p) (w q)", f=cfg.n_frames,
+                         h=cfg.grid_size, p=p, q=p)
+
+    # ------------------------------------------------------------------ backbone
+    def joint_latent(self, history_tokens: torch.Tensor | None, future_tokens: torch.Tensor | None,
+                     mask: torch.Tensor, actions: torch.Tensor | None,
+                     proprio: torch.Tensor | None) -> torch.Tensor:
+        """Fuse inputs per token and run encoder + decoder.
+
+        history_tokens / future_tokens: (B, N, token_dim) or None (replaced by the mask latent);
+        mask: (B, N), 1 = future token hidden; actions: (B, horizon, action_dim) normalised, or None
+        (null action latent); proprio: (B, F, proprio_dim) normalised, or None (null latent: proprio
+        belongs to the history, which inverse dynamics does not see). Returns z (B, N, width).
+        """
+        cfg = self.cfg
+        B, N = mask.shape
+        mask_tok = self.mask_latent.expand(B, N, -1)
+        if future_tokens is None:
+            future = mask_tok
+        else:
+            future = torch.where(mask.unsqueeze(-1).bool(), mask_tok, self.future_proj(future_tokens))
+        history = mask_tok if history_tokens is None else self.history_proj(history_tokens)
+        if actions is None:
+            action_lat = self.null_action_latent.expand(B, N, -1)
+        else:
+            action_lat = self.action_proj(actions).repeat_interleave(N // cfg.horizon, dim=1)
+        if proprio is None:
+            proprio_lat = self.null_proprio_latent.expand(B, N, -1)
+        else:
+            proprio_lat = repeat(self.proprio_proj(proprio), "b f c -> b (f s) c",
+                                 s=cfg.tokens_per_frame)
+        x = self.fuse(torch.cat([future, history, action_lat, proprio_lat], dim=-1))
+        pos = (self.temporal_pos[:, None] + self.spatial_pos[None]).reshape(N, -1)
+        x = self.encoder(self.fuse_norm(x + pos))
+        dec_pos = (self.decoder_temporal_pos[:, None] + self.decoder_spatial_pos[None]).reshape(N, -1)
+        return self.decoder(self.decoder_embed(x) + dec_pos)
+
+    # ------------------------------------------------------------------ training
+    def mode_inputs(self, mode: str, batch: dict, mask: torch.Tensor) -> torch.Tensor:
+        spec = MODE_SPECS[mode]
+        hist = self.tokenize(batch["history_latents"])
+        fut = self.tokenize(batch["future_latents"])
+        return self.joint_latent(
+            hist if spec.use_history else None,
+            None if spec.future_masking == "all" else fut,
+            mask,
+            batch["actions"] if spec.use_actions else None,
+            batch["proprio"] if spec.use_history else None,
+        )
+
+    def loss(self, batch: dict, mode: str, mask_ratio: float,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Loss of one task mode on a batch of cached latents.
+
+        batch: history_latents/future_latents (B, F, C, h, w) scaled; actions (B, H, A) and
+        proprio (B, F, P) normalised to [-1, 1]. `mask_ratio` comes from `mask_law` (drawn by the
+        trainer so its RNG state is checkpointed).
+        """
+        cfg, spec = self.cfg, MODE_SPECS[mode]
+        B = batch["actions"].shape[0]
+        mask = mode_mask(mode, B, cfg.n_frames, cfg.tokens_per_frame, mask_ratio,
+                         generator).to(batch["actions"].device)
+        z = self.mode_inputs(mode, batch, mask)
+        total = z.new_zeros(())
+        parts = {}
+        if spec.video_loss:
+            target = self.tokenize(batch["future_latents"])
+            parts["video"] = self.video_head.loss(z, target, mask, cfg.diffusion_batch_mul)
+            total = total + parts["video"]
+        if spec.action_loss:
+            parts["action"] = self.action_head.loss(z, batch["actions"], cfg.diffusion_batch_mul)
+            total = total + parts["action"]
+        return total, {k: v.item() for k, v in parts.items()}

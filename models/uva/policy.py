@@ -1,0 +1,163 @@
+"""Inference API over a trained UVA checkpoint: policy, forward dynamics / video, inverse dynamics.
+
+`predict_action` is what runs at control time: one encoder+decoder pass with every future token
+masked, then the action head only (the video head never runs). VAE latents of past frames are
+cached by frame content, so a new control step encodes only its newest frame.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import UVAConfig
+from .model import UVAModel
+from .normalizer import MinMaxNormalizer
+from .vae import decode_latents, encode_frames
+
+
+class UVAPolicy:
+    def __init__(self, model: UVAModel, cfg: UVAConfig, normalizers: dict[str, MinMaxNormalizer],
+                 device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.action_norm = normalizers["action"]
+        self.proprio_norm = normalizers["proprio"]
+        self._latent_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.cache_capacity = 4 * cfg.n_frames
+        self.frames_encoded = 0  # counts VAE encodes; lets callers verify the cache works
+
+    # ------------------------------------------------------------------ validation
+    def _check_frames(self, images, name: str) -> np.ndarray:
+        cfg = self.cfg
+        images = np.asarray(images)
+        want = (cfg.n_frames, cfg.image_size, cfg.image_size, 3)
+        if images.shape != want:
+            raise ValueError(
+                f"{name}: expected shape {want} (frames oldest->newest, HxWx3 RGB), got "
+                f"{images.shape}; resize to {cfg.image_size}x{cfg.image_size} RGB first")
+        if images.dtype != np.uint8:
+            raise ValueError(f"{name}: expected uint8 RGB pixels, got dtype {images.dtype}")
+        return images
+
+    def _check_state(self, state) -> np.ndarray:
+        cfg = self.cfg
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (cfg.n_frames, cfg.proprio_dim):
+            raise ValueError(f"obs['state']: expected shape {(cfg.n_frames, cfg.proprio_dim)}, "
+                             f"got {state.shape}")
+        if not np.isfinite(state).all():
+            raise ValueError("obs['state']: contains NaN or inf")
+        return state
+
+    def _check_obs(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(obs, dict) or "image" not in obs or "state" not in obs:
+            raise ValueError("obs must be a dict with 'image' and 'state'")
+        return self._check_frames(obs["image"], "obs['image']"), self._check_state(obs["state"])
+
+    def _check_actions(self, actions) -> np.ndarray:
+        cfg = self.cfg
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (cfg.horizon, cfg.action_dim):
+            raise ValueError(f"actions: expected shape {(cfg.horizon, cfg.action_dim)}, "
+                             f"got {actions.shape}")
+        if not np.isfinite(actions).all():
+            raise ValueError("actions: contains NaN or inf")
+        return actions
+
+    # ------------------------------------------------------------------ encoding
+    def reset(self) -> None:
+        self._latent_cache.clear()
+
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """(F, H, W, 3) uint8 -> (1, F, C, h, w) latents, reusing cached frames."""
+        keys = [hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest()
+                for f in images]
+        todo = [i for i, k in enumerate(keys) if k not in self._latent_cache]
+        if todo:
+            fresh = encode_frames(self.model.vae,
+                                  torch.from_numpy(images[todo]).to(self.device),
+                                  self.cfg.latent_scale)
+            self.frames_encoded += len(todo)
+            for i, lat in zip(todo, fresh):
+                self._latent_cache[keys[i]] = lat
+        for k in keys:
+            self._latent_cache.move_to_end(k)
+        while len(self._latent_cache) > self.cache_capacity:
+            self._latent_cache.popitem(last=False)
+        return torch.stack([self._latent_cache[k] for k in keys])[None]
+
+    def _proprio(self, state: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.proprio_norm.normalize(state), dtype=torch.float32,
+                               device=self.device)[None]
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        return None if seed is None else torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------------ API
+    @torch.no_grad()
+    def predict_action(self, obs: dict, seed: int | None = None) -> np.ndarray:
+        """obs: {'image': (F, S, S, 3) uint8 oldest->newest, 'state': (F, proprio_dim)}.
+        Returns the action chunk (horizon, action_dim) in environment units."""
+        images, state = self._check_obs(obs)
+        cfg, m = self.cfg, self.model
+        hist = m.tokenize(self.encode(images))
+        mask = torch.ones(1, cfg.n_frames * cfg.tokens_per_frame, device=self.device)
+        z = m.joint_latent(hist, None, mask, None, self._proprio(state))
+        actions = m.action_head.sample(z, self._generator(seed))[0]
+        return self.action_norm.unnormalize(actions.double().cpu().numpy())
+
+    @torch.no_grad()
+    def predict_video(self, obs: dict, actions=None, seed: int | None = None) -> np.ndarray:
+        """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking. With `actions` (the chunk
+        in environment units) this is forward dynamics; without, video generation."""
+        images, state = self._check_obs(obs)
+        cfg, m = self.cfg, self.model
+        norm_actions = None
+        if actions is not None:
+            norm_actions = torch.as_tensor(
+                self.action_norm.normalize(self._check_actions(actions)), dtype=torch.float32,
+                device=self.device)[None]
+        gen = self._generator(seed)
+        hist = m.tokenize(self.encode(images))
+        S, F = cfg.tokens_per_frame, cfg.n_frames
+        tokens = torch.zeros_like(hist)
+        order = torch.randperm(S, generator=gen).to(self.device)
+        n_masked = S
+        for it in range(cfg.video_unmask_iterations):
+            ratio = math.cos(math.pi / 2 * (it + 1) / cfg.video_unmask_iterations)
+            n_next = 0 if it == cfg.video_unmask_iterations - 1 else max(1, int(S * ratio))
+            n_next = min(n_next, n_masked - 1)
+            spatial_mask = torch.zeros(S, device=self.device)
+            spatial_mask[order[:n_masked]] = 1
+            mask = spatial_mask.repeat(F)[None]
+            z = m.joint_latent(hist, tokens, mask, norm_actions, self._proprio(state))
+            reveal = order[n_next:n_masked]
+            token_idx = (torch.arange(F, device=self.device)[:, None] * S + reveal[None]).reshape(-1)
+            tokens[0, token_idx] = m.video_head.sample(z[0, token_idx], gen)
+            n_masked = n_next
+        latents = m.untokenize(tokens)[0]
+        return decode_latents(m.vae, latents, cfg.latent_scale).cpu().numpy()
+
+    @torch.no_grad()
+    def inverse_dynamics(self, frames, seed: int | None = None) -> np.ndarray:
+        """frames: the F frames reached after each group of `actions_per_frame` actions,
+        (F, S, S, 3) uint8. Returns the actions (horizon, action_dim) that led there."""
+        frames = self._check_frames(frames, "frames")
+        cfg, m = self.cfg, self.model
+        fut = m.tokenize(self.encode(frames))
+        mask = torch.zeros(1, cfg.n_frames * cfg.tokens_per_frame, device=self.device)
+        z = m.joint_latent(None, fut, mask, None, None)
+        actions = m.action_head.sample(z, self._generator(seed))[0]
+        return self.action_norm.unnormalize(actions.double().cpu().numpy())
+
+
+def load_policy(path, device: str = "cpu") -> UVAPolicy:
+    """Load a checkpoint directory; raises CheckpointError naming the bad file."""
+    model, cfg, normalizers, _ = load_checkpoint(path, device)
+    return UVAPolicy(model, cfg, normalizers, device)
