@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
-from einops import rearrange, repeat
+from einops import rearrange
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -83,16 +83,27 @@ class DiffusionSampler:
         self.sample_scheduler = DDIMScheduler.from_config(self.train_scheduler.config)
         self.inference_steps = inference_steps
 
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator | None, device):
+        """Timesteps and noise for `shape` (leading dims: repeats, batch, ...).
+
+        Drawn on the CPU from `generator` for the *global* batch, so data-parallel ranks that
+        slice their part get exactly the noise a single process would use."""
+        t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, shape[:-1],
+                          generator=generator)
+        noise = torch.randn(shape, generator=generator)
+        return t.to(device), noise.to(device)
+
     def training_loss(self, denoiser: AdaLNDenoiser, target: torch.Tensor, cond: torch.Tensor,
-                      repeats: int) -> torch.Tensor:
-        """Epsilon-prediction MSE, drawing `repeats` noise levels per target (MAR's trick)."""
-        target = repeat(target, "n d -> (r n) d", r=repeats)
-        cond = repeat(cond, "n c -> (r n) c", r=repeats)
-        noise = torch.randn_like(target)
-        t = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (target.shape[0],),
-                          device=target.device)
-        noisy = self.train_scheduler.add_noise(target, noise, t)
-        return F.mse_loss(denoiser(noisy, t, cond), noise)
+                      t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Epsilon-prediction MSE. target/cond (B, ..., D); t/noise carry a leading repeats dim
+        (several noise levels per target per step, MAR's trick)."""
+        r = t.shape[0]
+        target = target.unsqueeze(0).expand(r, *target.shape)
+        cond = cond.unsqueeze(0).expand(r, *cond.shape)
+        noisy = self.train_scheduler.add_noise(target.reshape(-1, target.shape[-1]),
+                                               noise.reshape(-1, noise.shape[-1]), t.reshape(-1))
+        pred = denoiser(noisy, t.reshape(-1), cond.reshape(-1, cond.shape[-1]))
+        return F.mse_loss(pred, noise.reshape(-1, noise.shape[-1]))
 
     @torch.no_grad()
     def sample(self, denoiser: AdaLNDenoiser, cond: torch.Tensor, target_dim: int,
@@ -115,12 +126,20 @@ class VideoDiffusionHead(nn.Module):
         self.denoiser = AdaLNDenoiser(token_dim, z_dim, width, depth)
         self.diffusion = DiffusionSampler(train_steps, inference_steps)
 
-    def loss(self, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, repeats: int):
-        """z, target: (B, N, .); mask (B, N) with 1 = token to predict. Loss on masked tokens."""
-        keep = mask.reshape(-1).bool()
-        z = rearrange(z, "b n c -> (b n) c")[keep]
-        target = rearrange(target, "b n d -> (b n) d")[keep]
-        return self.diffusion.training_loss(self.denoiser, target, z, repeats)
+    def loss(self, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, repeats: int,
+             generator=None, batch_slice: slice = slice(None), global_batch: int | None = None):
+        """z, target: (B, N, .); mask (B, N) with 1 = token to predict (every sample hides the
+        same number of tokens). Loss on the hidden tokens only. Noise is drawn for the global
+        batch and sliced (see DiffusionSampler.draw)."""
+        B = z.shape[0]
+        n_hidden = int(mask[0].sum().item())
+        idx = mask.bool().nonzero()[:, 1].reshape(B, n_hidden)
+        z = torch.gather(z, 1, idx[..., None].expand(-1, -1, z.shape[-1]))
+        target = torch.gather(target, 1, idx[..., None].expand(-1, -1, target.shape[-1]))
+        t, noise = self.diffusion.draw((repeats, global_batch or B, n_hidden, self.token_dim),
+                                       generator, z.device)
+        return self.diffusion.training_loss(self.denoiser, target, z, t[:, batch_slice],
+                                            noise[:, batch_slice])
 
     def sample(self, z: torch.Tensor, generator=None) -> torch.Tensor:
         """z: (M, z_dim) -> tokens (M, token_dim)."""
@@ -151,9 +170,13 @@ class ActionDiffusionHead(nn.Module):
         per_step = F.interpolate(per_frame, size=self.horizon, mode="linear", align_corners=True)
         return rearrange(per_step, "b c h -> b (h c)")
 
-    def loss(self, z: torch.Tensor, actions: torch.Tensor, repeats: int) -> torch.Tensor:
+    def loss(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
+             batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
         target = rearrange(actions, "b h a -> b (h a)")
-        return self.diffusion.training_loss(self.denoiser, target, self.condition(z), repeats)
+        t, noise = self.diffusion.draw((repeats, global_batch or z.shape[0], target.shape[-1]),
+                                       generator, z.device)
+        return self.diffusion.training_loss(self.denoiser, target, self.condition(z),
+                                            t[:, batch_slice], noise[:, batch_slice])
 
     def sample(self, z: torch.Tensor, generator=None) -> torch.Tensor:
         flat = self.diffusion.sample(self.denoiser, self.condition(z),

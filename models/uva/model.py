@@ -120,26 +120,32 @@ class UVAModel(nn.Module):
             batch["proprio"] if spec.use_history else None,
         )
 
-    def loss(self, batch: dict, mode: str, mask_ratio: float,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """Loss of one task mode on a batch of cached latents.
+    def forward(self, batch: dict, mode: str, mask_ratio: float,
+                generator: torch.Generator | None = None, batch_slice: slice = slice(None),
+                global_batch: int | None = None) -> tuple[torch.Tensor, dict]:
+        """Loss of one task mode on a batch of cached latents (forward() so DDP can wrap it).
 
         batch: history_latents/future_latents (B, F, C, h, w) scaled; actions (B, H, A) and
-        proprio (B, F, P) normalised to [-1, 1]. `mask_ratio` comes from `mask_law` (drawn by the
-        trainer so its RNG state is checkpointed).
+        proprio (B, F, P) normalised to [-1, 1]. `mask_ratio` comes from `mask_law`. All noise
+        and masks are drawn from `generator` for `global_batch` samples and `batch_slice` of them
+        is used, so data-parallel ranks reproduce a single-process step exactly.
         """
         cfg, spec = self.cfg, MODE_SPECS[mode]
         B = batch["actions"].shape[0]
-        mask = mode_mask(mode, B, cfg.n_frames, cfg.tokens_per_frame, mask_ratio,
-                         generator).to(batch["actions"].device)
+        global_batch = global_batch or B
+        mask = mode_mask(mode, global_batch, cfg.n_frames, cfg.tokens_per_frame, mask_ratio,
+                         generator)[batch_slice].to(batch["actions"].device)
         z = self.mode_inputs(mode, batch, mask)
         total = z.new_zeros(())
         parts = {}
+        noise_args = dict(generator=generator, batch_slice=batch_slice, global_batch=global_batch)
         if spec.video_loss:
             target = self.tokenize(batch["future_latents"])
-            parts["video"] = self.video_head.loss(z, target, mask, cfg.diffusion_batch_mul)
+            parts["video"] = self.video_head.loss(z, target, mask, cfg.diffusion_batch_mul,
+                                                  **noise_args)
             total = total + parts["video"]
         if spec.action_loss:
-            parts["action"] = self.action_head.loss(z, batch["actions"], cfg.diffusion_batch_mul)
+            parts["action"] = self.action_head.loss(z, batch["actions"], cfg.diffusion_batch_mul,
+                                                    **noise_args)
             total = total + parts["action"]
         return total, {k: v.item() for k, v in parts.items()}

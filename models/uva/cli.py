@@ -1,0 +1,134 @@
+"""`uva` command line: collect, train, eval, bench, replay-eval. Each verb writes JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError, atomic_write_json
+from .data import DatasetError
+
+
+def _threads(n: int | None) -> None:
+    import torch
+    if n:
+        torch.set_num_threads(n)
+
+
+def cmd_collect(a) -> dict:
+    from .data import collect
+    summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
+                      keep_failures=a.keep_failures, seed=a.seed)
+    atomic_write_json(Path(str(a.out) + ".json"), summary)
+    return summary
+
+
+def cmd_train(a) -> dict:
+    from .train import TrainArgs, train
+    overrides = json.loads(a.config) if a.config else {}
+    steps = {"vae": a.vae_steps, "video": a.video_steps, "joint": a.joint_steps}
+    args = TrainArgs(data=a.data, out=a.out, stage=a.stage, steps=steps, batch_size=a.batch_size,
+                     lr=a.lr, ckpt_every=a.ckpt_every, eval_every=a.eval_every, seed=a.seed,
+                     resume=a.resume, device=a.device, bf16=a.bf16, init=a.init,
+                     modes=a.modes.split(",") if a.modes else None, config_overrides=overrides,
+                     max_minutes=a.max_minutes)
+    return {"stages": train(args)}
+
+
+def cmd_eval(a) -> dict:
+    from .evaluate import evaluate
+    return evaluate(a.ckpt, a.env, a.episodes, a.out, seed=a.seed, device=a.device,
+                    n_gifs=a.gifs, data=a.data, n_action_steps=a.action_steps)
+
+
+def cmd_bench(a) -> dict:
+    from .bench import bench
+    return bench(a.ckpt, a.out, device=a.device, repeats=a.repeats)
+
+
+def cmd_replay_eval(a) -> dict:
+    from .replay import replay_eval
+    return replay_eval(a.bag, a.ckpt, a.out, mode=a.mode, topic_map=a.topics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="uva", description="Unified Video Action model tools")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    c = sub.add_parser("collect", help="roll out the scripted expert into a zarr replay buffer")
+    c.add_argument("--env", required=True)
+    c.add_argument("--episodes", type=int, required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--image-size", type=int, default=64)
+    c.add_argument("--keep-failures", action="store_true")
+    c.add_argument("--seed", type=int, default=0, help="first episode seed")
+    c.set_defaults(fn=cmd_collect)
+
+    t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--stage", default="all", choices=["vae", "video", "joint", "all"])
+    t.add_argument("--vae-steps", type=int, default=1500)
+    t.add_argument("--video-steps", type=int, default=1000)
+    t.add_argument("--joint-steps", type=int, default=4000)
+    t.add_argument("--batch-size", type=int, default=32, help="global batch (split over ranks)")
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--ckpt-every", type=int, default=250)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    t.add_argument("--init", default=None, help="checkpoint to start the stage from")
+    t.add_argument("--modes", default=None,
+                   help="comma-separated task modes for the joint stage (e.g. policy_model for "
+                        "the UVA-action baseline)")
+    t.add_argument("--config", default=None, help="JSON overrides of UVAConfig fields")
+    t.add_argument("--max-minutes", type=float, default=None)
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="closed-loop rollouts + dynamics metrics")
+    e.add_argument("--ckpt", required=True)
+    e.add_argument("--env", required=True)
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--out", required=True)
+    e.add_argument("--seed", type=int, default=100000, help="first evaluation seed")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--gifs", type=int, default=3)
+    e.add_argument("--data", default=None, help="held-out demos for dynamics metrics")
+    e.add_argument("--action-steps", type=int, default=None)
+    e.set_defaults(fn=cmd_eval)
+
+    b = sub.add_parser("bench", help="latency of predict_action vs predict_video")
+    b.add_argument("--ckpt", default=None, help="default: a randomly initialised small model")
+    b.add_argument("--out", default="outputs/bench.json")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--repeats", type=int, default=30)
+    b.set_defaults(fn=cmd_bench)
+
+    r = sub.add_parser("replay-eval", help="evaluate a checkpoint on a rosbag2 recording")
+    r.add_argument("--bag", required=True)
+    r.add_argument("--ckpt", required=True)
+    r.add_argument("--out", default="outputs/replay")
+    r.add_argument("--mode", default="offline", choices=["offline", "realtime"])
+    r.add_argument("--topics", default=None, help="YAML/JSON file mapping topics to inputs")
+    r.set_defaults(fn=cmd_replay_eval)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _threads(args.threads)
+    try:
+        result = args.fn(args)
+    except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"uva {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

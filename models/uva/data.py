@@ -1,0 +1,157 @@
+"""Zarr replay buffer (episodes concatenated + `episode_ends`, as in Diffusion Policy), demo
+collection, and the windowed sample index used for training on cached VAE latents."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm import tqdm
+
+REQUIRED_ARRAYS = ("img", "state", "action", "episode_ends")
+
+
+class DatasetError(ValueError):
+    """A replay buffer is missing, empty, corrupt or does not fit the model."""
+
+
+@dataclass
+class ReplayBuffer:
+    img: np.ndarray  # (N, H, W, 3) uint8
+    state: np.ndarray  # (N, P)
+    action: np.ndarray  # (N, A)
+    episode_ends: np.ndarray  # (E,) exclusive end index of each episode
+    attrs: dict
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_ends)
+
+    def episode_slices(self) -> list[slice]:
+        starts = np.concatenate([[0], self.episode_ends[:-1]])
+        return [slice(int(s), int(e)) for s, e in zip(starts, self.episode_ends)]
+
+
+def write_replay_buffer(path: str | Path, episodes: list[dict], attrs: dict) -> None:
+    """Write episodes (dicts of img/state/action arrays) to a zarr group, via a temp directory
+    renamed into place, so an interrupted write never leaves a half-written dataset."""
+    if not episodes:
+        raise DatasetError("no episodes to write")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = zarr.open_group(str(tmp), mode="w")
+    for key in ("img", "state", "action"):
+        data = np.concatenate([ep[key] for ep in episodes])
+        chunks = (min(len(data), 256),) + data.shape[1:]
+        root.create_array(key, shape=data.shape, dtype=data.dtype, chunks=chunks)[:] = data
+    ends = np.cumsum([len(ep["action"]) for ep in episodes]).astype(np.int64)
+    root.create_array("episode_ends", shape=ends.shape, dtype=ends.dtype)[:] = ends
+    root.attrs.update(attrs)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def read_replay_buffer(path: str | Path) -> ReplayBuffer:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: dataset not found")
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        missing = [k for k in REQUIRED_ARRAYS if k not in root]
+        if missing:
+            raise DatasetError(f"{path}: not a UVA replay buffer, missing arrays {missing}")
+        buf = ReplayBuffer(*(np.asarray(root[k][:]) for k in REQUIRED_ARRAYS),
+                           attrs=dict(root.attrs))
+    except DatasetError:
+        raise
+    except Exception as e:  # zarr raises many types for damaged stores
+        raise DatasetError(f"{path}: cannot read zarr replay buffer ({type(e).__name__}: {e})") from e
+    n = len(buf.action)
+    if n == 0 or buf.n_episodes == 0:
+        raise DatasetError(f"{path}: dataset is empty")
+    if len(buf.img) != n or len(buf.state) != n or buf.episode_ends[-1] != n:
+        raise DatasetError(f"{path}: inconsistent lengths (img {len(buf.img)}, state "
+                           f"{len(buf.state)}, action {n}, episode_ends[-1] {buf.episode_ends[-1]})")
+    if np.any(np.diff(buf.episode_ends) <= 0):
+        raise DatasetError(f"{path}: episode_ends must be strictly increasing")
+    if buf.img.ndim != 4 or buf.img.shape[-1] != 3 or buf.img.dtype != np.uint8:
+        raise DatasetError(f"{path}: img must be (N, H, W, 3) uint8, got {buf.img.shape} {buf.img.dtype}")
+    if not (np.isfinite(buf.state).all() and np.isfinite(buf.action).all()):
+        raise DatasetError(f"{path}: state/action contain NaN or inf")
+    return buf
+
+
+def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 64,
+            keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4) -> dict:
+    """Roll out the scripted expert and save a replay buffer. Returns a summary dict."""
+    from .envs import make_env
+    from .envs.pusht import resize
+
+    env = make_env(env_name)
+    episodes, seeds, outcomes = [], [], []
+    attempt_seed = seed
+    bar = tqdm(total=n_episodes, desc=f"collect {env_name}", unit="ep")
+    try:
+        while len(episodes) < n_episodes and attempt_seed < seed + max_attempts_factor * n_episodes:
+            obs = env.reset(attempt_seed)
+            imgs, states, actions = [], [], []
+            success = False
+            for _ in range(env.max_steps):
+                action = env.expert_action()
+                imgs.append(resize(obs.image, image_size))
+                states.append(obs.state)
+                actions.append(action)
+                res = env.step(action)
+                obs = res.obs
+                if res.done:
+                    success = res.success
+                    break
+            outcomes.append((attempt_seed, success, env.score))
+            if success or keep_failures:
+                episodes.append({"img": np.stack(imgs), "state": np.array(states, np.float32),
+                                 "action": np.array(actions, np.float32)})
+                seeds.append(attempt_seed)
+                bar.update(1)
+            attempt_seed += 1
+    finally:
+        bar.close()
+        env.close()
+    n_success = sum(s for _, s, _ in outcomes)
+    summary = {"env": env_name, "episodes": len(episodes), "attempts": len(outcomes),
+               "expert_success_rate": n_success / max(len(outcomes), 1),
+               "expert_mean_score": float(np.mean([sc for *_, sc in outcomes])) if outcomes else 0.0,
+               "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
+    write_replay_buffer(out, episodes, {"env": env_name, "image_size": image_size,
+                                        "seeds": seeds, "control_hz": env.control_hz})
+    return summary
+
+
+class WindowIndex:
+    """Index arrays of every training window: history frames, future frames and actions.
+
+    Window at step t of an episode [s, e): history frames t-(F-1)k..t (k = actions_per_frame),
+    future frames t+k..t+Fk, actions t..t+Fk-1; indices are clamped to the episode (edge padding,
+    as Diffusion Policy pads).
+    """
+
+    def __init__(self, episode_ends: np.ndarray, n_frames: int, actions_per_frame: int,
+                 episodes: list[int] | None = None):
+        starts = np.concatenate([[0], episode_ends[:-1]])
+        chosen = range(len(episode_ends)) if episodes is None else episodes
+        k, F = actions_per_frame, n_frames
+        hist, fut, act = [], [], []
+        for ep in chosen:
+            s, e = int(starts[ep]), int(episode_ends[ep])
+            t = np.arange(s, e)[:, None]
+            hist.append(np.clip(t + np.arange(-(F - 1), 1)[None] * k, s, e - 1))
+            fut.append(np.clip(t + np.arange(1, F + 1)[None] * k, s, e - 1))
+            act.append(np.clip(t + np.arange(F * k)[None], s, e - 1))
+        self.history = np.concatenate(hist)
+        self.future = np.concatenate(fut)
+        self.actions = np.concatenate(act)
+
+    def __len__(self) -> int:
+        return len(self.history)

@@ -1,0 +1,430 @@
+"""Training: the reference UVA recipe on CPU budgets, and unchanged under torchrun/accelerate.
+
+Stages: `vae` (frame autoencoder, then frozen) -> `video` (video_model only) -> `joint` (all five
+task modes, from the video stage's weights). `all` runs the three in order. Every stage uses AdamW
+(betas 0.9/0.95, wd 0.02), cosine LR with warmup, EMA weights (diffusers EMAModel), validation
+losses per mode, PNG loss curves, and atomic resumable checkpoints.
+
+Resume is exact: every random draw of step k (batch order, task mode, mask ratio, masks, noise,
+dropout) is derived from (seed, k), so a run killed at any moment and resumed from its last
+checkpoint replays no step and skips none. Under a launcher (WORLD_SIZE > 1) each rank takes its
+slice of the same global batch and DDP averages gradients; only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, atomic_write, atomic_write_json, load_checkpoint, save_checkpoint
+from .config import TASK_MODES, UVAConfig
+from .data import DatasetError, WindowIndex, read_replay_buffer
+from .model import UVAModel
+from .normalizer import MinMaxNormalizer
+from .vae import encode_frames, images_to_tensor, psnr, vae_loss
+
+STAGES = ("vae", "video", "joint")
+
+
+@dataclass
+class TrainArgs:
+    data: str
+    out: str
+    stage: str = "all"
+    steps: dict = field(default_factory=lambda: {"vae": 1500, "video": 1000, "joint": 4000})
+    batch_size: int = 32
+    lr: float = 1e-4
+    vae_lr: float = 5e-4
+    weight_decay: float = 0.02
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    ckpt_every: int = 250
+    eval_every: int = 250
+    seed: int = 0
+    resume: bool = False
+    device: str = "cpu"
+    bf16: bool = False
+    init: str | None = None  # checkpoint to start a stage from (default: previous stage's output)
+    modes: list[str] | None = None  # joint-stage task modes (default: all five)
+    config_overrides: dict = field(default_factory=dict)
+    val_fraction: float = 0.05
+    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+
+
+# ---------------------------------------------------------------------------- distributed
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def rank_slice(global_batch: int, info: DistInfo) -> slice:
+    """This rank's part of the global batch (sizes differ by at most one)."""
+    base, extra = divmod(global_batch, info.world)
+    start = info.rank * base + min(info.rank, extra)
+    return slice(start, start + base + (1 if info.rank < extra else 0))
+
+
+# ---------------------------------------------------------------------------- state files
+class RunState:
+    """Resumable checkpoints under <out>/state/step_N/, with an atomically updated pointer."""
+
+    def __init__(self, out: Path, info: DistInfo):
+        self.dir = out / "state"
+        self.info = info
+
+    def latest(self) -> Path | None:
+        pointer = self.dir / "latest.json"
+        if not pointer.is_file():
+            return None
+        path = self.dir / json.loads(pointer.read_text())["dir"]
+        if not path.is_dir():
+            raise CheckpointError(f"{pointer}: points to missing {path}")
+        return path
+
+    def save(self, step: int, model, cfg, normalizers, optimizer, scheduler, ema, extra: dict):
+        if not self.info.is_main:
+            return
+        path = self.dir / f"step_{step:08d}"
+        save_checkpoint(path, model, cfg, normalizers, extra)
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict()}
+        atomic_write(path / "train_state.pt", lambda tmp: torch.save(state, tmp))
+        atomic_write_json(self.dir / "latest.json", {"dir": path.name, "step": step})
+        for old in self.dir.glob("step_*"):
+            if old != path:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- helpers
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def batch_indices(n: int, batch: int, seed: int, step: int) -> np.ndarray:
+    """Global batch of step `step`: consecutive slices of a per-epoch permutation, so every
+    sample is seen once per epoch and the data position is a function of the step alone."""
+    per_epoch = max(n // batch, 1)
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[pos * batch:(pos + 1) * batch] if n >= batch else perm
+
+
+def plot_curves(log_path: Path, png_path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series: dict[str, list] = {}
+    for r in rows:
+        for k, v in r.items():
+            if k.startswith(("train/", "val/")) and isinstance(v, (int, float)):
+                series.setdefault(k, []).append((r["step"], v))
+    for k, pts in sorted(series.items()):
+        xs, ys = zip(*pts)
+        if k.startswith("train/") and len(ys) > 20:  # smooth noisy per-step losses
+            w = max(len(ys) // 50, 5)
+            ys = np.convolve(ys, np.ones(w) / w, mode="valid")
+            xs = xs[w - 1:]
+        ax.plot(xs, ys, label=k, linestyle="--" if k.startswith("val/") else "-")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+# ---------------------------------------------------------------------------- the loop
+def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: TrainArgs,
+              out: Path, info: DistInfo, loss_fn, val_fn, params) -> Path:
+    """Generic resumable loop. loss_fn(module, step, gen, slice) -> (loss, logs)."""
+    total = args.steps[stage]
+    device = torch.device(args.device)
+    optimizer = torch.optim.AdamW(params, lr=args.vae_lr if stage == "vae" else args.lr,
+                                  betas=(0.9, 0.95), weight_decay=args.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, min(args.warmup_steps, total // 10 + 1),
+                                                total)
+    ema = EMAModel(params, decay=args.ema_decay, use_ema_warmup=True)
+    state = RunState(out, info)
+    start = 0
+    latest = state.latest() if args.resume else None
+    if latest is not None:
+        resumed, _, _, _ = load_checkpoint(latest, args.device)
+        model.load_state_dict(resumed.state_dict())
+        ts = torch.load(latest / "train_state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(ts["optimizer"])
+        scheduler.load_state_dict(ts["scheduler"])
+        ema.load_state_dict(ts["ema"])
+        start = ts["step"]
+        if info.is_main:
+            print(f"[{stage}] resumed from {latest} at step {start}", flush=True)
+    elif info.is_main and (out / "log.jsonl").exists():
+        (out / "log.jsonl").unlink()
+    module = model
+    if info.world > 1:
+        module = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    log_path = out / "log.jsonl"
+    extra = {"stage": stage}
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16
+                else nullcontext())
+    t0 = time.time()
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {stage}",
+               disable=not info.is_main)
+    step = start
+    for step in bar:
+        torch.manual_seed(args.seed * 7919 + step * 131 + info.rank)  # dropout, per rank
+        module.train()
+        with autocast:
+            loss, logs = loss_fn(module, step, step_generator(args.seed, step),
+                                 rank_slice(args.batch_size, info))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        ema.step(params)
+        done = step + 1
+        if info.is_main:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            row = {"step": done, "lr": scheduler.get_last_lr()[0],
+                   **{f"train/{k}": v for k, v in logs.items()}}
+            if done % args.eval_every == 0 or done == total:
+                with ema_weights(ema, params):
+                    row.update({f"val/{k}": v for k, v in val_fn(model).items()})
+                tqdm.write(f"[{stage}] step {done}: " + ", ".join(
+                    f"{k}={v:.4f}" for k, v in row.items() if k.startswith("val/")))
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        out_of_time = args.max_minutes is not None and (time.time() - t0) > 60 * args.max_minutes
+        if done % args.ckpt_every == 0 or done == total or out_of_time:
+            state.save(done, model, cfg, normalizers, optimizer, scheduler, ema, extra)
+        if out_of_time:
+            if info.is_main:
+                print(f"[{stage}] stopping at step {done}: --max-minutes reached", flush=True)
+            break
+    bar.close()
+    final = out / "final"
+    if info.is_main:
+        with ema_weights(ema, params):
+            save_checkpoint(final, model, cfg, normalizers,
+                            {**extra, "steps": step + 1 if total > start else start,
+                             "weights": "ema"})
+        plot_curves(log_path, out / "loss_curves.png", f"UVA {stage} stage")
+    if info.world > 1:
+        dist.barrier()
+    return final
+
+
+class ema_weights:
+    """Context manager: temporarily swap EMA weights into the live parameters."""
+
+    def __init__(self, ema: EMAModel, params):
+        self.ema, self.params = ema, list(params)
+
+    def __enter__(self):
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+
+    def __exit__(self, *exc):
+        self.ema.restore(self.params)
+
+
+# ---------------------------------------------------------------------------- stages
+def split_episodes(n_episodes: int, val_fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(n_episodes)
+    n_val = max(1, int(round(n_episodes * val_fraction))) if n_episodes > 1 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist()) or sorted(order.tolist())
+
+
+def train_vae(buf, cfg, normalizers, args, out, info):
+    model = UVAModel(cfg).to(args.device)
+    model.vae.requires_grad_(True)
+    params = list(model.vae.parameters())
+    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction, args.seed)
+    slices = buf.episode_slices()
+    train_frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in train_eps])
+    val_frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in val_eps])
+    val_frames = val_frames[np.linspace(0, len(val_frames) - 1, min(256, len(val_frames))).astype(int)]
+    imgs = torch.from_numpy(buf.img)
+
+    def loss_fn(module, step, gen, part):
+        vae = module.module.vae if hasattr(module, "module") else module.vae
+        idx = train_frames[batch_indices(len(train_frames), args.batch_size, args.seed, step)][part]
+        x = images_to_tensor(imgs[idx]).to(args.device)
+        loss, logs = vae_loss(vae, x, cfg.vae_kl_weight)
+        return loss, {"recon": logs["mse"], "psnr_db": logs["psnr"]}
+
+    @torch.no_grad()
+    def val_fn(m):
+        x = images_to_tensor(imgs[val_frames]).to(args.device)
+        recon = m.vae.decode(m.vae.encode(x).latent_dist.mean).sample
+        return {"psnr_db": psnr(recon, x)}
+
+    final = run_stage("vae", model, cfg, normalizers, args, out, info, loss_fn, val_fn, params)
+    # measure the latent scale on training frames and store it in the stage's final checkpoint
+    model, cfg, normalizers, meta = load_checkpoint(final, args.device)
+    sample = train_frames[np.linspace(0, len(train_frames) - 1, min(2048, len(train_frames))).astype(int)]
+    lat = torch.cat([encode_frames(model.vae, imgs[sample[i:i + 256]].to(args.device), 1.0)
+                     for i in range(0, len(sample), 256)])
+    cfg.latent_scale = float(1.0 / lat.std().clamp_min(1e-6))
+    val_psnr = val_fn(model)["psnr_db"]
+    if info.is_main:
+        save_checkpoint(final, model, cfg, normalizers, {**meta, "val_psnr_db": val_psnr})
+    return final
+
+
+def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Path) -> torch.Tensor:
+    """Encode every frame once with the frozen VAE (cached on disk beside the run)."""
+    if cache.is_file():
+        data = torch.load(cache, weights_only=True)
+        if data.shape[0] == len(buf.img) and data.shape[1] == cfg.vae_latent_channels:
+            return data
+    chunks = []
+    for i in tqdm(range(0, len(buf.img), 512), desc="encode frames"):
+        chunks.append(encode_frames(model.vae, torch.from_numpy(buf.img[i:i + 512]).to(device),
+                                    cfg.latent_scale).cpu())
+    latents = torch.cat(chunks)
+    atomic_write(cache, lambda tmp: torch.save(latents, tmp))
+    return latents
+
+
+def train_transformer(stage, buf, init: Path, args, out, info):
+    model, cfg, normalizers, _ = load_checkpoint(init, args.device)
+    check_dataset_fits(buf, cfg, args.data, init)
+    if stage == "video":
+        cfg.task_weights = {"video_model": 1.0}
+    else:
+        cfg.task_weights = {m: 1.0 for m in (args.modes or TASK_MODES)}
+    model.cfg = cfg
+    model.vae.requires_grad_(False)
+    params = [p for n, p in model.named_parameters() if not n.startswith("vae.")]
+    cache = out.parent / "latents.pt"  # shared by the video and joint stages (same frozen VAE)
+    if info.is_main:
+        latents = encode_dataset(model, buf, cfg, args.device, cache)
+    if info.world > 1:
+        dist.barrier()
+        latents = encode_dataset(model, buf, cfg, args.device, cache)
+    actions = torch.as_tensor(normalizers["action"].normalize(buf.action.astype(np.float64)),
+                              dtype=torch.float32)
+    proprio = torch.as_tensor(normalizers["proprio"].normalize(buf.state.astype(np.float64)),
+                              dtype=torch.float32)
+    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction, args.seed)
+    train_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
+    val_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, val_eps)
+    modes = cfg.active_modes
+    weights = np.array([cfg.task_weights[m] for m in modes], dtype=np.float64)
+    weights /= weights.sum()
+
+    def make_batch(index: WindowIndex, rows: np.ndarray) -> dict:
+        return {"history_latents": latents[index.history[rows]].to(args.device),
+                "future_latents": latents[index.future[rows]].to(args.device),
+                "actions": actions[index.actions[rows]].to(args.device),
+                "proprio": proprio[index.history[rows]].to(args.device)}
+
+    def loss_fn(module, step, gen, part):
+        rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
+        rng = np.random.default_rng([args.seed, step, 1])
+        mode = modes[rng.choice(len(modes), p=weights)]
+        ratio = model.mask_law.sample(rng)
+        loss, logs = module(make_batch(train_idx, rows[part]), mode, ratio, gen, part, len(rows))
+        return loss, {f"{mode}/{k}": v for k, v in logs.items()}
+
+    val_rows = np.linspace(0, len(val_idx) - 1, min(128, len(val_idx))).astype(int)
+
+    @torch.no_grad()
+    def val_fn(m):
+        m.eval()
+        batch = make_batch(val_idx, val_rows)
+        out_logs = {}
+        for mode in modes:
+            loss, _ = m(batch, mode, 0.85, torch.Generator().manual_seed(1234))
+            out_logs[mode] = loss.item()
+        return out_logs
+
+    return run_stage(stage, model, cfg, normalizers, args, out, info, loss_fn, val_fn, params)
+
+
+def check_dataset_fits(buf, cfg: UVAConfig, data_path, ckpt_path) -> None:
+    if buf.action.shape[1] != cfg.action_dim or buf.state.shape[1] != cfg.proprio_dim:
+        raise DatasetError(
+            f"{data_path}: action dim {buf.action.shape[1]} / state dim {buf.state.shape[1]} do "
+            f"not match checkpoint {ckpt_path} (action {cfg.action_dim}, proprio {cfg.proprio_dim})")
+    if buf.img.shape[1] != cfg.image_size:
+        raise DatasetError(f"{data_path}: frames are {buf.img.shape[1]} px, checkpoint "
+                           f"{ckpt_path} expects {cfg.image_size}")
+
+
+def train(args: TrainArgs) -> dict:
+    """Run the requested stage(s); returns {stage: final checkpoint path}."""
+    if args.stage not in STAGES + ("all",):
+        raise ValueError(f"unknown stage '{args.stage}'; choose from {STAGES + ('all',)}")
+    if args.modes:
+        bad = set(args.modes) - set(TASK_MODES)
+        if bad:
+            raise ValueError(f"unknown task modes {sorted(bad)}; valid: {TASK_MODES}")
+    buf = read_replay_buffer(args.data)
+    info = init_distributed(args.device)
+    root = Path(args.out)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    finals: dict[str, str] = {}
+    init = Path(args.init) if args.init else None
+    for stage in stages:
+        out = root / stage
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        if args.resume and (out / "final" / "config.json").is_file() and \
+                json.loads((out / "final" / "config.json").read_text()).get("steps") == args.steps[stage]:
+            finals[stage] = str(out / "final")  # finished before the interruption
+            init = out / "final"
+            continue
+        if stage == "vae":
+            cfg = UVAConfig(image_size=int(buf.img.shape[1]), action_dim=int(buf.action.shape[1]),
+                            proprio_dim=int(buf.state.shape[1]), **args.config_overrides)
+            normalizers = {"action": MinMaxNormalizer.fit(buf.action),
+                           "proprio": MinMaxNormalizer.fit(buf.state)}
+            final = train_vae(buf, cfg, normalizers, args, out, info)
+        else:
+            if init is None:
+                prev = root / STAGES[STAGES.index(stage) - 1] / "final"
+                if not prev.is_dir():
+                    raise CheckpointError(f"stage '{stage}' needs --init or {prev}")
+                init = prev
+            final = train_transformer(stage, buf, init, args, out, info)
+        finals[stage] = str(final)
+        init = final
+    if info.is_main:
+        atomic_write_json(root / "train_summary.json", {"stages": finals, "data": args.data,
+                                                        "world_size": info.world})
+    return finals
