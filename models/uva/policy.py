@@ -109,8 +109,12 @@ class UVAPolicy:
         hist = m.tokenize(self.encode(images))
         mask = torch.ones(1, cfg.n_frames * cfg.tokens_per_frame, device=self.device)
         z = m.joint_latent(hist, None, mask, None, self._proprio(state))
-        actions = m.action_head.sample(z, self._generator(seed))[0]
-        return self.action_norm.unnormalize(actions.double().cpu().numpy())
+        return self._actions_out(m.action_head.sample(z, self._generator(seed))[0])
+
+    def _actions_out(self, normalized: torch.Tensor) -> np.ndarray:
+        """Clip to the demonstrated range ([-1, 1] normalised) before mapping to env units:
+        diffusion samples can overshoot and a policy must never command beyond its data."""
+        return self.action_norm.unnormalize(normalized.clamp(-1, 1).double().cpu().numpy())
 
     @torch.no_grad()
     def predict_video(self, obs: dict, actions=None, seed: int | None = None) -> np.ndarray:
@@ -153,8 +157,7 @@ class UVAPolicy:
         fut = m.tokenize(self.encode(frames))
         mask = torch.zeros(1, cfg.n_frames * cfg.tokens_per_frame, device=self.device)
         z = m.joint_latent(None, fut, mask, None, None)
-        actions = m.action_head.sample(z, self._generator(seed))[0]
-        return self.action_norm.unnormalize(actions.double().cpu().numpy())
+        return self._actions_out(m.action_head.sample(z, self._generator(seed))[0])
 
 
 def load_policy(path, device: str = "cpu") -> UVAPolicy:

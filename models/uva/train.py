@@ -12,6 +12,7 @@ slice of the same global batch and DDP averages gradients; only rank 0 writes fi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -305,18 +306,29 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     return final
 
 
+def vae_digest(model: UVAModel, cfg: UVAConfig) -> str:
+    """Identifies the frozen VAE + latent scale, so a stale latent cache is never reused."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.vae.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    h.update(repr(cfg.latent_scale).encode())
+    return h.hexdigest()
+
+
 def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Path) -> torch.Tensor:
     """Encode every frame once with the frozen VAE (cached on disk beside the run)."""
+    digest = vae_digest(model, cfg)
     if cache.is_file():
-        data = torch.load(cache, weights_only=True)
-        if data.shape[0] == len(buf.img) and data.shape[1] == cfg.vae_latent_channels:
-            return data
+        data = torch.load(cache, weights_only=False)
+        if data.get("vae") == digest and len(data["latents"]) == len(buf.img):
+            return data["latents"]
     chunks = []
     for i in tqdm(range(0, len(buf.img), 512), desc="encode frames"):
         chunks.append(encode_frames(model.vae, torch.from_numpy(buf.img[i:i + 512]).to(device),
                                     cfg.latent_scale).cpu())
     latents = torch.cat(chunks)
-    atomic_write(cache, lambda tmp: torch.save(latents, tmp))
+    atomic_write(cache, lambda tmp: torch.save({"vae": digest, "latents": latents}, tmp))
     return latents
 
 

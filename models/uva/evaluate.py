@@ -1,0 +1,144 @@
+"""Closed-loop evaluation in simulation, plus forward/inverse dynamics metrics on held-out demos."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+from tqdm import tqdm
+
+from .checkpoint import atomic_write_json
+from .data import WindowIndex, read_replay_buffer
+from .policy import UVAPolicy, load_policy
+from .vae import psnr as _psnr_t
+
+
+class ObservationHistory:
+    """Keeps the frames/states of an episode and builds the model's strided history window,
+    padding with the first observation at the episode start (as training windows are padded)."""
+
+    def __init__(self, n_frames: int, stride: int, image_size: int):
+        self.n_frames, self.stride, self.image_size = n_frames, stride, image_size
+        self.images: list[np.ndarray] = []
+        self.states: list[np.ndarray] = []
+
+    def append(self, image: np.ndarray, state: np.ndarray) -> None:
+        from .envs.pusht import resize
+        self.images.append(resize(image, self.image_size))
+        self.states.append(np.asarray(state, np.float64))
+        keep = (self.n_frames - 1) * self.stride + 1
+        del self.images[:-keep], self.states[:-keep]
+
+    def window(self) -> dict:
+        last = len(self.images) - 1
+        idx = [max(last - (self.n_frames - 1 - i) * self.stride, 0) for i in range(self.n_frames)]
+        return {"image": np.stack([self.images[i] for i in idx]),
+                "state": np.stack([self.states[i] for i in idx])}
+
+
+def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
+    import torch
+    to = lambda a: torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0)
+    return _psnr_t(to(pred), to(target))
+
+
+def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool = False):
+    cfg = policy.cfg
+    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size)
+    policy.reset()
+    obs = env.reset(seed)
+    history.append(obs.image, obs.state)
+    frames, latencies, success = [], [], False
+    predicted = None
+    for step in range(env.max_steps):
+        if step % n_action_steps == 0:
+            window = history.window()
+            t0 = time.perf_counter()
+            chunk = policy.predict_action(window)
+            latencies.append(time.perf_counter() - t0)
+            if record:
+                predicted = policy.predict_video(window, actions=chunk, seed=seed)
+        if record:
+            k = step % n_action_steps
+            pred = predicted[min(k // cfg.actions_per_frame, cfg.n_frames - 1)]
+            frames.append(np.concatenate([history.images[-1], pred], axis=1))
+        res = env.step(chunk[step % n_action_steps])
+        history.append(res.obs.image, res.obs.state)
+        if res.done:
+            success = res.success
+            break
+    return {"seed": seed, "score": env.score, "success": bool(success), "steps": step + 1,
+            "latency_s": latencies}, frames
+
+
+def write_gif(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
+    from PIL import Image
+    big = [np.asarray(Image.fromarray(f).resize((f.shape[1] * 3, f.shape[0] * 3), Image.NEAREST))
+           for f in frames]
+    imageio.mimsave(path, big, duration=1000 / fps, loop=0)
+
+
+def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: int = 0) -> dict:
+    """Forward dynamics (predicted vs real future frames, PSNR) against copy-last-frame, and
+    inverse dynamics action error, on the last 10% of episodes of a replay buffer."""
+    cfg = policy.cfg
+    buf = read_replay_buffer(data)
+    n_ep = buf.n_episodes
+    held = list(range(max(n_ep - max(n_ep // 10, 1), 0), n_ep))
+    index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, held)
+    rows = np.random.default_rng(seed).choice(len(index), min(n_windows, len(index)), replace=False)
+    fwd, copy, inv_err, inv_err_norm = [], [], [], []
+    for r in tqdm(rows, desc="dynamics metrics"):
+        obs = {"image": buf.img[index.history[r]], "state": buf.state[index.history[r]]}
+        actions = buf.action[index.actions[r]].astype(np.float64)
+        future = buf.img[index.future[r]]
+        policy.reset()
+        pred = policy.predict_video(obs, actions=actions, seed=int(r))
+        fwd.append(psnr_uint8(pred, future))
+        copy.append(psnr_uint8(np.repeat(obs["image"][-1:], cfg.n_frames, 0), future))
+        inv = policy.inverse_dynamics(future, seed=int(r))
+        inv_err.append(np.abs(inv - actions).mean())
+        inv_err_norm.append(np.abs(policy.action_norm.normalize(inv)
+                                   - policy.action_norm.normalize(actions)).mean())
+    return {"windows": len(rows), "forward_dynamics_psnr_db": float(np.mean(fwd)),
+            "copy_last_frame_psnr_db": float(np.mean(copy)),
+            "inverse_dynamics_mae": float(np.mean(inv_err)),
+            "inverse_dynamics_mae_normalized": float(np.mean(inv_err_norm))}
+
+
+def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 100000,
+             device: str = "cpu", n_gifs: int = 3, data: str | None = None,
+             n_action_steps: int | None = None) -> dict:
+    from .envs import make_env
+
+    policy = load_policy(ckpt, device)
+    env = make_env(env_name)
+    if (env.action_dim, env.proprio_dim) != (policy.cfg.action_dim, policy.cfg.proprio_dim):
+        raise ValueError(f"checkpoint {ckpt} has action/proprio dims "
+                         f"{policy.cfg.action_dim}/{policy.cfg.proprio_dim}, env '{env_name}' "
+                         f"needs {env.action_dim}/{env.proprio_dim}")
+    n_exec = n_action_steps or policy.cfg.n_action_steps
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i in tqdm(range(episodes), desc=f"eval {env_name}", unit="ep"):
+        res, frames = rollout(policy, env, seed + i, n_exec, record=i < n_gifs)
+        if frames:
+            write_gif(out_dir / f"episode_{seed + i}.gif", frames)
+        results.append(res)
+    env.close()
+    lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000
+    summary = {
+        "ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
+        "n_action_steps": n_exec,
+        "score": float(np.mean([r["score"] for r in results])),
+        "success_rate": float(np.mean([r["success"] for r in results])),
+        "predict_action_ms_p50": float(np.percentile(lat, 50)),
+        "predict_action_ms_p95": float(np.percentile(lat, 95)),
+        "per_episode": results,
+    }
+    if data:
+        summary["dynamics"] = dynamics_metrics(policy, data)
+    atomic_write_json(out_dir / "eval.json", summary)
+    return summary
