@@ -1,8 +1,8 @@
 """Franka Panda tabletop pick-and-place in pybullet (the shipped `franka_panda/panda.urdf`).
 
 Observation: a fixed camera that sees the arm, the cube and the target pad, plus 7 arm joint
-positions and the gripper opening. Action: absolute joint-position targets (7 arm + gripper
-opening), the same command a joint trajectory controller on a real Franka takes.
+positions and the finger joint position (per finger, 0-0.04 m, as franka_ros2 reports
+`fr3_finger_joint1`). Action: absolute joint-position targets (7 arm + finger), the same command a joint trajectory controller on a real Franka takes.
 A scripted IK expert picks the cube and places it on the randomly placed target.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ ARM_JOINTS = list(range(7))
 FINGER_JOINTS = [9, 10]
 EE_LINK = 11
 JOINT_LOWER = np.array([-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671, 0.0])
-JOINT_UPPER = np.array([2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.08])
-HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.08])
+JOINT_UPPER = np.array([2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.04])
+HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.04])
 TABLE_Z = 0.0
 CUBE_HALF = 0.025
 DOWN = pb.getQuaternionFromEuler([np.pi, 0.0, 0.0])
@@ -54,7 +54,7 @@ class PandaEnv:
         for j, q in zip(ARM_JOINTS, HOME[:7]):
             pb.resetJointState(self.robot, j, q, physicsClientId=c)
         for j in FINGER_JOINTS:
-            pb.resetJointState(self.robot, j, HOME[7] / 2, physicsClientId=c)
+            pb.resetJointState(self.robot, j, HOME[7], physicsClientId=c)
         cube_xy = np.array([self.rng.uniform(0.4, 0.6), self.rng.uniform(-0.2, 0.2)])
         while True:
             target_xy = np.array([self.rng.uniform(0.4, 0.6), self.rng.uniform(-0.2, 0.2)])
@@ -81,7 +81,7 @@ class PandaEnv:
         states = pb.getJointStates(self.robot, ARM_JOINTS + FINGER_JOINTS,
                                    physicsClientId=self.client)
         q = np.array([s[0] for s in states])
-        return np.concatenate([q[:7], [q[7] + q[8]]])  # gripper as total finger opening
+        return q[:8]  # 7 arm joints + finger joint 1 (the fingers are mirrored)
 
     def render(self) -> np.ndarray:
         _, _, rgba, _, _ = pb.getCameraImage(
@@ -105,7 +105,7 @@ class PandaEnv:
                                      targetPositions=target[:7], forces=[87] * 4 + [12] * 3,
                                      physicsClientId=c)
         pb.setJointMotorControlArray(self.robot, FINGER_JOINTS, pb.POSITION_CONTROL,
-                                     targetPositions=[target[7] / 2] * 2, forces=[40, 40],
+                                     targetPositions=[target[7]] * 2, forces=[40, 40],
                                      physicsClientId=c)
 
     def step(self, action) -> StepResult:
@@ -115,7 +115,7 @@ class PandaEnv:
         for _ in range(self.substeps):
             pb.stepSimulation(physicsClientId=self.client)
         self.steps += 1
-        success = self.is_success() and self.joint_state()[7] > 0.05  # released on the pad
+        success = self.is_success() and self.joint_state()[7] > 0.025  # released on the pad
         self.score = max(self.score, float(success))
         return StepResult(self.observe(), float(success), success, success)
 
@@ -126,14 +126,14 @@ class PandaEnv:
         cx, cy = cube_xy
         tx, ty = self.target_xy
         return [
-            (np.array([cx, cy, above]), 0.08, 12),
-            (np.array([cx, cy, grasp_z]), 0.08, 10),
+            (np.array([cx, cy, above]), 0.04, 12),
+            (np.array([cx, cy, grasp_z]), 0.04, 10),
             (np.array([cx, cy, grasp_z]), 0.0, 5),
             (np.array([cx, cy, carry_z]), 0.0, 8),
             (np.array([tx, ty, carry_z]), 0.0, 14),
             (np.array([tx, ty, grasp_z + 0.02]), 0.0, 8),
-            (np.array([tx, ty, grasp_z + 0.02]), 0.08, 5),
-            (np.array([tx, ty, above]), 0.08, 8),
+            (np.array([tx, ty, grasp_z + 0.02]), 0.04, 5),
+            (np.array([tx, ty, above]), 0.04, 8),
         ]
 
     def expert_action(self) -> np.ndarray:

@@ -1,0 +1,24 @@
+from glob import glob
+
+from setuptools import setup
+
+package_name = "uva_bringup"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=[package_name],
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="UVA team",
+    maintainer_email="uva@example.org",
+    description="Launch files and parameters wiring the UVA nodes to a Franka (real or simulated)",
+    license="Apache-2.0",
+)

@@ -1,0 +1,237 @@
+"""UVA policy node: RGB image topics + /joint_states in, joint trajectory chunks out.
+
+A thin adapter over `uva`: messages are converted to arrays, the observation history is aligned
+by timestamp on a fixed-rate control timer (uva.control), `predict_action` runs on a worker
+thread (never the video head, never blocking callbacks), and every command passes the safety
+filter. On missing, stale or malformed input nothing new is published (the controller holds the
+last trajectory) and the reason is reported once per second in the log and on ~/status.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from uva_msgs.msg import ActionChunk, PolicyStatus
+
+from uva.control import SafetyFilter, StampedBuffer, align_history, schedule_chunk
+
+from .conversions import ImageError, image_to_rgb, joint_positions, stamp_to_sec, tile_cameras
+
+FRANKA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
+FRANKA_LOWER = [-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159, 0.0]
+FRANKA_UPPER = [2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159, 0.08]
+
+PARAMETERS = {
+    "checkpoint": "",
+    "device": "cpu",
+    "image_topics": ["/camera/color/image_raw"],
+    "joint_states_topic": "/joint_states",
+    "joint_names": FRANKA_JOINTS,
+    "joint_lower_limits": FRANKA_LOWER,
+    "joint_upper_limits": FRANKA_UPPER,
+    "max_joint_step": 0.15,  # rad (or m for the gripper) per control step
+    "control_rate_hz": 10.0,
+    "max_obs_age_s": 0.5,
+    "sync_slop_s": 0.05,
+    "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default
+    "blend_steps": 2,
+    "torch_threads": 1,
+}
+
+
+def declare_all(node: Node, params: dict) -> None:
+    for name, default in params.items():
+        node.declare_parameter(name, default)
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy_node")
+        declare_all(self, PARAMETERS)
+        p = lambda n: self.get_parameter(n).value
+        self.joint_names = list(p("joint_names"))
+        self.rate = float(p("control_rate_hz"))
+        self.dt = 1.0 / self.rate
+        self.max_age = float(p("max_obs_age_s"))
+        self.slop = float(p("sync_slop_s"))
+        self.blend_steps = int(p("blend_steps"))
+        self.safety = SafetyFilter(p("joint_lower_limits"), p("joint_upper_limits"),
+                                   p("max_joint_step"))
+        self.status = PolicyStatus()
+        self._reason, self._last_log = "", 0.0
+        self._lock = threading.Lock()
+        self.policy = None
+        self._load_policy(p("checkpoint"), p("device"), int(p("torch_threads")))
+        n_exec = int(p("n_action_steps"))
+        self.n_exec = n_exec if n_exec > 0 else (self.policy.cfg.n_action_steps if self.policy else 8)
+        topics = list(p("image_topics"))
+        self.image_buffers = [StampedBuffer() for _ in topics]
+        self.state_buffer = StampedBuffer()
+        self._input_error = ""
+        for i, topic in enumerate(topics):
+            self.create_subscription(Image, topic, lambda m, i=i: self._on_image(i, m),
+                                     qos_profile_sensor_data)
+        self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
+        self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)
+        self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
+        self._worker: threading.Thread | None = None
+        self._ticks_since_plan = 10**9
+        self._prev_chunk, self._prev_start = None, None
+        self.create_timer(self.dt, self._tick)
+
+    # ------------------------------------------------------------------ setup
+    def _load_policy(self, path: str, device: str, threads: int) -> None:
+        import torch
+        from uva import CheckpointError, load_policy
+        torch.set_num_threads(max(threads, 1))
+        try:
+            if not path:
+                raise CheckpointError("parameter 'checkpoint' is empty")
+            self.policy = load_policy(path, device)
+            self.get_logger().info(f"loaded UVA checkpoint {path} on {device}")
+        except CheckpointError as e:
+            self.policy = None
+            self._hold(f"no usable checkpoint: {e}")
+            return
+        if self.policy.cfg.action_dim != len(self.joint_names):
+            self._hold(f"checkpoint action_dim {self.policy.cfg.action_dim} != "
+                       f"{len(self.joint_names)} joint_names")
+            self.policy = None
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_image(self, index: int, msg: Image) -> None:
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageError as e:
+            with self._lock:
+                self._input_error = f"camera {index}: {e}"
+                self.image_buffers[index].clear()
+            return
+        with self._lock:
+            err = self.image_buffers[index].push(stamp_to_sec(msg.header.stamp), rgb)
+            if err:
+                self.image_buffers[index].clear()
+                self._input_error = f"camera {index}: {err}"
+            elif index == 0:
+                self._input_error = "" if self._input_error.startswith("camera") else self._input_error
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            q = joint_positions(msg, self.joint_names)
+        except ValueError as e:
+            with self._lock:
+                self._input_error = f"joint_states: {e}"
+            return
+        with self._lock:
+            err = self.state_buffer.push(stamp_to_sec(msg.header.stamp), q)
+            if err:
+                self.state_buffer.clear()
+                self._input_error = f"joint_states: {err}"
+            elif self._input_error.startswith("joint_states"):
+                self._input_error = ""
+
+    # ------------------------------------------------------------------ control tick
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _hold(self, reason: str) -> None:
+        self.status.state = PolicyStatus.HOLD
+        self.status.reason = reason
+        self.status.ticks_held += 1
+        now = time.monotonic()
+        if reason != self._reason or now - self._last_log > 1.0:
+            self.get_logger().warning(f"HOLD: {reason}")
+            self._reason, self._last_log = reason, now
+
+    def _tick(self) -> None:
+        now = self._now()
+        self._ticks_since_plan += 1
+        with self._lock:
+            error = self._input_error
+            obs, reason = (None, error) if error else align_history(
+                self.image_buffers, self.state_buffer, now,
+                self.policy.cfg.n_frames if self.policy else 1,
+                (self.policy.cfg.actions_per_frame if self.policy else 1) * self.dt,
+                self.slop, self.max_age)
+        if self.policy is None:
+            self._hold(self.status.reason or "no policy loaded")
+        elif obs is None:
+            self._hold(reason)
+            self._prev_chunk = None  # after a hold, start the next chunk from the measured state
+        else:
+            self.status.observation_age_s = float(obs.age_s)
+            busy = self._worker is not None and self._worker.is_alive()
+            if not busy and self._ticks_since_plan >= self.n_exec:
+                self._ticks_since_plan = 0
+                self._worker = threading.Thread(target=self._infer, args=(obs,), daemon=True)
+                self._worker.start()
+        self.status.header.stamp = self.get_clock().now().to_msg()
+        self.status_pub.publish(self.status)
+
+    def _infer(self, obs) -> None:
+        cfg = self.policy.cfg
+        try:
+            from uva.envs.pusht import resize
+            images = np.stack([resize(tile_cameras(cams), cfg.image_size) for cams in obs.images])
+            t0 = time.perf_counter()
+            chunk = self.policy.predict_action({"image": images, "state": obs.states})
+            self.status.inference_latency_s = time.perf_counter() - t0
+            now = self._now()
+            steps, first, start = schedule_chunk(chunk, obs.stamp, now, self.dt,
+                                                 self._prev_chunk, self._prev_start,
+                                                 self.blend_steps)
+            safe = self.safety.apply(steps, obs.states[-1])
+        except ValueError as e:
+            self._hold(f"rejected observation or action: {e}")
+            return
+        self._prev_chunk, self._prev_start = safe, start
+        self._publish(safe, first, obs.stamp, start, now, chunk.shape[1])
+        self.status.state = PolicyStatus.RUNNING
+        self.status.reason = ""
+        self.status.chunks_published += 1
+
+    def _publish(self, steps: np.ndarray, first: int, obs_stamp: float, start: float,
+                 now: float, action_dim: int) -> None:
+        traj = JointTrajectory()
+        traj.header.stamp = self.get_clock().now().to_msg()
+        traj.joint_names = self.joint_names
+        for j, q in enumerate(steps):
+            pt = JointTrajectoryPoint()
+            pt.positions = [float(v) for v in q]
+            offset = max(start + j * self.dt - now, 0.0) + 1e-3 * j  # strictly increasing
+            pt.time_from_start = Duration(sec=int(offset), nanosec=int((offset % 1) * 1e9))
+            traj.points.append(pt)
+        self.traj_pub.publish(traj)
+        msg = ActionChunk()
+        msg.header.stamp = rclpy.time.Time(seconds=obs_stamp).to_msg()
+        msg.joint_names = self.joint_names
+        msg.dt = float(self.dt)
+        msg.horizon = int(len(steps))
+        msg.action_dim = int(action_dim)
+        msg.data = steps.astype(np.float32).ravel().tolist()
+        msg.first_step = int(first)
+        self.chunk_pub.publish(msg)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = PolicyNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""UVA video node: predicted future frames for rviz, and a what-if service.
+
+At a low rate it runs forward dynamics (the video head) for the current observation and the
+latest action chunk from the policy node, and publishes a horizontal strip on
+/uva/predicted_frames: the real current frame first, then each predicted frame, labelled with its
+index and seconds ahead. ~/predict_future answers the same for a caller's candidate chunk.
+"""
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from uva_msgs.msg import ActionChunk
+from uva_msgs.srv import PredictFuture
+
+from uva.control import StampedBuffer, align_history
+
+from .conversions import ImageError, image_to_rgb, joint_positions, rgb_to_image, stamp_to_sec, tile_cameras
+from .policy_node import FRANKA_JOINTS, declare_all
+
+PARAMETERS = {
+    "checkpoint": "",
+    "device": "cpu",
+    "image_topics": ["/camera/color/image_raw"],
+    "joint_states_topic": "/joint_states",
+    "joint_names": FRANKA_JOINTS,
+    "publish_rate_hz": 2.0,
+    "control_rate_hz": 10.0,
+    "max_obs_age_s": 1.0,
+    "sync_slop_s": 0.05,
+    "tile_scale": 2,
+    "torch_threads": 1,
+}
+
+
+def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[float],
+                scale: int = 2) -> np.ndarray:
+    """[current | pred 1 | ... | pred K], each tile upscaled and labelled, rgb8."""
+    tiles = []
+    labels = ["now"] + [f"+{s:.1f}s #{i + 1}" for i, s in enumerate(seconds_ahead)]
+    for k, frame in enumerate([current, *predicted]):
+        tile = cv2.resize(frame, (frame.shape[1] * scale, frame.shape[0] * scale),
+                          interpolation=cv2.INTER_NEAREST)
+        cv2.rectangle(tile, (0, 0), (tile.shape[1] - 1, 13), (0, 0, 0), -1)
+        cv2.putText(tile, labels[k], (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                    (255, 255, 0) if k == 0 else (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    return np.concatenate(tiles, axis=1)
+
+
+class VideoNode(Node):
+    def __init__(self):
+        super().__init__("video_node")
+        declare_all(self, PARAMETERS)
+        p = lambda n: self.get_parameter(n).value
+        from uva import CheckpointError, load_policy
+        import torch
+        torch.set_num_threads(max(int(p("torch_threads")), 1))
+        self.joint_names = list(p("joint_names"))
+        self.dt = 1.0 / float(p("control_rate_hz"))
+        self.max_age, self.slop, self.scale = float(p("max_obs_age_s")), float(p("sync_slop_s")), int(p("tile_scale"))
+        try:
+            self.policy = load_policy(p("checkpoint"), p("device"))
+        except CheckpointError as e:
+            self.policy = None
+            self.get_logger().error(f"no usable checkpoint, not predicting: {e}")
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        topics = list(p("image_topics"))
+        self.image_buffers = [StampedBuffer() for _ in topics]
+        self.state_buffer = StampedBuffer()
+        self.latest_chunk: np.ndarray | None = None
+        for i, topic in enumerate(topics):
+            self.create_subscription(Image, topic, lambda m, i=i: self._on_image(i, m),
+                                     qos_profile_sensor_data)
+        self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
+        self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
+        self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
+        self.create_service(PredictFuture, "~/predict_future", self._on_predict_future)
+        self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
+        self._busy = False
+
+    def _on_image(self, i, msg):
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageError as e:
+            self.get_logger().warning(f"camera {i}: {e}", throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            if self.image_buffers[i].push(stamp_to_sec(msg.header.stamp), rgb):
+                self.image_buffers[i].clear()
+
+    def _on_joints(self, msg):
+        try:
+            q = joint_positions(msg, self.joint_names)
+        except ValueError:
+            return
+        with self._lock:
+            if self.state_buffer.push(stamp_to_sec(msg.header.stamp), q):
+                self.state_buffer.clear()
+
+    def _on_chunk(self, msg: ActionChunk):
+        if msg.action_dim == 0 or len(msg.data) != msg.horizon * msg.action_dim:
+            return
+        with self._lock:
+            self.latest_chunk = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
+
+    def _observation(self):
+        cfg = self.policy.cfg
+        now = self.get_clock().now().nanoseconds * 1e-9
+        with self._lock:
+            obs, reason = align_history(self.image_buffers, self.state_buffer, now, cfg.n_frames,
+                                        cfg.actions_per_frame * self.dt, self.slop, self.max_age)
+        if obs is None:
+            return None, None, reason
+        from uva.envs.pusht import resize
+        images = np.stack([resize(tile_cameras(c), cfg.image_size) for c in obs.images])
+        return {"image": images, "state": obs.states}, obs, ""
+
+    def _fit_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        """Pad (repeat last) or cut a chunk to the model's horizon."""
+        h = self.policy.cfg.horizon
+        if len(chunk) >= h:
+            return chunk[:h]
+        return np.concatenate([chunk, np.repeat(chunk[-1:], h - len(chunk), 0)])
+
+    def _predict_strip(self, obs, chunk):
+        cfg = self.policy.cfg
+        with self._model_lock:
+            frames = self.policy.predict_video(obs, actions=chunk)
+        ahead = [(i + 1) * cfg.actions_per_frame * self.dt for i in range(cfg.n_frames)]
+        return label_strip(obs["image"][-1], frames, ahead, self.scale), ahead
+
+    def _tick(self):
+        if self.policy is None or self._busy:
+            return
+        obs, aligned, reason = self._observation()
+        with self._lock:
+            chunk = self.latest_chunk
+        if obs is None or chunk is None:
+            return
+        self._busy = True
+        threading.Thread(target=self._run, args=(obs, aligned, chunk), daemon=True).start()
+
+    def _run(self, obs, aligned, chunk):
+        try:
+            strip, _ = self._predict_strip(obs, self._fit_chunk(chunk))
+            self.pub.publish(rgb_to_image(strip, rclpy.time.Time(seconds=aligned.stamp).to_msg(),
+                                          "uva_predicted_frames"))
+        except ValueError as e:
+            self.get_logger().warning(f"prediction skipped: {e}", throttle_duration_sec=1.0)
+        finally:
+            self._busy = False
+
+    def _on_predict_future(self, request, response):
+        if self.policy is None:
+            response.success, response.message = False, "no checkpoint loaded"
+            return response
+        obs, _, reason = self._observation()
+        if obs is None:
+            response.success, response.message = False, f"no current observation: {reason}"
+            return response
+        n = request.horizon * request.action_dim
+        if request.action_dim != self.policy.cfg.action_dim or n == 0 or len(request.actions) != n:
+            response.success = False
+            response.message = (f"actions must be horizon x {self.policy.cfg.action_dim} "
+                                f"(got {request.horizon}x{request.action_dim}, {len(request.actions)} values)")
+            return response
+        chunk = np.asarray(request.actions, dtype=np.float64).reshape(request.horizon, request.action_dim)
+        try:
+            strip, ahead = self._predict_strip(obs, self._fit_chunk(chunk))
+        except ValueError as e:
+            response.success, response.message = False, str(e)
+            return response
+        response.frames = rgb_to_image(strip, self.get_clock().now().to_msg(), "uva_predicted_frames")
+        response.seconds_ahead = [float(a) for a in ahead]
+        response.success, response.message = True, "ok"
+        return response
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = VideoNode()
+    executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Simulated Franka: publishes /joint_states (fr3_joint1..7 + fingers) and a camera, executes
+JointTrajectory commands at the controller rate, and reports task success.
+
+Stands in for franka_ros2 + a RealSense on this machine; the policy node cannot tell the
+difference from the topics. Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
+`episode_steps` run out, with seeds from `first_seed` upwards.
+"""
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, Int32
+from trajectory_msgs.msg import JointTrajectory
+
+from uva.envs.panda import PandaEnv
+
+ARM = [f"fr3_joint{i}" for i in range(1, 8)]
+FINGERS = ["fr3_finger_joint1", "fr3_finger_joint2"]
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("franka_sim")
+        self.declare_parameter("controller_rate_hz", 10.0)
+        self.declare_parameter("camera_size", 96)
+        self.declare_parameter("first_seed", 100000)
+        self.declare_parameter("episode_steps", PandaEnv.max_steps)
+        self.declare_parameter("trajectory_topic", "/fr3_arm_controller/joint_trajectory")
+        p = lambda n: self.get_parameter(n).value
+        self.env = PandaEnv(render_size=int(p("camera_size")))
+        self.seed = int(p("first_seed"))
+        self.episode_steps = int(p("episode_steps"))
+        self.joint_pub = self.create_publisher(JointState, "/joint_states", 10)
+        self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", 10)
+        self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", 10)
+        self.success_pub = self.create_publisher(Bool, "/franka_sim/task_success", 10)
+        self.episode_pub = self.create_publisher(Int32, "/franka_sim/episode", 10)
+        self.create_subscription(JointTrajectory, p("trajectory_topic"), self._on_trajectory, 10)
+        self.create_subscription(Bool, "/franka_sim/reset", lambda m: self._reset(), 10)
+        self.points: list[tuple[float, np.ndarray]] = []
+        self._reset()
+        self.create_timer(1.0 / float(p("controller_rate_hz")), self._step)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _reset(self):
+        obs = self.env.reset(self.seed)
+        self.episode_seed = self.seed
+        self.seed += 1
+        self.steps = 0
+        self.points = []
+        self.hold = obs.state.copy()
+        self.episode_pub.publish(Int32(data=self.episode_seed))
+        self._publish(obs)
+
+    def _on_trajectory(self, msg: JointTrajectory):
+        names = list(msg.joint_names)
+        want = ARM + FINGERS[:1]
+        if any(n not in names for n in want):
+            self.get_logger().warning(f"trajectory joints {names} do not cover {want}; ignored")
+            return
+        order = [names.index(n) for n in want]
+        t0 = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or self._now()
+        points = []
+        for pt in msg.points:
+            q = np.array([pt.positions[i] for i in order])
+            if not np.isfinite(q).all():
+                self.get_logger().error("non-finite trajectory point; trajectory ignored")
+                return
+            points.append((t0 + pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9, q))
+        self.points = points  # a new trajectory replaces the old one (as ros2_control does)
+
+    def _target(self, now: float) -> np.ndarray:
+        """Latest point whose time has come (the controller holds the last one)."""
+        due = [q for t, q in self.points if t <= now + 1e-3]
+        if due:
+            self.hold = due[-1]
+        return self.hold
+
+    def _step(self):
+        res = self.env.step(self._target(self._now()))
+        self.steps += 1
+        self._publish(res.obs)
+        self.success_pub.publish(Bool(data=bool(res.success)))
+        if res.done or self.steps >= self.episode_steps:
+            self._reset()
+
+    def _publish(self, obs):
+        stamp = self.get_clock().now().to_msg()
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = ARM + FINGERS
+        js.position = [float(v) for v in obs.state[:7]] + [float(obs.state[7])] * 2
+        self.joint_pub.publish(js)
+        img = Image()
+        img.header.stamp = stamp
+        img.header.frame_id = "camera_color_optical_frame"
+        img.height, img.width = obs.image.shape[:2]
+        img.encoding = "rgb8"
+        img.step = img.width * 3
+        img.data = obs.image.tobytes()
+        self.image_pub.publish(img)
+        info = CameraInfo()
+        info.header = img.header
+        info.height, info.width = img.height, img.width
+        self.info_pub.publish(info)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = SimNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.env.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
