@@ -193,10 +193,10 @@ class PolicyNode(Node):
             self._hold(f"rejected observation or action: {e}")
             return
         self._prev_chunk, self._prev_start = safe, start
-        self._publish(safe, first, obs.stamp, start, now, chunk.shape[1])
         self.status.state = PolicyStatus.RUNNING
         self.status.reason = ""
         self.status.chunks_published += 1
+        self._publish(safe, first, obs.stamp, start, now, chunk.shape[1])
 
     def _publish(self, steps: np.ndarray, first: int, obs_stamp: float, start: float,
                  now: float, action_dim: int) -> None:

@@ -1,0 +1,80 @@
+"""Helpers for tests over real DDS: node processes, a test node, unique domain per run."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+PANDA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
+PANDA_LOWER = [-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671, 0.0]
+PANDA_UPPER = [2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.04]
+HOME = [0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.04]
+
+
+def isolate_dds() -> None:
+    """A unique ROS_DOMAIN_ID per test session, discovery on loopback only."""
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
+def start_node(module: str, name: str, params: dict, remaps: dict | None = None,
+               log_path=None) -> subprocess.Popen:
+    argv = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
+    for k, v in params.items():
+        if isinstance(v, list):
+            v = "[" + ",".join(f'"{x}"' if isinstance(x, str) else repr(float(x)) for x in v) + "]"
+        argv += ["-p", f"{k}:={v}"]
+    for a, b in (remaps or {}).items():
+        argv += ["-r", f"{a}:={b}"]
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def spin_until(executor, predicate, timeout: float, step=None) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if step:
+            step()
+        executor.spin_once(timeout_sec=0.02)
+        if predicate():
+            return True
+    return predicate()
+
+
+def make_image(node, size=96, encoding="rgb8", stamp=None, seed=0):
+    from sensor_msgs.msg import Image
+    rng = np.random.default_rng(seed)
+    ch = {"mono8": 1, "rgba8": 4, "bgra8": 4}.get(encoding, 3)
+    if encoding == "16UC1":
+        ch = 2
+    arr = rng.integers(0, 255, (size, size, ch), dtype=np.uint8)
+    msg = Image()
+    msg.header.stamp = stamp or node.get_clock().now().to_msg()
+    msg.height = msg.width = size
+    msg.encoding = encoding
+    msg.step = size * ch
+    msg.data = arr.tobytes()
+    return msg
+
+
+def make_joints(node, q, names=PANDA_JOINTS, stamp=None):
+    from sensor_msgs.msg import JointState
+    msg = JointState()
+    msg.header.stamp = stamp or node.get_clock().now().to_msg()
+    msg.name = list(names)
+    msg.position = [float(v) for v in q]
+    return msg

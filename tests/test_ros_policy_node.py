@@ -1,0 +1,189 @@
+"""policy_node over real DDS: well-formed trajectories, and every bad-input case holds safely."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from ros_helpers import (HOME, PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER, isolate_dds, make_image,
+                         make_joints, spin_until, start_node, stop)
+
+isolate_dds()
+
+
+@pytest.fixture(scope="module")
+def panda_ckpt(tmp_path_factory):
+    from conftest import TINY
+    from uva import UVAConfig
+    from uva.bench import random_checkpoint
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    from uva.normalizer import MinMaxNormalizer
+    path = tmp_path_factory.mktemp("panda") / "ckpt"
+    cfg = UVAConfig(action_dim=8, proprio_dim=8, **TINY)
+    random_checkpoint(path, cfg)
+    model, cfg, _, _ = load_checkpoint(path)
+    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER)) for k in ("action", "proprio")}
+    save_checkpoint(path, model, cfg, norms)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ros():
+    rclpy.init()
+    node = rclpy.create_node("uva_test_driver")
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    yield node, executor
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+class Harness:
+    def __init__(self, node, executor):
+        from trajectory_msgs.msg import JointTrajectory
+        from sensor_msgs.msg import Image, JointState
+        from uva_msgs.msg import PolicyStatus
+        self.node, self.executor = node, executor
+        self.img_pub = node.create_publisher(Image, "/camera/color/image_raw", 10)
+        self.js_pub = node.create_publisher(JointState, "/joint_states", 10)
+        self.trajs, self.statuses = [], []
+        self.subs = [node.create_subscription(JointTrajectory, "/uva/joint_trajectory", self.trajs.append, 10),
+                     node.create_subscription(PolicyStatus, "/policy_node/status", self.statuses.append, 10)]
+
+    def publish(self, image_kwargs=None, q=HOME, names=PANDA_JOINTS, stamp=None):
+        self.img_pub.publish(make_image(self.node, stamp=stamp, **(image_kwargs or {})))
+        self.js_pub.publish(make_joints(self.node, q, names, stamp=stamp))
+
+    def run(self, seconds, **publish_kwargs):
+        import time
+        end = time.time() + seconds
+        next_pub = 0.0
+        while time.time() < end:
+            if time.time() >= next_pub:
+                self.publish(**publish_kwargs)
+                next_pub = time.time() + 0.05
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def wait_for(self, predicate, timeout, **publish_kwargs):
+        import time
+        end = time.time() + timeout
+        while time.time() < end and not predicate():
+            self.run(0.1, **publish_kwargs)
+        return predicate()
+
+    def close(self):
+        for s in self.subs:
+            self.node.destroy_subscription(s)
+        self.node.destroy_publisher(self.img_pub)
+        self.node.destroy_publisher(self.js_pub)
+
+
+@pytest.fixture
+def policy(ros, panda_ckpt, tmp_path):
+    node, executor = ros
+    proc = start_node("uva_policy.policy_node", "policy_node",
+                      {"checkpoint": str(panda_ckpt), "joint_lower_limits": PANDA_LOWER,
+                       "joint_upper_limits": PANDA_UPPER, "max_joint_step": 0.05,
+                       "max_obs_age_s": 0.5}, log_path=tmp_path / "policy.log")
+    h = Harness(node, executor)
+    assert h.wait_for(lambda: len(h.statuses) > 0, 30), (tmp_path / "policy.log").read_text()
+    yield h, proc
+    h.close()
+    stop(proc)
+
+
+def test_trajectory_is_well_formed_and_safe(policy):
+    h, proc = policy
+    assert h.wait_for(lambda: len(h.trajs) >= 3, 30)
+    for traj in h.trajs:
+        assert list(traj.joint_names) == PANDA_JOINTS
+        assert len(traj.points) >= 1
+        times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
+        assert all(b > a for a, b in zip(times, times[1:]))
+        q = np.array([p.positions for p in traj.points])
+        assert np.isfinite(q).all()
+        assert (q >= np.array(PANDA_LOWER) - 1e-9).all() and (q <= np.array(PANDA_UPPER) + 1e-9).all()
+        steps = np.abs(np.diff(np.vstack([HOME, q]), axis=0))
+        assert (steps <= 0.05 + 1e-6).all()  # max per-step change from the measured state
+    assert h.statuses[-1].state == 0 and h.statuses[-1].chunks_published >= 3
+
+
+BAD_INPUTS = {
+    "nan_joints": (dict(q=[np.nan] + HOME[1:]), "non-finite"),
+    "missing_joints": (dict(q=HOME[:7], names=PANDA_JOINTS[:7]), "missing joints"),
+    "wrong_joint_names": (dict(names=[f"panda_joint{i}" for i in range(8)]), "missing joints"),
+    "unsupported_encoding": (dict(image_kwargs=dict(encoding="16UC1")), "unsupported encoding"),
+    "tiny_image": (dict(image_kwargs=dict(size=4)), "malformed image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_holds_and_recovers(policy, case):
+    h, proc = policy
+    kwargs, reason = BAD_INPUTS[case]
+    assert h.wait_for(lambda: len(h.trajs) >= 1, 30)  # running on good input first
+    h.run(0.5, **kwargs)
+    n_before = len(h.trajs)
+    h.statuses.clear()
+    h.run(1.5, **kwargs)
+    assert len(h.trajs) <= n_before + 1  # at most one in-flight chunk from before the fault
+    held = [s for s in h.statuses if s.state == 1]
+    assert held and reason in held[-1].reason, [s.reason for s in h.statuses[-3:]]
+    assert proc.poll() is None  # stayed alive
+    n = len(h.trajs)
+    assert h.wait_for(lambda: len(h.trajs) > n + 1, 20)  # resumes on good input
+    assert h.wait_for(lambda: h.statuses[-1].state == 0, 5)
+
+
+def test_stale_camera_holds(policy):
+    h, proc = policy
+    assert h.wait_for(lambda: len(h.trajs) >= 1, 30)
+    from builtin_interfaces.msg import Time
+    old = h.node.get_clock().now().nanoseconds * 1e-9 - 2.0
+    h.statuses.clear()
+    n = len(h.trajs)
+    import time
+    end = time.time() + 1.5
+    while time.time() < end:
+        h.img_pub.publish(make_image(h.node, stamp=Time(sec=int(old), nanosec=0)))
+        h.js_pub.publish(make_joints(h.node, HOME))
+        h.executor.spin_once(timeout_sec=0.05)
+    held = [s for s in h.statuses if s.state == 1]
+    assert held and ("stale" in held[-1].reason or "backwards" in held[-1].reason)
+    assert len(h.trajs) <= n + 1
+    assert proc.poll() is None
+
+
+def test_timestamps_going_backwards_hold(policy):
+    h, proc = policy
+    assert h.wait_for(lambda: len(h.trajs) >= 1, 30)
+    from builtin_interfaces.msg import Time
+    h.statuses.clear()
+    now = h.node.get_clock().now().nanoseconds * 1e-9
+    import time
+    for k in range(10):
+        t = now - 0.1 * k  # each message older than the previous
+        stamp = Time(sec=int(t), nanosec=int((t % 1) * 1e9))
+        h.img_pub.publish(make_image(h.node, stamp=stamp))
+        h.js_pub.publish(make_joints(h.node, HOME, stamp=stamp))
+        end = time.time() + 0.1
+        while time.time() < end:
+            h.executor.spin_once(timeout_sec=0.02)
+    assert any(s.state == 1 and "backwards" in s.reason for s in h.statuses), [s.reason for s in h.statuses]
+    assert proc.poll() is None
+
+
+def test_missing_checkpoint_holds_but_stays_alive(ros, tmp_path):
+    node, executor = ros
+    proc = start_node("uva_policy.policy_node", "policy_node",
+                      {"checkpoint": str(tmp_path / "nowhere")}, log_path=tmp_path / "p.log")
+    h = Harness(node, executor)
+    try:
+        assert h.wait_for(lambda: len(h.statuses) >= 3, 30)
+        assert all(s.state == 1 for s in h.statuses)
+        assert "checkpoint" in h.statuses[-1].reason
+        assert not h.trajs and proc.poll() is None
+    finally:
+        h.close()
+        stop(proc)
