@@ -1,0 +1,149 @@
+"""Data -> training -> evaluation pipeline: experts, zarr, resume after a real kill, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import TINY
+from uva.cli import main as uva_main
+from uva.data import DatasetError, read_replay_buffer, write_replay_buffer
+
+TINY_JSON = json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()})
+
+
+def _score(env, policy_fn, seed, steps):
+    env.reset(seed)
+    for _ in range(steps):
+        if env.step(policy_fn()).done:
+            break
+    return env.score
+
+
+def test_pusht_expert_beats_random_by_a_wide_margin():
+    from uva.envs import make_env
+    env = make_env("pusht")
+    rng = np.random.default_rng(0)
+    seeds = [0, 1, 3]
+    expert = np.mean([_score(env, env.expert_action, s, 300) for s in seeds])
+    rand = np.mean([_score(env, lambda: env.random_action(rng), s, 300) for s in seeds])
+    env.close()
+    assert expert > 0.7 and expert > rand + 0.4, (expert, rand)
+
+
+def test_panda_expert_places_the_cube_and_random_does_not():
+    from uva.envs import make_env
+    env = make_env("panda")
+    rng = np.random.default_rng(0)
+    expert = [_score(env, env.expert_action, s, env.max_steps) for s in (0, 1)]
+    rand = [_score(env, lambda: env.random_action(rng), s, 40) for s in (0, 1)]
+    env.close()
+    assert expert == [1.0, 1.0] and rand == [0.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "pusht.zarr"
+    assert uva_main(["collect", "--env", "pusht", "--episodes", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_collect_writes_a_well_formed_replay_buffer(tiny_data):
+    buf = read_replay_buffer(tiny_data)
+    summary = json.loads(open(str(tiny_data) + ".json").read())
+    assert buf.n_episodes == 3 == summary["episodes"]
+    assert buf.img.shape[1:] == (64, 64, 3) and buf.img.dtype == np.uint8
+    assert buf.action.shape[1] == 2 and buf.state.shape[1] == 2
+    assert len(summary["seeds"]) == 3 and buf.attrs["seeds"] == summary["seeds"]
+    assert buf.episode_ends[-1] == len(buf.action) == summary["steps"]
+
+
+def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    rc = uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
+                   "--vae-steps", "6", "--video-steps", "4", "--joint-steps", "6",
+                   "--batch-size", "4", "--ckpt-every", "3", "--eval-every", "3",
+                   "--config", TINY_JSON])
+    assert rc == 0
+    for stage in ("vae", "video", "joint"):
+        assert (run / stage / "final" / "model.safetensors").is_file()
+        assert (run / stage / "loss_curves.png").stat().st_size > 1000
+        rows = [json.loads(l) for l in (run / stage / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+    joint_rows = [json.loads(l) for l in (run / "joint" / "log.jsonl").read_text().splitlines()]
+    assert any("val/inverse_model" in r for r in joint_rows)
+    out = tmp_path / "eval"
+    rc = uva_main(["eval", "--ckpt", str(run / "joint" / "final"), "--env", "pusht",
+                   "--episodes", "2", "--out", str(out), "--gifs", "1", "--data", str(tiny_data)])
+    assert rc == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert 0.0 <= result["score"] <= 1.0 and len(result["per_episode"]) == 2
+    assert np.isfinite(result["dynamics"]["forward_dynamics_psnr_db"])
+    from PIL import Image
+    gif = Image.open(next(out.glob("*.gif")))
+    assert gif.n_frames == result["per_episode"][0]["steps"]
+
+
+def _train_cmd(data, out, steps):
+    return [sys.executable, "-m", "uva.cli", "--threads", "1", "train", "--data", str(data),
+            "--out", str(out), "--stage", "vae", "--vae-steps", str(steps), "--batch-size", "4",
+            "--ckpt-every", "4", "--eval-every", "1000", "--config", TINY_JSON]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_data, tmp_path):
+    from safetensors.torch import load_file
+    steps = 24
+    full = tmp_path / "full"
+    subprocess.run(_train_cmd(tiny_data, full, steps), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(tiny_data, killed, steps), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    pointer = killed / "vae" / "state" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if pointer.is_file() and json.loads(pointer.read_text())["step"] >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stopped_at = json.loads(pointer.read_text())["step"]
+    assert 8 <= stopped_at < steps
+    assert not (killed / "vae" / "final").exists()
+    subprocess.run(_train_cmd(tiny_data, killed, steps) + ["--resume"], check=True, capture_output=True)
+    rows = [json.loads(l)["step"] for l in (killed / "vae" / "log.jsonl").read_text().splitlines()]
+    # every step logged once up to the kill point's checkpoint, then each later step exactly once
+    assert rows[-1] == steps and sorted(set(rows)) == list(range(1, steps + 1))
+    a = load_file(str(full / "vae" / "state" / f"step_{steps:08d}" / "model.safetensors"))
+    b = load_file(str(killed / "vae" / "state" / f"step_{steps:08d}" / "model.safetensors"))
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
+
+
+def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
+    with pytest.raises(DatasetError, match="not found"):
+        read_replay_buffer(tmp_path / "missing.zarr")
+    (tmp_path / "junk.zarr").mkdir()
+    (tmp_path / "junk.zarr" / "zarr.json").write_text("{broken")
+    with pytest.raises(DatasetError, match="junk.zarr"):
+        read_replay_buffer(tmp_path / "junk.zarr")
+    with pytest.raises(DatasetError, match="no episodes"):
+        write_replay_buffer(tmp_path / "empty.zarr", [], {})
+    assert not (tmp_path / "empty.zarr").exists() and not (tmp_path / "empty.zarr.partial").exists()
+    # a dataset whose action dimension differs from the checkpoint's
+    ep = {"img": np.zeros((10, 64, 64, 3), np.uint8), "state": np.zeros((10, 8), np.float32),
+          "action": np.random.rand(10, 8).astype(np.float32)}
+    write_replay_buffer(tmp_path / "panda_like.zarr", [ep], {})
+    from uva.bench import random_checkpoint
+    from uva import UVAConfig
+    random_checkpoint(tmp_path / "ck", UVAConfig(**TINY))
+    rc = uva_main(["train", "--data", str(tmp_path / "panda_like.zarr"), "--out", str(tmp_path / "r"),
+                   "--stage", "joint", "--init", str(tmp_path / "ck")])
+    assert rc == 2 and "action dim 8" in capsys.readouterr().err
+    rc = uva_main(["collect", "--env", "mujoco_ant", "--episodes", "1", "--out", str(tmp_path / "x.zarr")])
+    assert rc == 2 and "unknown env 'mujoco_ant'" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
