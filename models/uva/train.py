@@ -408,6 +408,7 @@ def train(args: TrainArgs) -> dict:
             raise ValueError(f"unknown task modes {sorted(bad)}; valid: {TASK_MODES}")
     buf = read_replay_buffer(args.data)
     info = init_distributed(args.device)
+    torch.manual_seed(args.seed)  # identical initial weights on every rank and every rerun
     root = Path(args.out)
     stages = STAGES if args.stage == "all" else (args.stage,)
     finals: dict[str, str] = {}
