@@ -48,7 +48,7 @@ def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[
                           interpolation=cv2.INTER_NEAREST)
         cv2.rectangle(tile, (0, 0), (tile.shape[1] - 1, 13), (0, 0, 0), -1)
         cv2.putText(tile, labels[k], (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
-                    (255, 255, 0) if k == 0 else (255, 255, 255), 1, cv2.LINE_AA)
+                    (255, 255, 0) if k == 0 else (255, 255, 255), 1, cv2.LINE_8)
         tiles.append(tile)
     return np.concatenate(tiles, axis=1)
 

@@ -20,14 +20,20 @@ ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 FINGERS = ["fr3_finger_joint1", "fr3_finger_joint2"]
 
 
+PARAMETERS = {
+    "controller_rate_hz": 10.0,
+    "camera_size": 96,
+    "first_seed": 100000,
+    "episode_steps": PandaEnv.max_steps,
+    "trajectory_topic": "/fr3_arm_controller/joint_trajectory",
+}
+
+
 class SimNode(Node):
     def __init__(self):
         super().__init__("franka_sim")
-        self.declare_parameter("controller_rate_hz", 10.0)
-        self.declare_parameter("camera_size", 96)
-        self.declare_parameter("first_seed", 100000)
-        self.declare_parameter("episode_steps", PandaEnv.max_steps)
-        self.declare_parameter("trajectory_topic", "/fr3_arm_controller/joint_trajectory")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
         p = lambda n: self.get_parameter(n).value
         self.env = PandaEnv(render_size=int(p("camera_size")))
         self.seed = int(p("first_seed"))
