@@ -15,7 +15,10 @@ from einops import rearrange, repeat
 from .config import UVAConfig
 from .heads import ActionDiffusionHead, VideoDiffusionHead
 from .masking import MODE_SPECS, MaskRatioLaw, mode_mask
-from .vae import build_vae
+from .vae import build_vae, vae_loss
+
+VAE_MODE = "vae"
+"""Pseudo task mode of forward(): the VAE reconstruction + KL loss of training stage 1."""
 
 
 def _stack(cfg: UVAConfig, depth: int) -> nn.TransformerEncoder:
@@ -130,6 +133,8 @@ class UVAModel(nn.Module):
         and masks are drawn from `generator` for `global_batch` samples and `batch_slice` of them
         is used, so data-parallel ranks reproduce a single-process step exactly.
         """
+        if mode == VAE_MODE:  # stage-1 frame autoencoder, routed here so DDP syncs it too
+            return vae_loss(self.vae, batch["images"], self.cfg.vae_kl_weight, batch["noise"])
         cfg, spec = self.cfg, MODE_SPECS[mode]
         B = batch["actions"].shape[0]
         global_batch = global_batch or B

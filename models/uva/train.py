@@ -32,9 +32,9 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, atomic_write, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, read_replay_buffer
-from .model import UVAModel
+from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
-from .vae import encode_frames, images_to_tensor, psnr, vae_loss
+from .vae import encode_frames, images_to_tensor, psnr
 
 STAGES = ("vae", "video", "joint")
 
@@ -281,10 +281,11 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     imgs = torch.from_numpy(buf.img)
 
     def loss_fn(module, step, gen, part):
-        vae = module.module.vae if hasattr(module, "module") else module.vae
-        idx = train_frames[batch_indices(len(train_frames), args.batch_size, args.seed, step)][part]
-        x = images_to_tensor(imgs[idx]).to(args.device)
-        loss, logs = vae_loss(vae, x, cfg.vae_kl_weight)
+        rows = batch_indices(len(train_frames), args.batch_size, args.seed, step)
+        x = images_to_tensor(imgs[train_frames[rows[part]]]).to(args.device)
+        lat = cfg.latent_size
+        noise = torch.randn(len(rows), cfg.vae_latent_channels, lat, lat, generator=gen)[part]
+        loss, logs = module({"images": x, "noise": noise}, VAE_MODE, 0.0)
         return loss, {"recon": logs["mse"], "psnr_db": logs["psnr"]}
 
     @torch.no_grad()

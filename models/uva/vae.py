@@ -41,9 +41,14 @@ def tensor_to_images(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(-3, -1).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-def vae_loss(vae: AutoencoderKL, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
+def vae_loss(vae: AutoencoderKL, x: torch.Tensor, kl_weight: float,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Reconstruction + KL. `noise` (the reparameterisation draw) can be passed in so that
+    data-parallel ranks use the same draws a single process would."""
     posterior = vae.encode(x).latent_dist
-    recon = vae.decode(posterior.sample()).sample
+    if noise is None:
+        noise = torch.randn_like(posterior.mean)
+    recon = vae.decode(posterior.mean + posterior.std * noise.to(posterior.mean)).sample
     mse = F.mse_loss(recon, x)
     kl = posterior.kl().mean() / x[0].numel()
     return mse + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "psnr": psnr(recon, x)}
