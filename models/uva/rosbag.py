@@ -1,0 +1,146 @@
+"""rosbag2 reading/writing with PyPI `rosbags` (no ROS install needed), and the bag decoding used
+by `uva replay-eval`. Bags are real rosbag2 (mcap or sqlite3) with message definitions, so
+`ros2 bag info` on a ROS install reads them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+UVA_MSGS_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "uva_msgs" / "msg"
+
+
+class BagError(ValueError):
+    """A bag is missing, truncated/corrupt, lacks a required topic, or does not fit the model."""
+
+
+def typestore():
+    """ROS 2 Jazzy message types plus this project's uva_msgs."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types = {}
+    for path in sorted(UVA_MSGS_DIR.glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"uva_msgs/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+class BagWriter:
+    """Write messages (rosbags dataclasses, or raw CDR bytes from rclpy) to a rosbag2."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap"):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
+        if plugin is None:
+            raise ValueError(f"unknown storage '{storage}' (mcap or sqlite3)")
+        self.store = typestore()
+        self.writer = Writer(Path(path), version=9, storage_plugin=plugin)
+        self.connections = {}
+
+    def __enter__(self):
+        self.writer.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.writer.close()
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic not in self.connections:
+            self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.store)
+
+    def write(self, topic: str, stamp_ns: int, msg) -> None:
+        conn = self.connections[topic]
+        data = msg if isinstance(msg, (bytes, bytearray, memoryview)) else \
+            self.store.serialize_cdr(msg, conn.msgtype)
+        self.writer.write(conn, int(stamp_ns), bytes(data))
+
+    # convenience constructors for the message types we write
+    def header(self, stamp_ns: int, frame_id: str = ""):
+        T = self.store.types
+        return T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)),
+            frame_id=frame_id)
+
+    def image(self, stamp_ns: int, rgb: np.ndarray, encoding: str = "rgb8"):
+        data = rgb if encoding == "rgb8" else rgb[..., ::-1]
+        return self.store.types["sensor_msgs/msg/Image"](
+            header=self.header(stamp_ns, "camera_color_optical_frame"), height=rgb.shape[0],
+            width=rgb.shape[1], encoding=encoding, is_bigendian=0, step=rgb.shape[1] * 3,
+            data=np.ascontiguousarray(data, dtype=np.uint8).ravel())
+
+    def joint_state(self, stamp_ns: int, names: list[str], q: np.ndarray):
+        z = np.zeros(0, dtype=np.float64)
+        return self.store.types["sensor_msgs/msg/JointState"](
+            header=self.header(stamp_ns), name=list(names), position=np.asarray(q, np.float64),
+            velocity=z, effort=z)
+
+
+@dataclass
+class BagStreams:
+    images: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, rgb)
+    joints: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, q by joint_names)
+    counts: dict = field(default_factory=dict)
+
+
+def decode_image(msg, msgtype: str) -> np.ndarray:
+    """sensor_msgs Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage -> RGB uint8."""
+    import cv2
+    if msgtype.endswith("CompressedImage"):
+        arr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if arr is None:
+            raise BagError(f"could not decode a {msg.format} compressed image")
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}.get(msg.encoding)
+    if ch is None:
+        raise BagError(f"unsupported image encoding '{msg.encoding}'")
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    img = raw[:, :msg.width * ch].reshape(msg.height, msg.width, ch)
+    if msg.encoding == "mono8":
+        return np.repeat(img, 3, axis=2)
+    if msg.encoding.startswith("bgr"):
+        img = img[..., [2, 1, 0]]
+    return np.ascontiguousarray(img[..., :3])
+
+
+def read_streams(path: str | Path, image_topic: str, joint_topic: str,
+                 joint_names: list[str]) -> BagStreams:
+    """Decode the camera and joint-state topics (stamped by header). Extra topics are ignored,
+    joint_states may carry extra joints in any order (matched by name)."""
+    from rosbags.highlevel import AnyReader
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: bag not found")
+    streams = BagStreams()
+    try:
+        with AnyReader([path], default_typestore=typestore()) as reader:
+            topics = {c.topic: c for c in reader.connections}
+            for topic in (image_topic, joint_topic):
+                if topic not in topics:
+                    raise BagError(f"{path}: required topic '{topic}' not in bag "
+                                   f"(topics: {sorted(topics)})")
+            conns = [topics[image_topic], topics[joint_topic]]
+            for conn, _, raw in reader.messages(connections=conns):
+                msg = reader.deserialize(raw, conn.msgtype)
+                t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                streams.counts[conn.topic] = streams.counts.get(conn.topic, 0) + 1
+                if conn.topic == image_topic:
+                    streams.images.append((t, decode_image(msg, conn.msgtype)))
+                else:
+                    index = {n: i for i, n in enumerate(msg.name)}
+                    missing = [n for n in joint_names if n not in index]
+                    if missing:
+                        raise BagError(f"{path}: {joint_topic} lacks joints {missing} "
+                                       f"(has {list(msg.name)}); map names with --topics")
+                    streams.joints.append((t, np.array([msg.position[index[n]] for n in joint_names])))
+    except BagError:
+        raise
+    except Exception as e:  # rosbags raises many types on truncated or damaged files
+        raise BagError(f"{path}: cannot read bag ({type(e).__name__}: {e})") from e
+    for topic, msgs in ((image_topic, streams.images), (joint_topic, streams.joints)):
+        if not msgs:
+            raise BagError(f"{path}: required topic '{topic}' has no messages")
+    streams.images.sort(key=lambda x: x[0])
+    streams.joints.sort(key=lambda x: x[0])
+    return streams
