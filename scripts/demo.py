@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva.checkpoint import atomic_write_json
 from uva.evaluate import write_gif
+from uva.viz import viz
 from uva_bringup.run import TRAJECTORY_CONTROLLER, Graph
 from uva_policy.conversions import image_to_rgb, stamp_to_sec
 
@@ -83,8 +89,13 @@ def main():
     node = rclpy.create_node("uva_demo_monitor")
     mon = Monitor(node)
     t0 = time.time()
+    bag = out / "bag"
+    shutil.rmtree(bag, ignore_errors=True)
     with Graph("sim", a.checkpoint, True, log_dir=out / "logs") as graph:
         print(f"graph started: {list(graph.procs)}; trajectory -> {TRAJECTORY_CONTROLLER}", flush=True)
+        recorder = subprocess.Popen([sys.executable, "-m", "uva_bringup.record", "--out", str(bag)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         done = lambda: len([e for e in mon.episodes if e != mon.current]) >= a.episodes
         last_print = 0
         while not done() and time.time() - t0 < a.timeout_s and all(graph.alive().values()):
@@ -95,6 +106,8 @@ def main():
                 print(f"episodes finished {last_print}/{a.episodes}, successes "
                       f"{sum(mon.episodes[e] for e in finished)}", flush=True)
         alive = graph.alive()
+        os.killpg(recorder.pid, signal.SIGINT)  # the recorder closes the bag cleanly on SIGINT
+        recorder.wait(30)
     finished = [e for e in mon.episodes if e != mon.current][: a.episodes]
     lat = np.array(mon.latency_ms) if mon.latency_ms else np.array([np.nan])
     inf = np.array(mon.inference_ms) if mon.inference_ms else np.array([np.nan])
@@ -111,7 +124,9 @@ def main():
         "nodes_alive_at_end": alive, "wall_s": time.time() - t0,
     }
     if mon.frames:
-        write_gif(out / "demo.gif", mon.frames[::2], fps=5)
+        write_gif(out / "demo.gif", mon.frames[::2], fps=5, upscale=1)
+    metrics["bag"] = str(bag)
+    metrics["viz"] = viz(str(bag), str(out / "viz"), max_frames=300)
     atomic_write_json(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
     node.destroy_node()

@@ -1,4 +1,4 @@
-"""`uva` command line: collect, train, eval, bench, replay-eval. Each verb writes JSON."""
+"""`uva` command line: collect, train, eval, bench, replay-eval, viz. Each verb writes JSON."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,13 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_collect(a) -> dict:
+    if not a.bag and not a.out:
+        raise ValueError("collect needs --out (zarr) or --bag (rosbag2)")
+    if a.bag:
+        from .replay import write_expert_bag
+        if a.env != "panda":
+            raise ValueError("--bag recording is implemented for the panda env")
+        return write_expert_bag(a.bag, a.episodes, a.seed if a.seed else 200000)
     from .data import collect
     summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
                       keep_failures=a.keep_failures, seed=a.seed)
@@ -47,6 +54,11 @@ def cmd_bench(a) -> dict:
     return bench(a.ckpt, a.out, device=a.device, repeats=a.repeats)
 
 
+def cmd_viz(a) -> dict:
+    from .viz import viz
+    return viz(a.bag, a.out)
+
+
 def cmd_replay_eval(a) -> dict:
     from .replay import replay_eval
     return replay_eval(a.bag, a.ckpt, a.out, mode=a.mode, topic_map=a.topics)
@@ -60,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="roll out the scripted expert into a zarr replay buffer")
     c.add_argument("--env", required=True)
     c.add_argument("--episodes", type=int, required=True)
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", default=None)
     c.add_argument("--image-size", type=int, default=64)
     c.add_argument("--keep-failures", action="store_true")
     c.add_argument("--seed", type=int, default=0, help="first episode seed")
+    c.add_argument("--bag", default=None,
+                   help="instead of zarr, record the expert as a rosbag2 (mcap) at this path")
     c.set_defaults(fn=cmd_collect)
 
     t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")
@@ -115,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", default="offline", choices=["offline", "realtime"])
     r.add_argument("--topics", default=None, help="YAML/JSON file mapping topics to inputs")
     r.set_defaults(fn=cmd_replay_eval)
+    v = sub.add_parser("viz", help="Foxglove-ready mcap + GIF (real vs predicted + action plot)")
+    v.add_argument("--bag", required=True)
+    v.add_argument("--out", default="outputs/viz")
+    v.set_defaults(fn=cmd_viz)
     return p
 
 

@@ -72,11 +72,13 @@ def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool
             "latency_s": latencies}, frames
 
 
-def write_gif(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
+def write_gif(path: Path, frames: list[np.ndarray], fps: float = 10.0, upscale: int = 3) -> None:
+    """Animated GIF, one image per frame (pixel-exact upscaling so small frames stay readable)."""
     from PIL import Image
-    big = [np.asarray(Image.fromarray(f).resize((f.shape[1] * 3, f.shape[0] * 3), Image.NEAREST))
-           for f in frames]
-    imageio.mimsave(path, big, duration=1000 / fps, loop=0)
+    if upscale > 1:
+        frames = [np.asarray(Image.fromarray(f).resize((f.shape[1] * upscale, f.shape[0] * upscale),
+                                                       Image.NEAREST)) for f in frames]
+    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
 
 
 def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: int = 0) -> dict:
