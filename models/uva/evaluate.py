@@ -44,7 +44,9 @@ def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool = False):
+    import torch
     cfg = policy.cfg
+    torch.manual_seed(seed)  # diffusion noise: an episode replays exactly for a given seed
     history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size)
     policy.reset()
     obs = env.reset(seed)

@@ -142,8 +142,8 @@ def _plots(out: Path, err: np.ndarray, stamps, preds, actuals, names) -> list[st
 
 def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
                 topic_map: str | None = None) -> dict:
-    if mode != "offline":
-        raise ValueError("only --mode offline is implemented; realtime replay over DDS is not yet")
+    if mode not in ("offline", "realtime"):
+        raise ValueError(f"unknown mode '{mode}' (offline or realtime)")
     topics = load_topic_map(topic_map)
     policy = load_policy(ckpt)
     names = list(topics["joint_names"])
@@ -153,11 +153,18 @@ def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
     streams = read_streams(bag, topics["image_topic"], topics["joint_states_topic"], names)
     report, err, stamps, preds, actuals = offline_metrics(policy, streams, topics)
     report.update({"bag": str(bag), "checkpoint": str(ckpt), "mode": mode, "topics": topics,
-                   "message_counts": streams.counts, "complete": True})
+                   "message_counts": streams.counts})
     final = Path(out)
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    if mode == "realtime":
+        try:
+            report["realtime"] = run_realtime(bag, ckpt, topic_map, tmp)
+        except BagError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    report["complete"] = True
     plots = _plots(tmp, err, stamps, preds, actuals, names)
     atomic_write_json(tmp / "report.json", report)
     lines = [f"# UVA replay evaluation\n", f"- bag: `{bag}`", f"- checkpoint: `{ckpt}`",
@@ -173,6 +180,21 @@ def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return {k: v for k, v in report.items() if k not in ("topics",)}
+
+
+def run_realtime(bag: str, ckpt: str, topic_map: str | None, work: Path) -> dict:
+    """Replay over DDS with the policy node (ROS side: uva_bringup.replay_realtime; this core
+    package never imports rclpy, it only starts that tool)."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "uva_bringup.replay_realtime", "--bag", str(bag), "--ckpt",
+           str(ckpt), "--out", str(work / "realtime.json"), "--log", str(work / "policy_node.log")]
+    if topic_map:
+        cmd += ["--topics", str(topic_map)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise BagError(f"realtime replay failed: {res.stderr.strip()[-800:]}")
+    return json.loads((work / "realtime.json").read_text())
 
 
 def write_expert_bag(path: str, episodes: int = 2, seed: int = 200000, storage: str = "mcap",
