@@ -409,6 +409,10 @@ def train(args: TrainArgs) -> dict:
             raise ValueError(f"unknown task modes {sorted(bad)}; valid: {TASK_MODES}")
     buf = read_replay_buffer(args.data)
     info = init_distributed(args.device)
+    if info.world > 1 and args.device == "cuda":  # one GPU per rank (torchrun/accelerate set it)
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        args.device = f"cuda:{local}"
     torch.manual_seed(args.seed)  # identical initial weights on every rank and every rerun
     root = Path(args.out)
     stages = STAGES if args.stage == "all" else (args.stage,)
