@@ -20,7 +20,6 @@ import numpy as np
 import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Int32
-from trajectory_msgs.msg import JointTrajectory
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva.checkpoint import atomic_write_json

@@ -27,6 +27,35 @@ def tiny_ckpt(tmp_path, tiny_cfg):
     return path
 
 
+@pytest.fixture(scope="module")
+def panda_ckpt(tmp_path_factory):
+    """A tiny randomly initialised checkpoint with the Panda's dimensions and joint ranges."""
+    from ros_helpers import PANDA_LOWER, PANDA_UPPER
+    from uva import UVAModel
+    from uva.checkpoint import save_checkpoint
+    from uva.normalizer import MinMaxNormalizer
+    torch.manual_seed(0)
+    cfg = UVAConfig(action_dim=8, proprio_dim=8, **TINY)
+    path = tmp_path_factory.mktemp("panda") / "ckpt"
+    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER))
+             for k in ("action", "proprio")}
+    save_checkpoint(path, UVAModel(cfg), cfg, norms)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """rclpy context + a test node and its executor, over real DDS."""
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    node = rclpy.create_node("uva_test_driver")
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    yield node, executor
+    node.destroy_node()
+    rclpy.shutdown()
+
+
 def random_obs(cfg: UVAConfig, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {"image": rng.integers(0, 255, (cfg.n_frames, cfg.image_size, cfg.image_size, 3),

@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -42,17 +41,6 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-
-
-def spin_until(executor, predicate, timeout: float, step=None) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if step:
-            step()
-        executor.spin_once(timeout_sec=0.02)
-        if predicate():
-            return True
-    return predicate()
 
 
 def make_image(node, size=96, encoding="rgb8", stamp=None, seed=0):

@@ -9,7 +9,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from ros_helpers import PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER
+from ros_helpers import PANDA_JOINTS
 from uva.cli import main as uva_main
 
 STORE = get_typestore(Stores.ROS2_JAZZY)
@@ -63,19 +63,9 @@ def write_bag(path: Path, joint_names=None, with_camera=True, storage=StoragePlu
     return imgs
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from conftest import TINY
-    from uva import UVAConfig, UVAModel
-    from uva.checkpoint import save_checkpoint
-    from uva.normalizer import MinMaxNormalizer
-    import torch
-    torch.manual_seed(0)
-    cfg = UVAConfig(action_dim=8, proprio_dim=8, **TINY)
-    path = tmp_path_factory.mktemp("ck") / "ckpt"
-    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER)) for k in ("action", "proprio")}
-    save_checkpoint(path, UVAModel(cfg), cfg, norms)
-    return path
+@pytest.fixture
+def ckpt(panda_ckpt):
+    return panda_ckpt
 
 
 @pytest.mark.parametrize("storage", [StoragePlugin.MCAP, StoragePlugin.SQLITE3])

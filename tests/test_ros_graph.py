@@ -14,32 +14,6 @@ from ros_helpers import (HOME, PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER, isolate_d
 isolate_dds()
 
 
-@pytest.fixture(scope="module")
-def panda_ckpt(tmp_path_factory):
-    from conftest import TINY
-    from uva import UVAConfig
-    from uva.bench import random_checkpoint
-    from uva.checkpoint import load_checkpoint, save_checkpoint
-    from uva.normalizer import MinMaxNormalizer
-    path = tmp_path_factory.mktemp("panda") / "ckpt"
-    random_checkpoint(path, UVAConfig(action_dim=8, proprio_dim=8, **TINY))
-    model, cfg, _, _ = load_checkpoint(path)
-    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER)) for k in ("action", "proprio")}
-    save_checkpoint(path, model, cfg, norms)
-    return path
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    node = rclpy.create_node("uva_graph_test")
-    executor = rclpy.executors.SingleThreadedExecutor()
-    executor.add_node(node)
-    yield node, executor
-    node.destroy_node()
-    rclpy.shutdown()
-
-
 def test_label_strip_tiles_and_labels():
     from uva_policy.video_node import label_strip
     cur = np.full((16, 16, 3), 10, np.uint8)

@@ -7,36 +7,9 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from ros_helpers import (HOME, PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER, isolate_dds, make_image,
-                         make_joints, spin_until, start_node, stop)
+                         make_joints, start_node, stop)
 
 isolate_dds()
-
-
-@pytest.fixture(scope="module")
-def panda_ckpt(tmp_path_factory):
-    from conftest import TINY
-    from uva import UVAConfig
-    from uva.bench import random_checkpoint
-    from uva.checkpoint import load_checkpoint, save_checkpoint
-    from uva.normalizer import MinMaxNormalizer
-    path = tmp_path_factory.mktemp("panda") / "ckpt"
-    cfg = UVAConfig(action_dim=8, proprio_dim=8, **TINY)
-    random_checkpoint(path, cfg)
-    model, cfg, _, _ = load_checkpoint(path)
-    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER)) for k in ("action", "proprio")}
-    save_checkpoint(path, model, cfg, norms)
-    return path
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    node = rclpy.create_node("uva_test_driver")
-    executor = rclpy.executors.SingleThreadedExecutor()
-    executor.add_node(node)
-    yield node, executor
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 class Harness:

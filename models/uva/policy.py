@@ -45,30 +45,24 @@ class UVAPolicy:
             raise ValueError(f"{name}: expected uint8 RGB pixels, got dtype {images.dtype}")
         return images
 
-    def _check_state(self, state) -> np.ndarray:
-        cfg = self.cfg
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (cfg.n_frames, cfg.proprio_dim):
-            raise ValueError(f"obs['state']: expected shape {(cfg.n_frames, cfg.proprio_dim)}, "
-                             f"got {state.shape}")
-        if not np.isfinite(state).all():
-            raise ValueError("obs['state']: contains NaN or inf")
-        return state
+    @staticmethod
+    def _check_finite(values, shape: tuple[int, int], name: str) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {values.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name}: contains NaN or inf")
+        return values
 
     def _check_obs(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(obs, dict) or "image" not in obs or "state" not in obs:
             raise ValueError("obs must be a dict with 'image' and 'state'")
-        return self._check_frames(obs["image"], "obs['image']"), self._check_state(obs["state"])
+        cfg = self.cfg
+        return (self._check_frames(obs["image"], "obs['image']"),
+                self._check_finite(obs["state"], (cfg.n_frames, cfg.proprio_dim), "obs['state']"))
 
     def _check_actions(self, actions) -> np.ndarray:
-        cfg = self.cfg
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (cfg.horizon, cfg.action_dim):
-            raise ValueError(f"actions: expected shape {(cfg.horizon, cfg.action_dim)}, "
-                             f"got {actions.shape}")
-        if not np.isfinite(actions).all():
-            raise ValueError("actions: contains NaN or inf")
-        return actions
+        return self._check_finite(actions, (self.cfg.horizon, self.cfg.action_dim), "actions")
 
     # ------------------------------------------------------------------ encoding
     def reset(self) -> None:

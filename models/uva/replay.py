@@ -167,7 +167,7 @@ def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
     report["complete"] = True
     plots = _plots(tmp, err, stamps, preds, actuals, names)
     atomic_write_json(tmp / "report.json", report)
-    lines = [f"# UVA replay evaluation\n", f"- bag: `{bag}`", f"- checkpoint: `{ckpt}`",
+    lines = ["# UVA replay evaluation\n", f"- bag: `{bag}`", f"- checkpoint: `{ckpt}`",
              f"- control ticks evaluated: {report['evaluated']} (skipped {report['skipped_unaligned']})",
              f"- action MAE: {report['mae']:.4f}"]
     if report["forward_dynamics_psnr_db"] is not None:

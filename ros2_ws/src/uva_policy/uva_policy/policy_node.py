@@ -23,6 +23,7 @@ from uva_msgs.msg import ActionChunk, PolicyStatus
 from uva.control import SafetyFilter, StampedBuffer, align_history, schedule_chunk
 
 from .conversions import ImageError, image_to_rgb, joint_positions, stamp_to_sec, tile_cameras
+from .runtime import run_node
 
 FRANKA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
 FRANKA_LOWER = [-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159, 0.0]
@@ -222,15 +223,7 @@ class PolicyNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = PolicyNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from uva.control import StampedBuffer, align_history
 
 from .conversions import ImageError, image_to_rgb, joint_positions, rgb_to_image, stamp_to_sec, tile_cameras
 from .policy_node import FRANKA_JOINTS, declare_all
+from .runtime import run_node
 
 PARAMETERS = {
     "checkpoint": "",
@@ -184,17 +185,7 @@ class VideoNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = VideoNode()
-    executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(VideoNode, args, threads=2)  # the what-if service runs beside the timer
 
 
 if __name__ == "__main__":

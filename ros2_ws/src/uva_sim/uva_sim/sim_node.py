@@ -8,13 +8,13 @@ difference from the topics. Episodes reset on ~/reset (std_srvs-free: a Bool top
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Int32
 from trajectory_msgs.msg import JointTrajectory
 
 from uva.envs.panda import PandaEnv
+from uva_policy.runtime import run_node
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 FINGERS = ["fr3_finger_joint1", "fr3_finger_joint2"]
@@ -116,16 +116,7 @@ class SimNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = SimNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.env.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimNode, args, on_shutdown=lambda node: node.env.close())
 
 
 if __name__ == "__main__":
