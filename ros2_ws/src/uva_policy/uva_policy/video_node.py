@@ -21,21 +21,14 @@ from uva_msgs.srv import PredictFuture
 from uva.control import StampedBuffer, align_history
 
 from .conversions import ImageError, image_to_rgb, joint_positions, rgb_to_image, stamp_to_sec, tile_cameras
-from .policy_node import FRANKA_JOINTS, declare_all
+from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
 
 PARAMETERS = {
-    "checkpoint": "",
-    "device": "cpu",
-    "image_topics": ["/camera/color/image_raw"],
-    "joint_states_topic": "/joint_states",
-    "joint_names": FRANKA_JOINTS,
+    **SHARED_PARAMETERS,
     "publish_rate_hz": 2.0,
-    "control_rate_hz": 10.0,
     "max_obs_age_s": 1.0,
-    "sync_slop_s": 0.05,
     "tile_scale": 2,
-    "torch_threads": 1,
 }
 
 
