@@ -91,6 +91,7 @@ class SimNode(Node):
         self.steps += 1
         self._publish(res.obs)
         self.success_pub.publish(Bool(data=bool(res.success)))
+        self.episode_pub.publish(Int32(data=self.episode_seed))  # every step: late joiners learn it
         if res.done or self.steps >= self.episode_steps:
             self._reset()
 
