@@ -44,7 +44,12 @@ def cmd_train(a) -> dict:
 
 
 def cmd_eval(a) -> dict:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, expert_success
+    if a.expert:
+        return {k: v for k, v in expert_success(a.env, a.episodes, a.out, a.seed).items()
+                if k != "per_episode"}
+    if not a.ckpt:
+        raise ValueError("eval needs --ckpt (or --expert)")
     return evaluate(a.ckpt, a.env, a.episodes, a.out, seed=a.seed, device=a.device,
                     n_gifs=a.gifs, data=a.data, n_action_steps=a.action_steps)
 
@@ -104,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="closed-loop rollouts + dynamics metrics")
-    e.add_argument("--ckpt", required=True)
+    e.add_argument("--ckpt", default=None)
+    e.add_argument("--expert", action="store_true", help="evaluate the scripted expert instead")
     e.add_argument("--env", required=True)
     e.add_argument("--episodes", type=int, default=50)
     e.add_argument("--out", required=True)

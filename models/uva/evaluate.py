@@ -37,6 +37,29 @@ class ObservationHistory:
                 "state": np.stack([self.states[i] for i in idx])}
 
 
+def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000) -> dict:
+    """The scripted expert on held-out seeds (the reference point for learned policies)."""
+    from .envs import make_env
+    env = make_env(env_name)
+    rows = []
+    for s in tqdm(range(seed, seed + episodes), desc=f"expert {env_name}", unit="ep"):
+        env.reset(s)
+        success = False
+        for step in range(env.max_steps):
+            res = env.step(env.expert_action())
+            if res.done:
+                success = res.success
+                break
+        rows.append({"seed": s, "score": env.score, "success": bool(success), "steps": step + 1})
+    env.close()
+    summary = {"policy": "scripted expert", "env": env_name, "episodes": episodes,
+               "first_seed": seed, "score": float(np.mean([r["score"] for r in rows])),
+               "success_rate": float(np.mean([r["success"] for r in rows])), "per_episode": rows}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "eval.json", summary)
+    return summary
+
+
 def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
     import torch
     to = lambda a: torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0)
