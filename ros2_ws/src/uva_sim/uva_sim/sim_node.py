@@ -1,5 +1,6 @@
 """Simulated Franka: publishes /joint_states (fr3_joint1..7 + fingers) and a camera, executes
-JointTrajectory commands at the controller rate, and reports task success.
+JointTrajectory commands at the controller rate, and reports task success and the cube position
+(ground truth for tests and demos).
 
 Stands in for franka_ros2 + a RealSense on this machine; the policy node cannot tell the
 difference from the topics. Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from rclpy.node import Node
+from geometry_msgs.msg import Point, PointStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Int32
 from trajectory_msgs.msg import JointTrajectory
@@ -43,6 +45,7 @@ class SimNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", 10)
         self.success_pub = self.create_publisher(Bool, "/franka_sim/task_success", 10)
         self.episode_pub = self.create_publisher(Int32, "/franka_sim/episode", 10)
+        self.cube_pub = self.create_publisher(PointStamped, "/franka_sim/cube_position", 10)
         self.create_subscription(JointTrajectory, p("trajectory_topic"), self._on_trajectory, 10)
         self.create_subscription(Bool, "/franka_sim/reset", lambda m: self._reset(), 10)
         self.points: list[tuple[float, np.ndarray]] = []
@@ -92,6 +95,10 @@ class SimNode(Node):
         self._publish(res.obs)
         self.success_pub.publish(Bool(data=bool(res.success)))
         self.episode_pub.publish(Int32(data=self.episode_seed))  # every step: late joiners learn it
+        x, y, z = (float(v) for v in self.env.cube_position())
+        cube = PointStamped(point=Point(x=x, y=y, z=z))
+        cube.header.stamp, cube.header.frame_id = self.get_clock().now().to_msg(), "world"
+        self.cube_pub.publish(cube)
         if res.done or self.steps >= self.episode_steps:
             self._reset()
 
