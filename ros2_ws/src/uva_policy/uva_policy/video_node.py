@@ -12,6 +12,7 @@ import threading
 import cv2
 import numpy as np
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -75,7 +76,10 @@ class VideoNode(Node):
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
         self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
-        self.create_service(PredictFuture, "~/predict_future", self._on_predict_future)
+        # own callback group: a what-if request (one predict_video) never stalls the image and
+        # joint-state callbacks, which run on the executor's other thread
+        self.create_service(PredictFuture, "~/predict_future", self._on_predict_future,
+                            callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
         self._busy = False
 

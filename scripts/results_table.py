@@ -1,0 +1,47 @@
+"""Print the README results tables from the JSON files the runs wrote (no number typed by hand)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path):
+    p = ROOT / path
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def steps(run):
+    cfg = load(f"runs/{run}/joint/final/config.json")
+    return cfg.get("steps") if cfg else None
+
+
+def policy_rows():
+    print("| env | policy | joint-stage steps | episodes | score | success | predict_action p50 / p95 (ms) |")
+    print("|---|---|---|---|---|---|---|")
+    for env in ("pusht", "panda"):
+        e = load(f"outputs/expert_{env}/eval.json")
+        if e:
+            print(f"| {env} | scripted expert | – | {e['episodes']} | {e['score']:.3f} | {e['success_rate']:.2f} | – |")
+        for run, name in ((env, "UVA (all five modes)"), (f"{env}_action", "UVA-action (policy mode only)")):
+            r = load(f"outputs/eval_{run}/eval.json")
+            if r:
+                print(f"| {env} | {name} | {steps(run)} | {r['episodes']} | {r['score']:.3f} | "
+                      f"{r['success_rate']:.2f} | {r['predict_action_ms_p50']:.1f} / {r['predict_action_ms_p95']:.1f} |")
+
+
+def dynamics_rows():
+    print("| env | forward dynamics PSNR | copy-last-frame PSNR | inverse dynamics MAE (env units) | MAE normalised [-1,1] |")
+    print("|---|---|---|---|---|")
+    for env in ("pusht", "panda"):
+        r = load(f"outputs/eval_{env}/eval.json")
+        if r and "dynamics" in r:
+            d = r["dynamics"]
+            print(f"| {env} | {d['forward_dynamics_psnr_db']:.2f} dB | {d['copy_last_frame_psnr_db']:.2f} dB | "
+                  f"{d['inverse_dynamics_mae']:.4f} | {d['inverse_dynamics_mae_normalized']:.3f} |")
+
+
+if __name__ == "__main__":
+    {"policy": policy_rows, "dynamics": dynamics_rows}[sys.argv[1]]()
