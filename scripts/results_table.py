@@ -22,9 +22,10 @@ def policy_rows():
     print("| env | policy | joint-stage steps | episodes | score | success | predict_action p50 / p95 (ms) |")
     print("|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
-        e = load(f"outputs/expert_{env}/eval.json")
-        if e:
-            print(f"| {env} | scripted expert | – | {e['episodes']} | {e['score']:.3f} | {e['success_rate']:.2f} | – |")
+        for ref in ("expert", "random"):
+            e = load(f"outputs/{ref}_{env}/eval.json")
+            if e:
+                print(f"| {env} | {e['policy']} | – | {e['episodes']} | {e['score']:.3f} | {e['success_rate']:.2f} | – |")
         for run, name in ((env, "UVA (all five modes)"), (f"{env}_action", "UVA-action (policy mode only)")):
             r = load(f"outputs/eval_{run}/eval.json")
             if r:

@@ -1,4 +1,4 @@
-"""Copy a trained checkpoint into models/checkpoints/<env>/ with the metrics it reached.
+"""Store a trained checkpoint (fp16 weights) in models/checkpoints/<env>/ with its metrics.
 
 metrics.json holds the full evaluation summary (`uva eval` JSON, per-episode rows dropped) and a
 3-seed check that tests re-run to prove the shipped file still behaves as measured.
@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import torch
 
 from uva import load_policy
-from uva.checkpoint import CONFIG, NORMALIZER, WEIGHTS, atomic_write_json
+from uva.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from uva.envs import make_env
 from uva.evaluate import rollout
 
@@ -22,14 +21,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--env", required=True)
-    ap.add_argument("--eval-json", required=True)
+    ap.add_argument("--eval-json", default=None,
+                    help="`uva eval` JSON of the shipped (fp16) file (ship, eval it, ship again)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--extra", default=None, help="JSON file merged into metrics.json")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, CONFIG, NORMALIZER):
-        shutil.copyfile(Path(a.ckpt) / name, out / name)
+    model, cfg, normalizers, meta = load_checkpoint(a.ckpt)
+    save_checkpoint(out, model, cfg, normalizers, meta, dtype=torch.float16)  # fits the 25 MB cap
     torch.set_num_threads(1)
     policy = load_policy(out)
     env = make_env(a.env)
@@ -37,8 +37,9 @@ def main():
     n_exec = policy.cfg.n_action_steps
     scores = [rollout(policy, env, s, n_exec)[0]["score"] for s in seeds]
     env.close()
-    summary = json.loads(Path(a.eval_json).read_text())
-    summary.pop("per_episode", None)
+    summary = json.loads(Path(a.eval_json).read_text()) if a.eval_json else None
+    if summary:
+        summary.pop("per_episode", None)
     metrics = {"eval": summary, "check_3_seeds": {"seeds": seeds, "scores": scores,
                                                   "n_action_steps": n_exec}}
     if a.extra:

@@ -48,9 +48,13 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: UVAConfig,
-                    normalizers: dict[str, MinMaxNormalizer], extra: dict | None = None) -> None:
+                    normalizers: dict[str, MinMaxNormalizer], extra: dict | None = None,
+                    dtype: torch.dtype | None = None) -> None:
+    """`dtype` (e.g. torch.float16) stores floating weights smaller, for shipping; loading
+    always restores the model's own dtype."""
     path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+               .detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(path / WEIGHTS, lambda tmp: save_file(tensors, tmp))
     atomic_write_json(path / NORMALIZER, {k: n.to_dict() for k, n in normalizers.items()})
     atomic_write_json(path / CONFIG, {"uva_config": cfg.to_dict(), **(extra or {})})

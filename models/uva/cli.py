@@ -45,8 +45,8 @@ def cmd_train(a) -> dict:
 
 def cmd_eval(a) -> dict:
     from .evaluate import evaluate, expert_success
-    if a.expert:
-        return {k: v for k, v in expert_success(a.env, a.episodes, a.out, a.seed).items()
+    if a.expert or a.random:
+        return {k: v for k, v in expert_success(a.env, a.episodes, a.out, a.seed, a.random).items()
                 if k != "per_episode"}
     if not a.ckpt:
         raise ValueError("eval needs --ckpt (or --expert)")
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="closed-loop rollouts + dynamics metrics")
     e.add_argument("--ckpt", default=None)
     e.add_argument("--expert", action="store_true", help="evaluate the scripted expert instead")
+    e.add_argument("--random", action="store_true", help="evaluate a random policy instead")
     e.add_argument("--env", required=True)
     e.add_argument("--episodes", type=int, default=50)
     e.add_argument("--out", required=True)

@@ -37,22 +37,26 @@ class ObservationHistory:
                 "state": np.stack([self.states[i] for i in idx])}
 
 
-def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000) -> dict:
-    """The scripted expert on held-out seeds (the reference point for learned policies)."""
+def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000,
+                   random_policy: bool = False) -> dict:
+    """The scripted expert (or a random policy) on held-out seeds: the reference points for
+    learned policies."""
     from .envs import make_env
     env = make_env(env_name)
+    rng = np.random.default_rng(seed)
+    act = (lambda: env.random_action(rng)) if random_policy else env.expert_action
     rows = []
     for s in tqdm(range(seed, seed + episodes), desc=f"expert {env_name}", unit="ep"):
         env.reset(s)
         success = False
         for step in range(env.max_steps):
-            res = env.step(env.expert_action())
+            res = env.step(act())
             if res.done:
                 success = res.success
                 break
         rows.append({"seed": s, "score": env.score, "success": bool(success), "steps": step + 1})
     env.close()
-    summary = {"policy": "scripted expert", "env": env_name, "episodes": episodes,
+    summary = {"policy": "random" if random_policy else "scripted expert", "env": env_name, "episodes": episodes,
                "first_seed": seed, "score": float(np.mean([r["score"] for r in rows])),
                "success_rate": float(np.mean([r["success"] for r in rows])), "per_episode": rows}
     Path(out).mkdir(parents=True, exist_ok=True)
