@@ -94,7 +94,7 @@ class UVAPolicy:
         return None if seed is None else torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ API
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_action(self, obs: dict, seed: int | None = None) -> np.ndarray:
         """obs: {'image': (F, S, S, 3) uint8 oldest->newest, 'state': (F, proprio_dim)}.
         Returns the action chunk (horizon, action_dim) in environment units."""
@@ -110,7 +110,7 @@ class UVAPolicy:
         diffusion samples can overshoot and a policy must never command beyond its data."""
         return self.action_norm.unnormalize(normalized.clamp(-1, 1).double().cpu().numpy())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_video(self, obs: dict, actions=None, seed: int | None = None) -> np.ndarray:
         """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking. With `actions` (the chunk
         in environment units) this is forward dynamics; without, video generation."""
@@ -142,7 +142,7 @@ class UVAPolicy:
         latents = m.untokenize(tokens)[0]
         return decode_latents(m.vae, latents, cfg.latent_scale).cpu().numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def inverse_dynamics(self, frames, seed: int | None = None) -> np.ndarray:
         """frames: the F frames reached after each group of `actions_per_frame` actions,
         (F, S, S, 3) uint8. Returns the actions (horizon, action_dim) that led there."""
