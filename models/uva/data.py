@@ -10,6 +10,8 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
+from .vae import resize
+
 REQUIRED_ARRAYS = ("img", "state", "action", "episode_ends")
 
 
@@ -88,7 +90,6 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
             keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4) -> dict:
     """Roll out the scripted expert and save a replay buffer. Returns a summary dict."""
     from .envs import make_env
-    from .envs.pusht import resize
 
     env = make_env(env_name)
     episodes, seeds, outcomes = [], [], []

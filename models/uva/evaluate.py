@@ -12,6 +12,7 @@ from .checkpoint import atomic_write_json
 from .data import WindowIndex, read_replay_buffer
 from .policy import UVAPolicy, load_policy
 from .vae import psnr as _psnr_t
+from .vae import resize
 
 
 class ObservationHistory:
@@ -24,7 +25,6 @@ class ObservationHistory:
         self.states: list[np.ndarray] = []
 
     def append(self, image: np.ndarray, state: np.ndarray) -> None:
-        from .envs.pusht import resize
         self.images.append(resize(image, self.image_size))
         self.states.append(np.asarray(state, np.float64))
         keep = (self.n_frames - 1) * self.stride + 1

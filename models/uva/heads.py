@@ -84,7 +84,6 @@ class DiffusionSampler:
         # serves every call (building it costs ~1 ms, a visible share of a control step)
         self.sample_scheduler = DDIMScheduler.from_config(self.train_scheduler.config)
         self.sample_scheduler.set_timesteps(inference_steps)
-        self.inference_steps = inference_steps
 
     def draw(self, shape: tuple[int, ...], generator: torch.Generator | None, device):
         """Timesteps and noise for `shape` (leading dims: repeats, batch, ...).

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write_json
 from .control import StampedBuffer, align_history
-from .envs.pusht import resize
+from .vae import resize
 from .evaluate import psnr_uint8
 from .policy import load_policy
 from .rosbag import BagError, BagWriter, read_streams

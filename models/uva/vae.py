@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import cv2
+
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
@@ -28,6 +30,13 @@ def build_vae(cfg: UVAConfig) -> AutoencoderKL:
         sample_size=cfg.image_size,
         mid_block_add_attention=False,  # attention at 8x8 buys nothing for 64 px frames on CPU
     )
+
+
+def resize(image, size: int):
+    """Area-resize an RGB uint8 frame to size x size (the model's input)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def images_to_tensor(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,6 @@ outline of the T to the chosen point, and pushes with a depth proportional to th
 """
 from __future__ import annotations
 
-import cv2
 import gymnasium as gym
 import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 import numpy as np
@@ -161,9 +160,3 @@ class PushTEnv:
     def close(self) -> None:
         self.env.close()
 
-
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Area-resize an RGB uint8 frame to size x size (the model's input)."""
-    if image.shape[:2] == (size, size):
-        return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)

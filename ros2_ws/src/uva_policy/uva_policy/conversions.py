@@ -54,6 +54,12 @@ def joint_positions(msg, names: list[str]) -> np.ndarray:
     return q
 
 
+def model_frames(aligned, image_size: int) -> np.ndarray:
+    """Aligned history (per frame: per-camera images) -> (F, S, S, 3) model input."""
+    from uva.vae import resize
+    return np.stack([resize(tile_cameras(cams), image_size) for cams in aligned.images])
+
+
 def tile_cameras(frames: list[np.ndarray]) -> np.ndarray:
     """Several cameras -> one frame side by side (heights matched), the model's single input."""
     if len(frames) == 1:

@@ -22,7 +22,7 @@ from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva.control import SafetyFilter, StampedBuffer, align_history, schedule_chunk
 
-from .conversions import ImageError, image_to_rgb, joint_positions, stamp_to_sec, tile_cameras
+from .conversions import ImageError, image_to_rgb, joint_positions, model_frames, stamp_to_sec
 from .runtime import run_node
 
 FRANKA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
@@ -183,8 +183,7 @@ class PolicyNode(Node):
     def _infer(self, obs) -> None:
         cfg = self.policy.cfg
         try:
-            from uva.envs.pusht import resize
-            images = np.stack([resize(tile_cameras(cams), cfg.image_size) for cams in obs.images])
+            images = model_frames(obs, cfg.image_size)
             t0 = time.perf_counter()
             chunk = self.policy.predict_action({"image": images, "state": obs.states})
             self.status.inference_latency_s = time.perf_counter() - t0

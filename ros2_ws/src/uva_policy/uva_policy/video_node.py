@@ -21,7 +21,7 @@ from uva_msgs.srv import PredictFuture
 
 from uva.control import StampedBuffer, align_history
 
-from .conversions import ImageError, image_to_rgb, joint_positions, rgb_to_image, stamp_to_sec, tile_cameras
+from .conversions import ImageError, image_to_rgb, joint_positions, model_frames, rgb_to_image, stamp_to_sec
 from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
 
@@ -116,9 +116,7 @@ class VideoNode(Node):
                                         cfg.actions_per_frame * self.dt, self.slop, self.max_age)
         if obs is None:
             return None, None, reason
-        from uva.envs.pusht import resize
-        images = np.stack([resize(tile_cameras(c), cfg.image_size) for c in obs.images])
-        return {"image": images, "state": obs.states}, obs, ""
+        return {"image": model_frames(obs, cfg.image_size), "state": obs.states}, obs, ""
 
     def _fit_chunk(self, chunk: np.ndarray) -> np.ndarray:
         """Pad (repeat last) or cut a chunk to the model's horizon."""
