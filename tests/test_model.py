@@ -139,6 +139,22 @@ def test_forward_dynamics_depends_on_actions(tiny_cfg, tmp_path):
     assert np.abs(f0.astype(int) - f1.astype(int)).mean() > 0.5
 
 
+def test_anchored_video_shows_a_no_change_prediction_exactly_as_observed(tiny_ckpt, monkeypatch):
+    policy = load_policy(tiny_ckpt)
+    cfg = policy.cfg
+    obs = random_obs(cfg)
+    newest = policy.encode(obs["image"])[:, -1:]
+    # make the model predict "nothing changes": every future latent = the newest observed one
+    monkeypatch.setattr(policy.model, "untokenize", lambda tokens: newest.repeat(1, cfg.n_frames, 1, 1, 1))
+    anchored = policy.predict_video(obs, seed=0)
+    raw = policy.predict_video(obs, seed=0, anchored=False)
+    observed = np.repeat(obs["image"][-1:], cfg.n_frames, 0)
+    assert np.array_equal(anchored, observed)
+    assert np.abs(raw.astype(int) - observed).mean() > 5  # the VAE error anchoring cancels
+    recon = np.repeat(policy.reconstruct(obs["image"][-1:]), cfg.n_frames, 0)
+    assert np.abs(raw.astype(int) - recon).max() <= 1  # batch-size rounding only
+
+
 def test_latent_cache_encodes_only_new_frames(tiny_ckpt):
     policy = load_policy(tiny_ckpt)
     cfg = policy.cfg

@@ -69,7 +69,7 @@ def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
     rc = uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
                    "--vae-steps", "6", "--video-steps", "4", "--joint-steps", "6",
                    "--batch-size", "4", "--ckpt-every", "3", "--eval-every", "3",
-                   "--config", TINY_JSON])
+                   "--keep-every", "3", "--config", TINY_JSON])
     assert rc == 0
     for stage in ("vae", "video", "joint"):
         assert (run / stage / "final" / "model.safetensors").is_file()
@@ -78,13 +78,27 @@ def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
         assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
     joint_rows = [json.loads(l) for l in (run / "joint" / "log.jsonl").read_text().splitlines()]
     assert any("val/inverse_model" in r for r in joint_rows)
+    meta = lambda p: json.loads((p / "config.json").read_text())
+    milestones = sorted((run / "joint" / "milestones").iterdir())
+    assert [meta(m)["total_steps"] for m in milestones] == [3, 6]
+    # a continued run (another seed) counts the whole history and keeps the same held-out split
+    more = tmp_path / "more"
+    assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(more),
+                     "--stage", "joint", "--init", str(run / "joint" / "final"), "--seed", "3",
+                     "--joint-steps", "2", "--batch-size", "4", "--eval-every", "2"]) == 0
+    assert meta(more / "joint" / "final")["total_steps"] == 8
+    assert meta(more / "joint" / "final")["val_episodes"] == meta(run / "joint" / "final")["val_episodes"]
     out = tmp_path / "eval"
     rc = uva_main(["eval", "--ckpt", str(run / "joint" / "final"), "--env", "pusht",
                    "--episodes", "2", "--out", str(out), "--gifs", "1", "--data", str(tiny_data)])
     assert rc == 0
     result = json.loads((out / "eval.json").read_text())
     assert 0.0 <= result["score"] <= 1.0 and len(result["per_episode"]) == 2
-    assert np.isfinite(result["dynamics"]["forward_dynamics_psnr_db"])
+    dyn = result["dynamics"]
+    assert dyn["episodes"] == 1  # the held-out split of 3 episodes: never trained on
+    for key in ("forward_dynamics_psnr_db", "forward_dynamics_raw_psnr_db",
+                "copy_last_frame_psnr_db", "vae_reconstruction_psnr_db"):
+        assert np.isfinite(dyn[key]), key
     from PIL import Image
     gif = Image.open(next(out.glob("*.gif")))
     assert gif.n_frames == result["per_episode"][0]["steps"]

@@ -39,7 +39,7 @@ def cmd_train(a) -> dict:
                      lr=a.lr, ckpt_every=a.ckpt_every, eval_every=a.eval_every, seed=a.seed,
                      resume=a.resume, device=a.device, bf16=a.bf16, init=a.init,
                      modes=a.modes.split(",") if a.modes else None, config_overrides=overrides,
-                     max_minutes=a.max_minutes)
+                     max_minutes=a.max_minutes, keep_every=a.keep_every)
     return {"stages": train(args)}
 
 
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the UVA-action baseline)")
     t.add_argument("--config", default=None, help="JSON overrides of UVAConfig fields")
     t.add_argument("--max-minutes", type=float, default=None)
+    t.add_argument("--keep-every", type=int, default=None,
+                   help="also keep an EMA checkpoint every N steps (for score-vs-steps curves)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="closed-loop rollouts + dynamics metrics")

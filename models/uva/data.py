@@ -130,6 +130,17 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
     return summary
 
 
+SPLIT_SEED = 0
+
+
+def split_episodes(n_episodes: int, val_fraction: float = 0.05) -> tuple[list[int], list[int]]:
+    """(train, validation) episodes. The split belongs to the dataset, not to a run: a run
+    continued with another --seed, and the held-out dynamics metrics, see the same episodes."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n_episodes)
+    n_val = max(1, int(round(n_episodes * val_fraction))) if n_episodes > 1 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist()) or sorted(order.tolist())
+
+
 class WindowIndex:
     """Index arrays of every training window: history frames, future frames and actions.
 

@@ -22,9 +22,10 @@ from .vae import decode_latents, encode_frames
 
 class UVAPolicy:
     def __init__(self, model: UVAModel, cfg: UVAConfig, normalizers: dict[str, MinMaxNormalizer],
-                 device: str = "cpu"):
+                 device: str = "cpu", meta: dict | None = None):
         self.model = model.to(device).eval()
         self.cfg = cfg
+        self.meta = meta or {}  # training facts saved with the checkpoint (steps, val episodes)
         self.device = torch.device(device)
         self.action_norm = normalizers["action"]
         self.proprio_norm = normalizers["proprio"]
@@ -111,9 +112,15 @@ class UVAPolicy:
         return self.action_norm.unnormalize(normalized.clamp(-1, 1).double().cpu().numpy())
 
     @torch.inference_mode()
-    def predict_video(self, obs: dict, actions=None, seed: int | None = None) -> np.ndarray:
+    def predict_video(self, obs: dict, actions=None, seed: int | None = None,
+                      anchored: bool = True) -> np.ndarray:
         """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking. With `actions` (the chunk
-        in environment units) this is forward dynamics; without, video generation."""
+        in environment units) this is forward dynamics; without, video generation.
+
+        anchored: return the newest observed frame plus the predicted change (decoded prediction
+        minus the decoded newest latent). The frozen VAE's reconstruction error appears in both
+        decodes and cancels, so what the model predicts unchanged comes out exactly as observed
+        instead of VAE-blurred. False returns the raw decodes."""
         images, state = self._check_obs(obs)
         cfg, m = self.cfg, self.model
         norm_actions = None
@@ -122,7 +129,8 @@ class UVAPolicy:
                 self.action_norm.normalize(self._check_actions(actions)), dtype=torch.float32,
                 device=self.device)[None]
         gen = self._generator(seed)
-        hist = m.tokenize(self.encode(images))
+        history_latents = self.encode(images)
+        hist = m.tokenize(history_latents)
         S, F = cfg.tokens_per_frame, cfg.n_frames
         tokens = torch.zeros_like(hist)
         order = torch.randperm(S, generator=gen).to(self.device)
@@ -140,7 +148,19 @@ class UVAPolicy:
             tokens[0, token_idx] = m.video_head.sample(z[0, token_idx], gen)
             n_masked = n_next
         latents = m.untokenize(tokens)[0]
-        return decode_latents(m.vae, latents, cfg.latent_scale).cpu().numpy()
+        if not anchored:
+            return decode_latents(m.vae, latents, cfg.latent_scale).cpu().numpy()
+        newest = history_latents[0, -1:]
+        decoded = decode_latents(m.vae, torch.cat([latents, newest]), cfg.latent_scale).cpu().numpy()
+        change = decoded[:-1].astype(np.int16) - decoded[-1:].astype(np.int16)
+        return np.clip(images[-1:].astype(np.int16) + change, 0, 255).astype(np.uint8)
+
+    @torch.inference_mode()
+    def reconstruct(self, frames) -> np.ndarray:
+        """VAE encode -> decode of uint8 frames: the ceiling for raw decodes of predicted latents."""
+        lat = encode_frames(self.model.vae, torch.from_numpy(np.asarray(frames)).to(self.device),
+                            self.cfg.latent_scale)
+        return decode_latents(self.model.vae, lat, self.cfg.latent_scale).cpu().numpy()
 
     @torch.inference_mode()
     def inverse_dynamics(self, frames, seed: int | None = None) -> np.ndarray:
@@ -156,5 +176,5 @@ class UVAPolicy:
 
 def load_policy(path, device: str = "cpu") -> UVAPolicy:
     """Load a checkpoint directory; raises CheckpointError naming the bad file."""
-    model, cfg, normalizers, _ = load_checkpoint(path, device)
-    return UVAPolicy(model, cfg, normalizers, device)
+    model, cfg, normalizers, meta = load_checkpoint(path, device)
+    return UVAPolicy(model, cfg, normalizers, device, meta)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, atomic_write, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TASK_MODES, UVAConfig
-from .data import DatasetError, WindowIndex, read_replay_buffer
+from .data import DatasetError, WindowIndex, read_replay_buffer, split_episodes
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
 from .vae import encode_frames, images_to_tensor, psnr
@@ -61,6 +61,7 @@ class TrainArgs:
     config_overrides: dict = field(default_factory=dict)
     val_fraction: float = 0.05
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+    keep_every: int | None = None  # keep EMA snapshots under <stage>/milestones/ (learning curves)
 
 
 # ---------------------------------------------------------------------------- distributed
@@ -168,8 +169,11 @@ def plot_curves(log_path: Path, png_path: Path, title: str) -> None:
 
 # ---------------------------------------------------------------------------- the loop
 def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: TrainArgs,
-              out: Path, info: DistInfo, loss_fn, val_fn, params) -> Path:
-    """Generic resumable loop. loss_fn(module, step, gen, slice) -> (loss, logs)."""
+              out: Path, info: DistInfo, loss_fn, val_fn, params, extra: dict,
+              prior_steps: int = 0) -> Path:
+    """Generic resumable loop. loss_fn(module, step, gen, slice) -> (loss, logs).
+    prior_steps: steps of this stage already in the init checkpoint, so `total_steps` in every
+    saved checkpoint counts the whole training history of a chain of continued runs."""
     total = args.steps[stage]
     device = torch.device(args.device)
     optimizer = torch.optim.AdamW(params, lr=args.vae_lr if stage == "vae" else args.lr,
@@ -196,7 +200,7 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
     if info.world > 1:
         module = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     log_path = out / "log.jsonl"
-    extra = {"stage": stage}
+    extra = {**extra, "stage": stage}
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16
                 else nullcontext())
     t0 = time.time()
@@ -230,6 +234,11 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
         out_of_time = args.max_minutes is not None and (time.time() - t0) > 60 * args.max_minutes
         if done % args.ckpt_every == 0 or done == total or out_of_time:
             state.save(done, model, cfg, normalizers, optimizer, scheduler, ema, extra)
+        if args.keep_every and done % args.keep_every == 0 and info.is_main:
+            with ema_weights(ema, params):
+                save_checkpoint(out / "milestones" / f"step_{done:08d}", model, cfg, normalizers,
+                                {**extra, "steps": done, "total_steps": prior_steps + done,
+                                 "weights": "ema"})
         if out_of_time:
             if info.is_main:
                 print(f"[{stage}] stopping at step {done}: --max-minutes reached", flush=True)
@@ -238,8 +247,9 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
     final = out / "final"
     if info.is_main:
         with ema_weights(ema, params):
+            steps = step + 1 if total > start else start
             save_checkpoint(final, model, cfg, normalizers,
-                            {**extra, "steps": step + 1 if total > start else start,
+                            {**extra, "steps": steps, "total_steps": prior_steps + steps,
                              "weights": "ema"})
         plot_curves(log_path, out / "loss_curves.png", f"UVA {stage} stage")
     if info.world > 1:
@@ -262,17 +272,11 @@ class ema_weights:
 
 
 # ---------------------------------------------------------------------------- stages
-def split_episodes(n_episodes: int, val_fraction: float, seed: int):
-    order = np.random.default_rng(seed).permutation(n_episodes)
-    n_val = max(1, int(round(n_episodes * val_fraction))) if n_episodes > 1 else 0
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist()) or sorted(order.tolist())
-
-
 def train_vae(buf, cfg, normalizers, args, out, info):
     model = UVAModel(cfg).to(args.device)
     model.vae.requires_grad_(True)
     params = list(model.vae.parameters())
-    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction, args.seed)
+    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction)
     slices = buf.episode_slices()
     train_frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in train_eps])
     val_frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in val_eps])
@@ -293,7 +297,8 @@ def train_vae(buf, cfg, normalizers, args, out, info):
         recon = m.vae.decode(m.vae.encode(x).latent_dist.mean).sample
         return {"psnr_db": psnr(recon, x)}
 
-    final = run_stage("vae", model, cfg, normalizers, args, out, info, loss_fn, val_fn, params)
+    final = run_stage("vae", model, cfg, normalizers, args, out, info, loss_fn, val_fn, params,
+                      {"val_episodes": val_eps})
     # measure the latent scale on training frames and store it in the stage's final checkpoint
     model, cfg, normalizers, meta = load_checkpoint(final, args.device)
     sample = train_frames[np.linspace(0, len(train_frames) - 1, min(2048, len(train_frames))).astype(int)]
@@ -333,7 +338,9 @@ def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Pat
 
 
 def train_transformer(stage, buf, init: Path, args, out, info):
-    model, cfg, normalizers, _ = load_checkpoint(init, args.device)
+    model, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
+    prior_steps = (init_meta.get("total_steps", init_meta.get("steps", 0))
+                   if init_meta.get("stage") == stage else 0)
     check_dataset_fits(buf, cfg, args.data, init)
     if stage == "video":
         cfg.task_weights = {"video_model": 1.0}
@@ -352,7 +359,7 @@ def train_transformer(stage, buf, init: Path, args, out, info):
                               dtype=torch.float32)
     proprio = torch.as_tensor(normalizers["proprio"].normalize(buf.state.astype(np.float64)),
                               dtype=torch.float32)
-    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction, args.seed)
+    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction)
     train_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
     val_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, val_eps)
     modes = cfg.active_modes
@@ -385,7 +392,8 @@ def train_transformer(stage, buf, init: Path, args, out, info):
             out_logs[mode] = loss.item()
         return out_logs
 
-    return run_stage(stage, model, cfg, normalizers, args, out, info, loss_fn, val_fn, params)
+    return run_stage(stage, model, cfg, normalizers, args, out, info, loss_fn, val_fn, params,
+                     {"val_episodes": val_eps}, prior_steps)
 
 
 def check_dataset_fits(buf, cfg: UVAConfig, data_path, ckpt_path) -> None:
