@@ -45,6 +45,9 @@ class UVAConfig:
     video_inference_steps: int = 10
     action_inference_steps: int = 10
     video_unmask_iterations: int = 4  # MAR iterative unmasking steps in predict_video
+    # scale of the video head's starting noise: 0 = the deterministic DDIM prediction (measured
+    # closer to the real future than 1.0 on both envs, README), 1 = full sampling
+    video_temperature: float = 0.0
     diffusion_batch_mul: int = 2  # noise draws per target per step, as in MAR's DiffLoss
     # --- masking law: ratio ~ truncated normal(1.0, std) restricted to [min, 1]
     mask_ratio_min: float = 0.7

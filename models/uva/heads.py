@@ -109,9 +109,11 @@ class DiffusionSampler:
 
     @torch.no_grad()
     def sample(self, denoiser: AdaLNDenoiser, cond: torch.Tensor, target_dim: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """DDIM (eta 0) from noise scaled by `temperature` (MAR's knob: lower = less diverse)."""
         scheduler = self.sample_scheduler
         x = torch.randn(cond.shape[0], target_dim, generator=generator, device="cpu").to(cond)
+        x = x * temperature
         for t in scheduler.timesteps:
             t_batch = t.to(cond.device).expand(cond.shape[0])
             eps = denoiser(x, t_batch, cond)
@@ -142,9 +144,9 @@ class VideoDiffusionHead(nn.Module):
         return self.diffusion.training_loss(self.denoiser, target, z, t[:, batch_slice],
                                             noise[:, batch_slice])
 
-    def sample(self, z: torch.Tensor, generator=None) -> torch.Tensor:
+    def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
         """z: (M, z_dim) -> tokens (M, token_dim)."""
-        return self.diffusion.sample(self.denoiser, z, self.token_dim, generator)
+        return self.diffusion.sample(self.denoiser, z, self.token_dim, generator, temperature)
 
 
 class ActionDiffusionHead(nn.Module):

@@ -113,14 +113,15 @@ class UVAPolicy:
 
     @torch.inference_mode()
     def predict_video(self, obs: dict, actions=None, seed: int | None = None,
-                      anchored: bool = True) -> np.ndarray:
+                      anchored: bool = True, temperature: float | None = None) -> np.ndarray:
         """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking. With `actions` (the chunk
         in environment units) this is forward dynamics; without, video generation.
 
         anchored: return the newest observed frame plus the predicted change (decoded prediction
         minus the decoded newest latent). The frozen VAE's reconstruction error appears in both
         decodes and cancels, so what the model predicts unchanged comes out exactly as observed
-        instead of VAE-blurred. False returns the raw decodes."""
+        instead of VAE-blurred. False returns the raw decodes.
+        temperature: video head noise scale (default: the checkpoint's `video_temperature`)."""
         images, state = self._check_obs(obs)
         cfg, m = self.cfg, self.model
         norm_actions = None
@@ -145,7 +146,8 @@ class UVAPolicy:
             z = m.joint_latent(hist, tokens, mask, norm_actions, self._proprio(state))
             reveal = order[n_next:n_masked]
             token_idx = (torch.arange(F, device=self.device)[:, None] * S + reveal[None]).reshape(-1)
-            tokens[0, token_idx] = m.video_head.sample(z[0, token_idx], gen)
+            tokens[0, token_idx] = m.video_head.sample(
+                z[0, token_idx], gen, cfg.video_temperature if temperature is None else temperature)
             n_masked = n_next
         latents = m.untokenize(tokens)[0]
         if not anchored:
