@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-PANDA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
+from uva.franka import MODEL_JOINTS as PANDA_JOINTS  # the names the nodes use
 PANDA_LOWER = [-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671, 0.0]
 PANDA_UPPER = [2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.04]
 HOME = [0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.04]

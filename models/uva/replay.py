@@ -15,15 +15,15 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import atomic_write_json
+from . import franka
 from .control import StampedBuffer, align_history
 from .vae import resize
 from .evaluate import psnr_uint8
 from .policy import load_policy
 from .rosbag import BagError, BagWriter, read_streams
 
-FRANKA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
 DEFAULT_TOPICS = {"image_topic": "/camera/color/image_raw", "joint_states_topic": "/joint_states",
-                  "joint_names": FRANKA_JOINTS, "control_rate_hz": 10.0, "max_obs_age_s": 0.5,
+                  "joint_names": franka.MODEL_JOINTS, "control_rate_hz": 10.0, "max_obs_age_s": 0.5,
                   "sync_slop_s": 0.05}
 
 
@@ -203,7 +203,7 @@ def write_expert_bag(path: str, episodes: int = 2, seed: int = 200000, storage: 
     joint_states with franka_ros2 names, the commanded trajectory), the way a lab records demos."""
     from .envs.panda import PandaEnv
     env = PandaEnv()
-    names = FRANKA_JOINTS + ["fr3_finger_joint2"] if extra_joint else FRANKA_JOINTS
+    names = franka.ARM_JOINTS + franka.FINGER_JOINTS if extra_joint else franka.MODEL_JOINTS
     dt_ns = int(1e9 / env.control_hz)
     t_ns = 1_700_000_000 * 10**9
     counts = 0

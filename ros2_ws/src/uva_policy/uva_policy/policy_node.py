@@ -20,29 +20,27 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
+from uva import franka
 from uva.control import SafetyFilter, StampedBuffer, align_history, schedule_chunk
 
 from .conversions import ImageError, image_to_rgb, joint_positions, model_frames, stamp_to_sec
 from .runtime import run_node
 
-FRANKA_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1"]
-FRANKA_LOWER = [-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159, 0.0]
-FRANKA_UPPER = [2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159, 0.08]
 
 SHARED_PARAMETERS = {  # declared by both the policy and the video node
     "checkpoint": "",
     "device": "cpu",
     "image_topics": ["/camera/color/image_raw"],
     "joint_states_topic": "/joint_states",
-    "joint_names": FRANKA_JOINTS,
+    "joint_names": franka.MODEL_JOINTS,
     "control_rate_hz": 10.0,
     "sync_slop_s": 0.05,
     "torch_threads": 1,
 }
 PARAMETERS = {
     **SHARED_PARAMETERS,
-    "joint_lower_limits": FRANKA_LOWER,
-    "joint_upper_limits": FRANKA_UPPER,
+    "joint_lower_limits": franka.LOWER_LIMITS,
+    "joint_upper_limits": franka.UPPER_LIMITS,
     "max_joint_step": 0.15,  # rad (or m for the gripper) per control step
     "max_obs_age_s": 0.5,
     "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default

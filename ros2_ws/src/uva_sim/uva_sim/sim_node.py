@@ -15,11 +15,10 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Int32
 from trajectory_msgs.msg import JointTrajectory
 
+from uva import franka
 from uva.envs.panda import PandaEnv
 from uva_policy.runtime import run_node
 
-ARM = [f"fr3_joint{i}" for i in range(1, 8)]
-FINGERS = ["fr3_finger_joint1", "fr3_finger_joint2"]
 
 
 PARAMETERS = {
@@ -67,7 +66,7 @@ class SimNode(Node):
 
     def _on_trajectory(self, msg: JointTrajectory):
         names = list(msg.joint_names)
-        want = ARM + FINGERS[:1]
+        want = franka.MODEL_JOINTS
         if any(n not in names for n in want):
             self.get_logger().warning(f"trajectory joints {names} do not cover {want}; ignored")
             return
@@ -106,7 +105,7 @@ class SimNode(Node):
         stamp = self.get_clock().now().to_msg()
         js = JointState()
         js.header.stamp = stamp
-        js.name = ARM + FINGERS
+        js.name = franka.ARM_JOINTS + franka.FINGER_JOINTS
         js.position = [float(v) for v in obs.state[:7]] + [float(obs.state[7])] * 2
         self.joint_pub.publish(js)
         img = Image()

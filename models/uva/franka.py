@@ -1,0 +1,12 @@
+"""Franka FR3 joints as franka_ros2 names them, in the order the Panda env's state and action
+vectors use: seven arm joints, then one finger (the gripper is symmetric, the second finger
+mirrors it). One definition for the simulator node, the policy node and rosbag replay; importing
+it pulls in nothing heavy."""
+from __future__ import annotations
+
+ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
+FINGER_JOINTS = ["fr3_finger_joint1", "fr3_finger_joint2"]
+MODEL_JOINTS = ARM_JOINTS + FINGER_JOINTS[:1]
+# FR3 position limits (rad; finger: m per finger), the safety filter's defaults
+LOWER_LIMITS = [-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159, 0.0]
+UPPER_LIMITS = [2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159, 0.04]
