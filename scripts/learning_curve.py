@@ -8,7 +8,8 @@ runs) on the same fixed seeds and plots the curve next to the expert and random 
 
 The x axis is each checkpoint's `total_steps` (its stage's steps summed over the chain of
 --init continuations). Evaluations are cached per checkpoint, so re-running only evaluates new
-milestones; run it while training goes on.
+milestones. Each series with 3+ points also gets a log-linear fit, score = a + b ln(steps), and
+the steps it would need to reach --target if the trend held (a rough budget estimate, no more).
 """
 from __future__ import annotations
 
@@ -36,7 +37,17 @@ def evaluate_cached(ckpt: Path, env: str, episodes: int, out_root: Path) -> dict
     return evaluate(str(ckpt), env, episodes, str(out), n_gifs=0)
 
 
-def plot(curves: dict, references: dict, env: str, episodes: int, png: Path) -> None:
+def log_linear_fit(points: list[dict], target: float) -> dict | None:
+    if len(points) < 3:
+        return None
+    x = np.log([p["total_steps"] for p in points])
+    y = np.array([p["score"] for p in points])
+    b, a = np.polyfit(x, y, 1)
+    reach = float(np.exp((target - a) / b)) if b > 0 else None
+    return {"a": float(a), "b": float(b), "target": target, "steps_to_target": reach}
+
+
+def plot(curves: dict, fits: dict, references: dict, env: str, episodes: int, png: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -46,7 +57,12 @@ def plot(curves: dict, references: dict, env: str, episodes: int, png: Path) -> 
         xs = [p["total_steps"] for p in points]
         ys = [p["score"] for p in points]
         err = [p["score_sem"] for p in points]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+        line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+        fit = fits.get(label)
+        if fit:
+            grid = np.geomspace(min(xs), max(xs), 50)
+            ax.plot(grid, fit["a"] + fit["b"] * np.log(grid), linestyle="--", linewidth=1,
+                    color=line[0].get_color(), label=f"{label}: {fit['a']:.2f} + {fit['b']:.3f} ln(steps)")
     for (label, score), style in zip(references.items(), (":", "--", "-.")):
         ax.axhline(score, color="gray", linestyle=style, label=f"{label} {score:.2f}")
     ax.set_xlabel("training steps (joint stage, batch 32)")
@@ -69,6 +85,7 @@ def main() -> None:
     p.add_argument("--reference", action="append", default=[],
                    help="LABEL=eval.json of a reference policy (expert, random)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--target", type=float, default=0.6, help="score the budget estimate aims at")
     a = p.parse_args()
 
     import torch
@@ -100,9 +117,15 @@ def main() -> None:
     for spec in a.reference:
         label, _, path = spec.partition("=")
         references[label] = json.loads(Path(path).read_text())["score"]
+    fits = {label: fit for label, points in curves.items()
+            if (fit := log_linear_fit(points, a.target))}
+    for label, fit in fits.items():
+        print(f"{label}: score = {fit['a']:.3f} + {fit['b']:.4f} ln(steps); "
+              f"{a.target} reached at ~{fit['steps_to_target'] or float('inf'):.3g} steps if the trend held")
     atomic_write_json(out / "learning_curve.json", {"env": a.env, "episodes": a.episodes,
-                                                    "curves": curves, "references": references})
-    plot(curves, references, a.env, a.episodes, out / "learning_curve.png")
+                                                    "curves": curves, "fits": fits,
+                                                    "references": references})
+    plot(curves, fits, references, a.env, a.episodes, out / "learning_curve.png")
     print(f"wrote {out / 'learning_curve.json'} and {out / 'learning_curve.png'}")
 
 
