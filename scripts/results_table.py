@@ -34,14 +34,19 @@ def policy_rows():
 
 
 def dynamics_rows():
-    print("| env | forward dynamics PSNR | copy-last-frame PSNR | inverse dynamics MAE (env units) | MAE normalised [-1,1] |")
-    print("|---|---|---|---|---|")
+    """From `uva eval --episodes 0 --data …` runs written to outputs/dynamics_<run>/."""
+    print("| env | model | forward dynamics (anchored) | raw decode | copy-last-frame | VAE ceiling "
+          "| inverse dynamics MAE (env units) | MAE normalised [-1,1] |")
+    print("|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
-        r = load(f"outputs/eval_{env}/eval.json")
-        if r and "dynamics" in r:
-            d = r["dynamics"]
-            print(f"| {env} | {d['forward_dynamics_psnr_db']:.2f} dB | {d['copy_last_frame_psnr_db']:.2f} dB | "
-                  f"{d['inverse_dynamics_mae']:.4f} | {d['inverse_dynamics_mae_normalized']:.3f} |")
+        for run, name in ((env, "UVA (shipped)"), (f"{env}_action", "UVA-action")):
+            r = load(f"outputs/dynamics_{run}/eval.json")
+            if r and "dynamics" in r:
+                d = r["dynamics"]
+                print(f"| {env} | {name} | {d['forward_dynamics_psnr_db']:.2f} dB | "
+                      f"{d['forward_dynamics_raw_psnr_db']:.2f} dB | {d['copy_last_frame_psnr_db']:.2f} dB | "
+                      f"{d['vae_reconstruction_psnr_db']:.2f} dB | {d['inverse_dynamics_mae']:.4g} | "
+                      f"{d['inverse_dynamics_mae_normalized']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--expert", action="store_true", help="evaluate the scripted expert instead")
     e.add_argument("--random", action="store_true", help="evaluate a random policy instead")
     e.add_argument("--env", required=True)
-    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--episodes", type=int, default=50,
+                   help="closed-loop episodes; 0 with --data measures the dynamics metrics only")
     e.add_argument("--out", required=True)
     e.add_argument("--seed", type=int, default=100000, help="first evaluation seed")
     e.add_argument("--device", default="cpu")

@@ -151,8 +151,12 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
 def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 100000,
              device: str = "cpu", n_gifs: int = 3, data: str | None = None,
              n_action_steps: int | None = None) -> dict:
+    """Closed-loop rollouts on fixed seeds (+ dynamics metrics with `data`); episodes=0 with
+    `data` measures the dynamics metrics alone."""
     from .envs import make_env
 
+    if episodes < 0 or (episodes == 0 and not data):
+        raise ValueError("evaluate needs episodes > 0, or episodes = 0 with held-out data")
     policy = load_policy(ckpt, device)
     env = make_env(env_name)
     if (env.action_dim, env.proprio_dim) != (policy.cfg.action_dim, policy.cfg.proprio_dim):
@@ -169,16 +173,17 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
             write_gif(out_dir / f"episode_{seed + i}.gif", frames)
         results.append(res)
     env.close()
-    lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000
-    summary = {
-        "ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
-        "n_action_steps": n_exec,
-        "score": float(np.mean([r["score"] for r in results])),
-        "success_rate": float(np.mean([r["success"] for r in results])),
-        "predict_action_ms_p50": float(np.percentile(lat, 50)),
-        "predict_action_ms_p95": float(np.percentile(lat, 95)),
-        "per_episode": results,
-    }
+    summary = {"ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
+               "n_action_steps": n_exec, "training_steps": policy.meta.get("total_steps", policy.meta.get("steps"))}
+    if results:
+        lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000
+        summary.update({
+            "score": float(np.mean([r["score"] for r in results])),
+            "success_rate": float(np.mean([r["success"] for r in results])),
+            "predict_action_ms_p50": float(np.percentile(lat, 50)),
+            "predict_action_ms_p95": float(np.percentile(lat, 95)),
+            "per_episode": results,
+        })
     if data:
         summary["dynamics"] = dynamics_metrics(policy, data)
     atomic_write_json(out_dir / "eval.json", summary)
