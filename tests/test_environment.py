@@ -26,3 +26,25 @@ def test_cv_bridge_roundtrip_and_encodings():
     msg.encoding = "32FC1"
     with pytest.raises(ImageError, match="unsupported encoding"):
         image_to_rgb(msg)
+
+
+def test_compressed_images_decode_and_garbage_is_a_clear_error():
+    import cv2
+    import pytest
+    pytest.importorskip("rclpy")
+    from sensor_msgs.msg import CompressedImage, Image
+    from uva_policy.conversions import ImageError, image_msg_type, image_to_rgb
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    png = CompressedImage(format="png", data=cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
+    assert np.array_equal(image_to_rgb(png), rgb)  # PNG is lossless: exact colours, RGB order
+    grey = CompressedImage(format="png", data=cv2.imencode(".png", rgb[..., 0])[1].tobytes())
+    assert np.array_equal(image_to_rgb(grey), np.repeat(rgb[..., :1], 3, axis=2))
+    yy, xx = np.mgrid[0:30, 0:40]
+    smooth = np.stack([xx * 6, yy * 8, 255 - xx * 6], axis=2).astype(np.uint8)
+    jpeg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", smooth[..., ::-1])[1].tobytes())
+    assert np.abs(image_to_rgb(jpeg).astype(int) - smooth).mean() < 4  # lossy, same picture
+    for junk in (b"not an image at all", b""):
+        with pytest.raises(ImageError, match="could not decode"):
+            image_to_rgb(CompressedImage(format="jpeg", data=junk))
+    assert image_msg_type("/camera/color/image_raw/compressed") is CompressedImage
+    assert image_msg_type("/camera/color/image_raw") is Image

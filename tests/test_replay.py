@@ -16,6 +16,7 @@ STORE = get_typestore(Stores.ROS2_JAZZY)
 T = STORE.types
 DT = 0.1
 N = 50
+COMPRESSED_TOPIC = "/camera/color/image_raw/compressed"
 BASE_NS = 1_700_000_000 * 10**9
 
 
@@ -38,12 +39,17 @@ def header(ns):
     return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id="")
 
 
-def write_bag(path: Path, joint_names=None, with_camera=True, storage=StoragePlugin.MCAP):
+def write_bag(path: Path, joint_names=None, with_camera=True, storage=StoragePlugin.MCAP,
+              compressed=False):
+    """compressed: the camera as a PNG CompressedImage stream on '<topic>/compressed'."""
+    import cv2
     imgs = frames(N)
     names = joint_names or (["extra_joint"] + PANDA_JOINTS[::-1])  # extra joint, reversed order
     with Writer(path, version=9, storage_plugin=storage) as w:
         if with_camera:
-            cam = w.add_connection("/camera/color/image_raw", "sensor_msgs/msg/Image", typestore=STORE)
+            cam = (w.add_connection(COMPRESSED_TOPIC, "sensor_msgs/msg/CompressedImage", typestore=STORE)
+                   if compressed else
+                   w.add_connection("/camera/color/image_raw", "sensor_msgs/msg/Image", typestore=STORE))
         js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=STORE)
         other = w.add_connection("/rosout_like", "std_msgs/msg/String", typestore=STORE)
         for k in range(N):
@@ -56,8 +62,13 @@ def write_bag(path: Path, joint_names=None, with_camera=True, storage=StoragePlu
             w.write(js, ns, STORE.serialize_cdr(msg, js.msgtype))
             if with_camera:
                 bgr = imgs[k][..., ::-1]
-                im = T["sensor_msgs/msg/Image"](header=header(ns), height=64, width=64, encoding="bgr8",
-                                               is_bigendian=0, step=192, data=np.ascontiguousarray(bgr).ravel())
+                if compressed:
+                    png = cv2.imencode(".png", np.ascontiguousarray(bgr))[1].ravel()
+                    im = T["sensor_msgs/msg/CompressedImage"](header=header(ns), format="png", data=png)
+                else:
+                    im = T["sensor_msgs/msg/Image"](header=header(ns), height=64, width=64, encoding="bgr8",
+                                                   is_bigendian=0, step=192,
+                                                   data=np.ascontiguousarray(bgr).ravel())
                 w.write(cam, ns, STORE.serialize_cdr(im, cam.msgtype))
             w.write(other, ns, STORE.serialize_cdr(T["std_msgs/msg/String"](data="x"), other.msgtype))
     return imgs
@@ -117,15 +128,19 @@ def test_bad_bags_fail_clearly_without_a_report(tmp_path, ckpt, capsys):
     assert not out.exists() and not Path(str(out) + ".partial").exists()
 
 
-def test_realtime_replay_loses_nothing_and_agrees_with_offline(tmp_path, ckpt):
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "compressed"])
+def test_realtime_replay_loses_nothing_and_agrees_with_offline(tmp_path, ckpt, compressed):
     pytest.importorskip("rclpy")
     from ros_helpers import isolate_dds
     isolate_dds()
     bag = tmp_path / "bag"
-    write_bag(bag)
+    write_bag(bag, compressed=compressed)
+    topic_map = tmp_path / "topics.json"
+    topic_map.write_text(json.dumps({"image_topic": COMPRESSED_TOPIC if compressed
+                                     else "/camera/color/image_raw"}))
     out = tmp_path / "rt"
     assert uva_main(["replay-eval", "--bag", str(bag), "--ckpt", str(ckpt), "--out", str(out),
-                     "--mode", "realtime"]) == 0
+                     "--mode", "realtime", "--topics", str(topic_map)]) == 0
     report = json.loads((out / "report.json").read_text())
     rt = report["realtime"]
     assert rt["messages_sent"] == {"image": N, "joints": N}

@@ -161,3 +161,47 @@ def test_missing_checkpoint_holds_but_stays_alive(ros, tmp_path):
     finally:
         h.close()
         stop(proc)
+
+
+def test_compressed_camera_topic_drives_the_policy_and_junk_holds(ros, panda_ckpt, tmp_path):
+    import time
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    node, executor = ros
+    topic = "/camera/color/image_raw/compressed"  # image_transport's name for the JPEG/PNG stream
+    proc = start_node("uva_policy.policy_node", "policy_node",
+                      {"checkpoint": str(panda_ckpt), "image_topics": [topic],
+                       "joint_lower_limits": PANDA_LOWER, "joint_upper_limits": PANDA_UPPER},
+                      log_path=tmp_path / "policy.log")
+    h = Harness(node, executor)
+    pub = node.create_publisher(CompressedImage, topic, 10)
+    rgb = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", rgb)[1].tobytes()
+
+    def run_until(predicate, timeout, data):
+        end = time.time() + timeout
+        while time.time() < end and not predicate():
+            msg = CompressedImage(format="png", data=data)
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+            h.js_pub.publish(make_joints(node, HOME))
+            t_next = time.time() + 0.05
+            while time.time() < t_next:
+                executor.spin_once(timeout_sec=0.01)
+        return predicate()
+
+    try:
+        assert run_until(lambda: len(h.trajs) >= 2, 30, png), (tmp_path / "policy.log").read_text()
+        run_until(lambda: False, 0.5, b"\x00junk")
+        h.statuses.clear()
+        n = len(h.trajs)
+        run_until(lambda: False, 1.5, b"\x00junk")
+        held = [s for s in h.statuses if s.state == 1]
+        assert held and "could not decode" in held[-1].reason, [s.reason for s in h.statuses[-3:]]
+        assert len(h.trajs) <= n + 1 and proc.poll() is None
+        assert run_until(lambda: len(h.trajs) > n + 2, 20, png)  # resumes on good frames
+    finally:
+        node.destroy_publisher(pub)
+        h.close()
+        stop(proc)

@@ -51,23 +51,27 @@ def _load(bag, topics):
 def run(bag: str, ckpt: str, topics: dict, log_path: str | None = None) -> dict:
     messages = _load(bag, topics)
     names = list(topics["joint_names"])
-    if any(isinstance(m, CompressedImage) for _, _, m in messages):
-        raise BagError("realtime replay of CompressedImage topics is not supported; use --mode offline")
+    # a compressed camera stream is replayed as such, on image_transport's '/compressed' name
+    image_type = next((type(m) for _, topic, m in messages if topic == topics["image_topic"]), None)
+    if image_type is None:
+        raise BagError(f"{bag}: no messages on {topics['image_topic']}")
+    image_topic = "/camera/color/image_raw" + ("/compressed" if image_type is CompressedImage else "")
     rclpy.init()
     node = rclpy.create_node("uva_bag_player", parameter_overrides=[])
     clock_pub = node.create_publisher(Clock, "/clock", 10)
-    img_pub = node.create_publisher(Image, "/camera/color/image_raw", 50)
+    img_pub = node.create_publisher(image_type, image_topic, 50)
     js_pub = node.create_publisher(JointState, "/joint_states", 50)
     chunks, statuses, received = [], [], {"image": 0, "joints": 0}
     node.create_subscription(ActionChunk, "/uva/action_chunk", chunks.append, 50)
     node.create_subscription(PolicyStatus, "/policy_node/status", statuses.append, 50)
-    node.create_subscription(Image, "/camera/color/image_raw",
+    node.create_subscription(image_type, image_topic,
                              lambda m: received.__setitem__("image", received["image"] + 1), 50)
     node.create_subscription(JointState, "/joint_states",
                              lambda m: received.__setitem__("joints", received["joints"] + 1), 50)
     fmt = lambda v: "[" + ",".join(f'"{x}"' for x in v) + "]"
     argv = [sys.executable, "-m", "uva_policy.policy_node", "--ros-args", "-r", "__node:=policy_node",
             "-p", f"checkpoint:={ckpt}", "-p", "use_sim_time:=true", "-p", f"joint_names:={fmt(names)}",
+            "-p", f"image_topics:={fmt([image_topic])}",
             "-p", f"control_rate_hz:={float(topics['control_rate_hz'])}",
             "-p", f"max_obs_age_s:={float(topics['max_obs_age_s'])}",
             "-p", f"sync_slop_s:={float(topics['sync_slop_s'])}",

@@ -1,8 +1,10 @@
 """Message <-> array conversions (cv_bridge for images), with clear errors for bad input."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from cv_bridge import CvBridge, CvBridgeError
+from sensor_msgs.msg import CompressedImage, Image
 
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 _bridge = CvBridge()
@@ -16,8 +18,32 @@ def stamp_to_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def image_msg_type(topic: str):
+    """image_transport's naming: '<base>/compressed' carries CompressedImage (JPEG/PNG), so a
+    camera's compressed stream is used by naming it in `image_topics`."""
+    return CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
+
+
+def _decode_compressed(msg) -> np.ndarray:
+    try:
+        bgr = _bridge.compressed_imgmsg_to_cv2(msg, desired_encoding="passthrough")
+    except (CvBridgeError, cv2.error, ValueError, TypeError) as e:
+        raise ImageError(f"could not decode the '{msg.format}' compressed image: {e}") from e
+    if bgr is None or bgr.ndim not in (2, 3) or min(bgr.shape[:2]) < 8:
+        raise ImageError(f"could not decode the '{msg.format}' compressed image "
+                         f"({len(msg.data)} bytes)")
+    code = {2: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}
+    channels = 2 if bgr.ndim == 2 else bgr.shape[2]
+    if channels not in code:
+        raise ImageError(f"compressed image with {channels} channels")
+    return np.ascontiguousarray(cv2.cvtColor(bgr, code[channels]))
+
+
 def image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, any size) -> (H, W, 3) uint8 RGB."""
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, any size) or CompressedImage
+    (JPEG/PNG, colour or grey) -> (H, W, 3) uint8 RGB."""
+    if isinstance(msg, CompressedImage):
+        return _decode_compressed(msg)
     if msg.encoding not in SUPPORTED_ENCODINGS:
         raise ImageError(f"unsupported encoding '{msg.encoding}' (supported: {SUPPORTED_ENCODINGS})")
     channels = {"mono8": 1, "rgba8": 4, "bgra8": 4}.get(msg.encoding, 3)

@@ -16,14 +16,15 @@ import rclpy
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva import franka
 from uva.control import SafetyFilter, StampedBuffer, align_history, schedule_chunk
 
-from .conversions import ImageError, image_to_rgb, joint_positions, model_frames, stamp_to_sec
+from .conversions import (ImageError, image_msg_type, image_to_rgb, joint_positions, model_frames,
+                          stamp_to_sec)
 from .runtime import run_node
 
 
@@ -78,7 +79,7 @@ class PolicyNode(Node):
         self.state_buffer = StampedBuffer()
         self._input_error = ""
         for i, topic in enumerate(topics):
-            self.create_subscription(Image, topic, lambda m, i=i: self._on_image(i, m),
+            self.create_subscription(image_msg_type(topic), topic, lambda m, i=i: self._on_image(i, m),
                                      qos_profile_sensor_data)
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
         self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
@@ -109,7 +110,7 @@ class PolicyNode(Node):
             self.policy = None
 
     # ------------------------------------------------------------------ callbacks
-    def _on_image(self, index: int, msg: Image) -> None:
+    def _on_image(self, index: int, msg) -> None:
         try:
             rgb = image_to_rgb(msg)
         except ImageError as e:

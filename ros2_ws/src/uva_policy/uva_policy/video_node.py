@@ -21,7 +21,8 @@ from uva_msgs.srv import PredictFuture
 
 from uva.control import StampedBuffer, align_history
 
-from .conversions import ImageError, image_to_rgb, joint_positions, model_frames, rgb_to_image, stamp_to_sec
+from .conversions import (ImageError, image_msg_type, image_to_rgb, joint_positions, model_frames,
+                          rgb_to_image, stamp_to_sec)
 from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
 
@@ -71,7 +72,7 @@ class VideoNode(Node):
         self.state_buffer = StampedBuffer()
         self.latest_chunk: np.ndarray | None = None
         for i, topic in enumerate(topics):
-            self.create_subscription(Image, topic, lambda m, i=i: self._on_image(i, m),
+            self.create_subscription(image_msg_type(topic), topic, lambda m, i=i: self._on_image(i, m),
                                      qos_profile_sensor_data)
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
