@@ -174,7 +174,8 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
         results.append(res)
     env.close()
     summary = {"ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
-               "n_action_steps": n_exec, "training_steps": policy.meta.get("total_steps", policy.meta.get("steps"))}
+               "n_action_steps": n_exec,
+               "training_steps": policy.meta.get("total_steps", policy.meta.get("steps"))}
     if results:
         lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000
         summary.update({
