@@ -97,8 +97,13 @@ def main() -> None:
     curves: dict[str, list[dict]] = {}
     for spec in a.series:
         label, _, paths = spec.partition("=")
-        ckpts = sorted({Path(c) for pat in paths.split(",") for c in glob.glob(pat)},
-                       key=checkpoint_steps)
+        # one checkpoint per step count, the first listed (a run's last milestone and its final
+        # hold the same EMA weights)
+        by_steps: dict[int, Path] = {}
+        for pattern in paths.split(","):
+            for c in sorted(glob.glob(pattern)):
+                by_steps.setdefault(checkpoint_steps(Path(c)), Path(c))
+        ckpts = [by_steps[k] for k in sorted(by_steps)]
         if not ckpts:
             raise SystemExit(f"series '{label}': no checkpoints match {paths}")
         points = []
