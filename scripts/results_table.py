@@ -36,8 +36,9 @@ def policy_rows():
 def dynamics_rows():
     """From `uva eval --episodes 0 --data …` runs written to outputs/dynamics_<run>/."""
     print("| env | model | forward dynamics (anchored) | raw decode | copy-last-frame | VAE ceiling "
-          "| inverse dynamics MAE (env units) | MAE normalised [-1,1] |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| inverse dynamics MAE (env units) | MAE normalised [-1,1] | policy open-loop MAE "
+          "normalised | hold-state MAE normalised |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
         for run, name in ((env, "UVA (shipped)"), (f"{env}_action", "UVA-action")):
             r = load(f"outputs/dynamics_{run}/eval.json")
@@ -46,7 +47,8 @@ def dynamics_rows():
                 print(f"| {env} | {name} | {d['forward_dynamics_psnr_db']:.2f} dB | "
                       f"{d['forward_dynamics_raw_psnr_db']:.2f} dB | {d['copy_last_frame_psnr_db']:.2f} dB | "
                       f"{d['vae_reconstruction_psnr_db']:.2f} dB | {d['inverse_dynamics_mae']:.4g} | "
-                      f"{d['inverse_dynamics_mae_normalized']:.3f} |")
+                      f"{d['inverse_dynamics_mae_normalized']:.3f} | "
+                      f"{d['policy_open_loop_mae_normalized']:.3f} | {d['hold_state_mae_normalized']:.3f} |")
 
 
 if __name__ == "__main__":

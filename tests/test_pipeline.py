@@ -97,7 +97,8 @@ def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
     dyn = result["dynamics"]
     assert dyn["episodes"] == 1  # the held-out split of 3 episodes: never trained on
     for key in ("forward_dynamics_psnr_db", "forward_dynamics_raw_psnr_db",
-                "copy_last_frame_psnr_db", "vae_reconstruction_psnr_db"):
+                "copy_last_frame_psnr_db", "vae_reconstruction_psnr_db",
+                "policy_open_loop_mae_normalized", "hold_state_mae_normalized"):
         assert np.isfinite(dyn[key]), key
     from PIL import Image
     gif = Image.open(next(out.glob("*.gif")))

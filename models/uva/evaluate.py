@@ -114,7 +114,9 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
     """Forward dynamics (predicted vs real future frames, PSNR) against copy-last-frame, and
     inverse dynamics action error, on the checkpoint's validation episodes (never trained on).
     Forward dynamics is reported anchored (the default output) and raw; the VAE's own
-    reconstruction PSNR of the true future frames is the ceiling of the raw number."""
+    reconstruction PSNR of the true future frames is the ceiling of the raw number. The policy's
+    open-loop chunk error is reported too, beside holding the current state where actions are
+    position targets of the state (both envs here): what a policy must beat to be steering."""
     cfg = policy.cfg
     buf = read_replay_buffer(data)
     held = policy.meta.get("val_episodes") or split_episodes(buf.n_episodes)[1]
@@ -124,7 +126,8 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
     index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, held)
     rows = np.random.default_rng(seed).choice(len(index), min(n_windows, len(index)), replace=False)
     psnrs: dict[str, list[float]] = {"anchored": [], "raw": [], "copy": [], "vae": []}
-    inv_err, inv_err_norm = [], []
+    inv_err, inv_err_norm, policy_err, hold_err = [], [], [], []
+    norm = policy.action_norm.normalize
     for r in tqdm(rows, desc="dynamics metrics"):
         obs = {"image": buf.img[index.history[r]], "state": buf.state[index.history[r]]}
         actions = buf.action[index.actions[r]].astype(np.float64)
@@ -137,15 +140,20 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
         psnrs["vae"].append(psnr_uint8(policy.reconstruct(future), future))
         inv = policy.inverse_dynamics(future, seed=int(r))
         inv_err.append(np.abs(inv - actions).mean())
-        inv_err_norm.append(np.abs(policy.action_norm.normalize(inv)
-                                   - policy.action_norm.normalize(actions)).mean())
+        inv_err_norm.append(np.abs(norm(inv) - norm(actions)).mean())
+        policy_err.append(np.abs(norm(policy.predict_action(obs, seed=int(r))) - norm(actions)).mean())
+        if cfg.proprio_dim == cfg.action_dim:
+            hold = np.repeat(obs["state"][-1:].astype(np.float64), len(actions), 0)
+            hold_err.append(np.abs(norm(hold) - norm(actions)).mean())
     return {"windows": len(rows), "episodes": len(held),
             "forward_dynamics_psnr_db": float(np.mean(psnrs["anchored"])),
             "forward_dynamics_raw_psnr_db": float(np.mean(psnrs["raw"])),
             "copy_last_frame_psnr_db": float(np.mean(psnrs["copy"])),
             "vae_reconstruction_psnr_db": float(np.mean(psnrs["vae"])),
             "inverse_dynamics_mae": float(np.mean(inv_err)),
-            "inverse_dynamics_mae_normalized": float(np.mean(inv_err_norm))}
+            "inverse_dynamics_mae_normalized": float(np.mean(inv_err_norm)),
+            "policy_open_loop_mae_normalized": float(np.mean(policy_err)),
+            "hold_state_mae_normalized": float(np.mean(hold_err)) if hold_err else None}
 
 
 def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 100000,
