@@ -27,26 +27,25 @@ for env in pusht panda; do
       --eval-json "outputs/eval_$env/eval.json" --out "models/checkpoints/$env"
 done
 
-# PushT: the shipped UVA is the all-modes run continued twice with --init (fresh cosine each
-# time, 2 torch threads, machine otherwise idle), keeping milestones for the learning curve
+# PushT learning curve: the UVA run continued twice with --init (fresh cosine each time, 2 torch
+# threads, machine otherwise idle), keeping milestones; not shipped (no better than 3276 steps)
 UVA2=".venv/bin/uva --threads 2"
 export OMP_NUM_THREADS=2
 $UVA2 train --data data/pusht.zarr --out runs/pusht_more --stage joint --init runs/pusht/joint/final \
     --joint-steps 2800 --ckpt-every 250
 $UVA2 train --data data/pusht.zarr --out runs/pusht_long --stage joint --init runs/pusht_more/joint/final \
     --seed 1 --joint-steps 12000 --keep-every 2000 --ckpt-every 250 --eval-every 500 --max-minutes 110
+$UVA2 eval --ckpt runs/pusht_long/joint/final --env pusht --episodes 50 --gifs 0 --action-steps 4 \
+    --out outputs/eval_pusht_long_exec4
 export OMP_NUM_THREADS=1
 .venv/bin/python scripts/learning_curve.py --env pusht --episodes 50 --out outputs/learning_curve_pusht \
     --series "UVA=runs/pusht/joint/final,runs/pusht_more/joint/final,runs/pusht_long/joint/milestones/*,runs/pusht_long/joint/final" \
     --series "UVA-action=runs/pusht_action/joint/final" \
     --reference expert=outputs/expert_pusht/eval.json --reference random=outputs/random_pusht/eval.json
-.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_long/joint/final --env pusht --out models/checkpoints/pusht
-$UVA eval --ckpt models/checkpoints/pusht --env pusht --episodes 50 --gifs 2 --out outputs/eval_pusht_long
-.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_long/joint/final --env pusht \
-    --eval-json outputs/eval_pusht_long/eval.json --out models/checkpoints/pusht
 
 # dynamics on each checkpoint's held-out validation episodes (no rollouts)
 for env in pusht panda; do
   $UVA eval --ckpt "models/checkpoints/$env" --env "$env" --episodes 0 --data "data/$env.zarr" --out "outputs/dynamics_$env"
   $UVA eval --ckpt "runs/${env}_action/joint/final" --env "$env" --episodes 0 --data "data/$env.zarr" --out "outputs/dynamics_${env}_action"
 done
+$UVA eval --ckpt runs/pusht_long/joint/final --env pusht --episodes 0 --data data/pusht.zarr --out outputs/dynamics_pusht_long

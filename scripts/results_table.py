@@ -40,7 +40,8 @@ def dynamics_rows():
           "normalised | hold-state MAE normalised |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
-        for run, name in ((env, "UVA (shipped)"), (f"{env}_action", "UVA-action")):
+        for run, name in ((env, "UVA (shipped)"), (f"{env}_long", "UVA continued (not shipped)"),
+                          (f"{env}_action", "UVA-action")):
             r = load(f"outputs/dynamics_{run}/eval.json")
             if r and "dynamics" in r:
                 d = r["dynamics"]
@@ -51,5 +52,18 @@ def dynamics_rows():
                       f"{d['policy_open_loop_mae_normalized']:.3f} | {d['hold_state_mae_normalized']:.3f} |")
 
 
+def curve_rows():
+    """From scripts/learning_curve.py's outputs/learning_curve_pusht/learning_curve.json."""
+    r = load("outputs/learning_curve_pusht/learning_curve.json")
+    if not r:
+        return
+    print(f"| series | joint steps | score ({r['episodes']} seeds, ± s.e.) | success |")
+    print("|---|---|---|---|")
+    for label, points in r["curves"].items():
+        for p in points:
+            print(f"| {label} | {p['total_steps']} | {p['score']:.3f} ± {p['score_sem']:.3f} | "
+                  f"{p['success_rate']:.2f} |")
+
+
 if __name__ == "__main__":
-    {"policy": policy_rows, "dynamics": dynamics_rows}[sys.argv[1]]()
+    {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows}[sys.argv[1]]()
