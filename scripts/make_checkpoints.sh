@@ -49,3 +49,9 @@ for env in pusht panda; do
   $UVA eval --ckpt "runs/${env}_action/joint/final" --env "$env" --episodes 0 --data "data/$env.zarr" --out "outputs/dynamics_${env}_action"
 done
 $UVA eval --ckpt runs/pusht_long/joint/final --env pusht --episodes 0 --data data/pusht.zarr --out outputs/dynamics_pusht_long
+
+# Panda: does a longer joint stage teach the action head to read its input? (24 min, 2 threads)
+OMP_NUM_THREADS=2 $UVA2 train --data data/panda.zarr --out runs/panda_more --stage joint --init runs/panda/joint/final \
+    --seed 1 --joint-steps 3500 --ckpt-every 250 --eval-every 500 --max-minutes 24
+$UVA eval --ckpt runs/panda_more/joint/final --env panda --episodes 0 --data data/panda.zarr --out outputs/dynamics_panda_more
+$UVA eval --ckpt runs/panda_more/joint/final --env panda --episodes 50 --gifs 1 --out outputs/eval_panda_more

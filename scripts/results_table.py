@@ -41,7 +41,7 @@ def dynamics_rows():
     print("|---|---|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
         for run, name in ((env, "UVA (shipped)"), (f"{env}_long", "UVA continued (not shipped)"),
-                          (f"{env}_action", "UVA-action")):
+                          (f"{env}_more", "UVA continued (not shipped)"), (f"{env}_action", "UVA-action")):
             r = load(f"outputs/dynamics_{run}/eval.json")
             if r and "dynamics" in r:
                 d = r["dynamics"]
