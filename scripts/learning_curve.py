@@ -22,8 +22,8 @@ import numpy as np
 
 
 def checkpoint_steps(ckpt: Path) -> int:
-    meta = json.loads((ckpt / "config.json").read_text())
-    return int(meta.get("total_steps", meta["steps"]))
+    from uva.checkpoint import CONFIG, total_steps
+    return int(total_steps(json.loads((ckpt / CONFIG).read_text())))
 
 
 def evaluate_cached(ckpt: Path, env: str, episodes: int, out_root: Path) -> dict:
@@ -103,15 +103,14 @@ def main() -> None:
         for pattern in paths.split(","):
             for c in sorted(glob.glob(pattern)):
                 by_steps.setdefault(checkpoint_steps(Path(c)), Path(c))
-        ckpts = [by_steps[k] for k in sorted(by_steps)]
-        if not ckpts:
+        if not by_steps:
             raise SystemExit(f"series '{label}': no checkpoints match {paths}")
         points = []
-        for ckpt in ckpts:
+        for steps in sorted(by_steps):
+            ckpt = by_steps[steps]
             res = evaluate_cached(ckpt, a.env, a.episodes, out)
             scores = [e["score"] for e in res["per_episode"]]
-            points.append({"ckpt": str(ckpt), "total_steps": checkpoint_steps(ckpt),
-                           "score": float(np.mean(scores)),
+            points.append({"ckpt": str(ckpt), "total_steps": steps, "score": res["score"],
                            "score_sem": float(np.std(scores, ddof=1) / np.sqrt(len(scores))),
                            "success_rate": res["success_rate"]})
             print(f"{label:12s} {points[-1]['total_steps']:6d} steps  score {points[-1]['score']:.3f}"

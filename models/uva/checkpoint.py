@@ -47,6 +47,12 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write(path, write)
 
 
+def total_steps(meta: dict) -> int | None:
+    """Training steps of a checkpoint's stage over its whole chain of --init continuations
+    (checkpoints written before `total_steps` existed: their own run's steps)."""
+    return meta.get("total_steps", meta.get("steps"))
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: UVAConfig,
                     normalizers: dict[str, MinMaxNormalizer], extra: dict | None = None,
                     dtype: torch.dtype | None = None) -> None:

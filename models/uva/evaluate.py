@@ -8,7 +8,7 @@ import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_json
+from .checkpoint import atomic_write_json, total_steps
 from .data import WindowIndex, read_replay_buffer, split_episodes
 from .policy import UVAPolicy, load_policy
 from .vae import psnr as _psnr_t
@@ -133,9 +133,9 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
         actions = buf.action[index.actions[r]].astype(np.float64)
         future = buf.img[index.future[r]]
         policy.reset()
-        for kind in ("anchored", "raw"):
-            pred = policy.predict_video(obs, actions=actions, seed=int(r), anchored=kind == "anchored")
-            psnrs[kind].append(psnr_uint8(pred, future))
+        raw, anchored = policy.predict_video_variants(obs, actions=actions, seed=int(r))
+        psnrs["raw"].append(psnr_uint8(raw, future))
+        psnrs["anchored"].append(psnr_uint8(anchored, future))
         psnrs["copy"].append(psnr_uint8(np.repeat(obs["image"][-1:], cfg.n_frames, 0), future))
         psnrs["vae"].append(psnr_uint8(policy.reconstruct(future), future))
         inv = policy.inverse_dynamics(future, seed=int(r))
@@ -183,7 +183,7 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
     env.close()
     summary = {"ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
                "n_action_steps": n_exec,
-               "training_steps": policy.meta.get("total_steps", policy.meta.get("steps"))}
+               "training_steps": total_steps(policy.meta)}
     if results:
         lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000
         summary.update({

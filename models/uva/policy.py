@@ -111,7 +111,6 @@ class UVAPolicy:
         diffusion samples can overshoot and a policy must never command beyond its data."""
         return self.action_norm.unnormalize(normalized.clamp(-1, 1).double().cpu().numpy())
 
-    @torch.inference_mode()
     def predict_video(self, obs: dict, actions=None, seed: int | None = None,
                       anchored: bool = True, temperature: float | None = None) -> np.ndarray:
         """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking. With `actions` (the chunk
@@ -122,6 +121,14 @@ class UVAPolicy:
         decodes and cancels, so what the model predicts unchanged comes out exactly as observed
         instead of VAE-blurred. False returns the raw decodes.
         temperature: video head noise scale (default: the checkpoint's `video_temperature`)."""
+        raw, anchored_frames = self.predict_video_variants(obs, actions, seed, temperature)
+        return anchored_frames if anchored else raw
+
+    @torch.inference_mode()
+    def predict_video_variants(self, obs: dict, actions=None, seed: int | None = None,
+                               temperature: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw decodes, anchored frames) of one sampling run (see `predict_video`), so an
+        evaluation can compare the two without sampling twice."""
         images, state = self._check_obs(obs)
         cfg, m = self.cfg, self.model
         norm_actions = None
@@ -150,12 +157,10 @@ class UVAPolicy:
                 z[0, token_idx], gen, cfg.video_temperature if temperature is None else temperature)
             n_masked = n_next
         latents = m.untokenize(tokens)[0]
-        if not anchored:
-            return decode_latents(m.vae, latents, cfg.latent_scale).cpu().numpy()
         newest = history_latents[0, -1:]
         decoded = decode_latents(m.vae, torch.cat([latents, newest]), cfg.latent_scale).cpu().numpy()
         change = decoded[:-1].astype(np.int16) - decoded[-1:].astype(np.int16)
-        return np.clip(images[-1:].astype(np.int16) + change, 0, 255).astype(np.uint8)
+        return decoded[:-1], np.clip(images[-1:].astype(np.int16) + change, 0, 255).astype(np.uint8)
 
     @torch.inference_mode()
     def reconstruct(self, frames) -> np.ndarray:

@@ -28,7 +28,8 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_write, atomic_write_json, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
+                         save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, read_replay_buffer, split_episodes
 from .model import VAE_MODE, UVAModel
@@ -339,8 +340,7 @@ def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Pat
 
 def train_transformer(stage, buf, init: Path, args, out, info):
     model, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
-    prior_steps = (init_meta.get("total_steps", init_meta.get("steps", 0))
-                   if init_meta.get("stage") == stage else 0)
+    prior_steps = (total_steps(init_meta) or 0) if init_meta.get("stage") == stage else 0
     check_dataset_fits(buf, cfg, args.data, init)
     if stage == "video":
         cfg.task_weights = {"video_model": 1.0}
