@@ -56,8 +56,8 @@ def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000,
                 break
         rows.append({"seed": s, "score": env.score, "success": bool(success), "steps": step + 1})
     env.close()
-    summary = {"policy": "random" if random_policy else "scripted expert", "env": env_name, "episodes": episodes,
-               "first_seed": seed, "score": float(np.mean([r["score"] for r in rows])),
+    summary = {"policy": "random" if random_policy else "scripted expert", "env": env_name,
+               "episodes": episodes, "first_seed": seed, "score": float(np.mean([r["score"] for r in rows])),
                "success_rate": float(np.mean([r["success"] for r in rows])), "per_episode": rows}
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(out) / "eval.json", summary)

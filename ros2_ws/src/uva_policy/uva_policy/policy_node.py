@@ -79,8 +79,8 @@ class PolicyNode(Node):
         self.state_buffer = StampedBuffer()
         self._input_error = ""
         for i, topic in enumerate(topics):
-            self.create_subscription(image_msg_type(topic), topic, lambda m, i=i: self._on_image(i, m),
-                                     qos_profile_sensor_data)
+            self.create_subscription(image_msg_type(topic), topic,
+                                     lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
         self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
         self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)

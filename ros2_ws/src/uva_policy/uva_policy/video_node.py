@@ -72,8 +72,8 @@ class VideoNode(Node):
         self.state_buffer = StampedBuffer()
         self.latest_chunk: np.ndarray | None = None
         for i, topic in enumerate(topics):
-            self.create_subscription(image_msg_type(topic), topic, lambda m, i=i: self._on_image(i, m),
-                                     qos_profile_sensor_data)
+            self.create_subscription(image_msg_type(topic), topic,
+                                     lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
         self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
