@@ -21,6 +21,25 @@ def test_config_roundtrip_and_validation(tiny_cfg):
         UVAConfig(image_size=60)
 
 
+def test_flatten_readout_sees_where_mean_pooling_does_not():
+    """The same feature at two interior grid positions: a mean-pooled action head gets the same
+    condition for both (so it cannot tell where the object is), a flatten readout does not."""
+    from uva.heads import ActionDiffusionHead
+    torch.manual_seed(0)
+    grid, z_dim = 8, 6
+    heads = {p: ActionDiffusionHead(z_dim, grid, 1, 4, 2, 5, 16, 1, 100, 2, pooling=p)
+             for p in ("mean", "flatten")}
+    z = torch.zeros(2, grid * grid, z_dim)
+    z[0, 3 * grid + 3] = 1.0  # feature at (3, 3) ...
+    z[1, 4 * grid + 4] = 1.0  # ... and at (4, 4); both away from the zero-padded border
+    with torch.no_grad():
+        mean_cond, flat_cond = (heads[p].condition(z) for p in ("mean", "flatten"))
+    assert torch.allclose(mean_cond[0], mean_cond[1], atol=1e-5)
+    assert (flat_cond[0] - flat_cond[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="unknown action pooling"):
+        ActionDiffusionHead(z_dim, grid, 1, 4, 2, 5, 16, 1, 100, 2, pooling="max")
+
+
 def test_mask_ratio_law_is_truncated_normal():
     law = MaskRatioLaw(0.7, 0.25)
     rng = np.random.default_rng(0)

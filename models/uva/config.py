@@ -41,6 +41,9 @@ class UVAConfig:
     action_head_width: int = 256
     action_head_depth: int = 3
     action_conv_channels: int = 64
+    # how the action head reads each frame's grid: "mean" (global average, the first shipped
+    # checkpoints) or "flatten" (keeps where things are; heads.ACTION_POOLINGS)
+    action_pooling: str = "mean"
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10

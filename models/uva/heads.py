@@ -2,9 +2,10 @@
 
 * `VideoDiffusionHead`: denoises each future-frame token from its own latent vector (per-token
   MLP with AdaLN, as MAR's DiffLoss).
-* `ActionDiffusionHead`: pools each future frame's latent grid with a small conv stack, maps the
-  frame features to the action steps by interpolation, and denoises the whole action chunk with an
-  MLP-AdaLN. At control time only this head runs.
+* `ActionDiffusionHead`: reads each future frame's latent grid with a small conv stack into one
+  feature vector (by averaging over the grid, or by a linear map of the whole grid so *where*
+  things are survives), maps the frame features to the action steps by interpolation, and
+  denoises the whole action chunk with an MLP-AdaLN. At control time only this head runs.
 
 Noise schedules come from diffusers: DDPM (cosine) for training, DDIM for few-step sampling.
 """
@@ -149,19 +150,29 @@ class VideoDiffusionHead(nn.Module):
         return self.diffusion.sample(self.denoiser, z, self.token_dim, generator, temperature)
 
 
+ACTION_POOLINGS = ("mean", "flatten")
+"""How the action head reads a frame's conv features: `mean` averages over the grid (position
+only survives through the transformer's position embeddings); `flatten` maps the whole grid
+linearly, as Diffusion Policy keeps spatial layout (spatial softmax) instead of a global pool."""
+
+
 class ActionDiffusionHead(nn.Module):
     def __init__(self, z_dim: int, grid_size: int, n_frames: int, horizon: int, action_dim: int,
                  conv_channels: int, width: int, depth: int, train_steps: int,
-                 inference_steps: int):
+                 inference_steps: int, pooling: str = "mean"):
         super().__init__()
+        if pooling not in ACTION_POOLINGS:
+            raise ValueError(f"unknown action pooling '{pooling}'; choose from {ACTION_POOLINGS}")
         self.grid_size, self.n_frames, self.horizon, self.action_dim = (
             grid_size, n_frames, horizon, action_dim)
+        readout = nn.AdaptiveAvgPool2d(1) if pooling == "mean" else nn.Identity()
         self.frame_conv = nn.Sequential(
             nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
             nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1),
+            readout,
         )
-        self.frame_fc = nn.Linear(conv_channels, conv_channels)
+        cells = 1 if pooling == "mean" else grid_size**2
+        self.frame_fc = nn.Linear(conv_channels * cells, conv_channels)
         self.denoiser = AdaLNDenoiser(horizon * action_dim, horizon * conv_channels, width, depth)
         self.diffusion = DiffusionSampler(train_steps, inference_steps)
 
