@@ -52,6 +52,29 @@ def dynamics_rows():
                       f"{d['policy_open_loop_mae_normalized']:.3f} | {d['hold_state_mae_normalized']:.3f} |")
 
 
+ARCHITECTURE_RUNS = (
+    ("pusht_flat", "flatten readout"),
+    ("pusht_h16", "flatten readout + 16-step chunk (frames 8 steps apart)"),
+)
+"""PushT action-head/chunk variants trained with the shipped recipe and budget (README)."""
+
+
+def architecture_rows():
+    print("| run | change vs shipped UVA | joint steps | score (50 seeds) | success "
+          "| exec 4 of the chunk | policy open-loop MAE normalised | forward dynamics vs copy-last |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run, change in ARCHITECTURE_RUNS:
+        r, d = load(f"outputs/eval_{run}/eval.json"), load(f"outputs/dynamics_{run}/eval.json")
+        if not r:
+            continue
+        exec4 = load(f"outputs/eval_{run}_exec4/eval.json")
+        dyn = d["dynamics"] if d else None
+        print(f"| {run} | {change} | {steps(run)} | {r['score']:.3f} | {r['success_rate']:.2f} | "
+              + (f"{exec4['score']:.3f} | " if exec4 else "– | ")
+              + (f"{dyn['policy_open_loop_mae_normalized']:.3f} | {dyn['forward_dynamics_psnr_db']:.2f} "
+                 f"vs {dyn['copy_last_frame_psnr_db']:.2f} dB |" if dyn else "– | – |"))
+
+
 def curve_rows():
     """From scripts/learning_curve.py's outputs/learning_curve_pusht/learning_curve.json."""
     r = load("outputs/learning_curve_pusht/learning_curve.json")
@@ -66,4 +89,5 @@ def curve_rows():
 
 
 if __name__ == "__main__":
-    {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows}[sys.argv[1]]()
+    {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows,
+     "architecture": architecture_rows}[sys.argv[1]]()
