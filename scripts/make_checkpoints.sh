@@ -60,25 +60,29 @@ $UVA eval --ckpt runs/panda_more/joint/final --env panda --episodes 50 --gifs 1 
 # what moves (scripts/vae_reconstructions.py), so the VAE trains 2000 steps, and the action head
 # reads each frame's grid with a flatten readout. 2 torch threads, one job at a time, idle CPU.
 V2='{"vae_block_channels":[16,32,64,64],"action_pooling":"flatten"}'
-OMP_NUM_THREADS=2 $UVA2 train --data data/pusht.zarr --out runs/pusht_flat --stage all --vae-steps 300 \
+export OMP_NUM_THREADS=2
+$UVA2 train --data data/pusht.zarr --out runs/pusht_flat --stage all --vae-steps 300 \
     --video-steps 200 --joint-steps 3500 --ckpt-every 250 --config "$V2"   # flatten alone (ablation)
 $UVA eval --ckpt runs/pusht_flat/joint/final --env pusht --episodes 50 --gifs 2 --out outputs/eval_pusht_flat
 $UVA eval --ckpt runs/pusht_flat/joint/final --env pusht --episodes 0 --data data/pusht.zarr --out outputs/dynamics_pusht_flat
 for env in pusht panda; do
-  OMP_NUM_THREADS=2 $UVA2 train --data "data/$env.zarr" --out "runs/${env}_vae2k" --stage all --vae-steps 2000 \
-      --video-steps 200 --joint-steps 3500 --ckpt-every 250 --config "$V2"
+  cap=$([ "$env" = panda ] && echo "--max-minutes 21" || true)  # Panda: what the session had left
+  $UVA2 train --data "data/$env.zarr" --out "runs/${env}_vae2k" --stage vae --vae-steps 2000 --config "$V2"
+  $UVA2 train --data "data/$env.zarr" --out "runs/${env}_vae2k" --stage video --video-steps 200
+  $UVA2 train --data "data/$env.zarr" --out "runs/${env}_vae2k" --stage joint --joint-steps 3500 \
+      --ckpt-every 250 --keep-every 1000 $cap
   .venv/bin/python scripts/ship_checkpoint.py --ckpt "runs/${env}_vae2k/joint/final" --env "$env" --out "outputs/ship_$env"
 done
 # PushT: the fp32 run for the recipe table, then the shipped fp16 file; Panda: the fp16 file only
 $UVA eval --ckpt runs/pusht_vae2k/joint/final --env pusht --episodes 50 --gifs 2 --out outputs/eval_pusht_vae2k
 $UVA eval --ckpt runs/pusht_vae2k/joint/final --env pusht --episodes 0 --data data/pusht.zarr --out outputs/dynamics_pusht_vae2k
 $UVA eval --ckpt outputs/ship_pusht --env pusht --episodes 50 --gifs 2 --out outputs/eval_pusht_shipped_v2
-$UVA eval --ckpt outputs/ship_panda --env panda --episodes 50 --gifs 2 --out outputs/eval_panda_vae2k
-$UVA eval --ckpt outputs/ship_panda --env panda --episodes 0 --data data/panda.zarr --out outputs/dynamics_panda_vae2k
+$UVA eval --ckpt outputs/ship_panda --env panda --episodes 50 --gifs 2 --out outputs/eval_panda_shipped_v2
+$UVA eval --ckpt outputs/ship_panda --env panda --episodes 0 --data data/panda.zarr --out outputs/dynamics_panda_shipped_v2
 .venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_vae2k/joint/final --env pusht \
     --eval-json outputs/eval_pusht_shipped_v2/eval.json --out models/checkpoints/pusht
 .venv/bin/python scripts/ship_checkpoint.py --ckpt runs/panda_vae2k/joint/final --env panda \
-    --eval-json outputs/eval_panda_vae2k/eval.json --out models/checkpoints/panda
+    --eval-json outputs/eval_panda_shipped_v2/eval.json --out models/checkpoints/panda
 .venv/bin/python scripts/vae_reconstructions.py --data data/pusht.zarr --out outputs/vae_pusht \
     --ckpt "300 steps=runs/pusht_flat/vae/final" --ckpt "2000 steps=runs/pusht_vae2k/vae/final"
 .venv/bin/python scripts/vae_reconstructions.py --data data/panda.zarr --out outputs/vae_panda \

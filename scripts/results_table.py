@@ -26,10 +26,12 @@ def policy_rows():
             e = load(f"outputs/{ref}_{env}/eval.json")
             if e:
                 print(f"| {env} | {e['policy']} | – | {e['episodes']} | {e['score']:.3f} | {e['success_rate']:.2f} | – |")
-        for run, name in ((env, "UVA (all five modes)"), (f"{env}_action", "UVA-action (policy mode only)")):
+        for run, name in ((env, "UVA (all five modes)"), (f"{env}_action", "UVA-action (policy mode only)"),
+                          (f"{env}_shipped_v2", "UVA, recipe 2 (shipped fp16 file)")):
             r = load(f"outputs/eval_{run}/eval.json")
             if r:
-                print(f"| {env} | {name} | {steps(run)} | {r['episodes']} | {r['score']:.3f} | "
+                n_steps = r.get("training_steps") or steps(run)
+                print(f"| {env} | {name} | {n_steps} | {r['episodes']} | {r['score']:.3f} | "
                       f"{r['success_rate']:.2f} | {r['predict_action_ms_p50']:.1f} / {r['predict_action_ms_p95']:.1f} |")
 
 
@@ -40,7 +42,8 @@ def dynamics_rows():
           "normalised | hold-state MAE normalised |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
-        for run, name in ((env, "UVA (shipped)"), (f"{env}_long", "UVA continued (not shipped)"),
+        for run, name in ((env, "UVA recipe 1"), (f"{env}_shipped_v2", "UVA recipe 2 (shipped)"),
+                          (f"{env}_long", "UVA continued (not shipped)"),
                           (f"{env}_more", "UVA continued (not shipped)"), (f"{env}_action", "UVA-action")):
             r = load(f"outputs/dynamics_{run}/eval.json")
             if r and "dynamics" in r:
@@ -55,7 +58,7 @@ def dynamics_rows():
 ARCHITECTURE_RUNS = (
     ("pusht_flat", "flatten readout"),
     ("pusht_vae2k", "flatten readout + VAE 2000 steps"),
-    ("panda_vae2k", "flatten readout + VAE 2000 steps"),
+    ("panda_shipped_v2", "flatten readout + VAE 2000 steps (fp16 file)"),
 )
 """Variants of the first recipe (VAE 300 + video 200 + joint 3500 steps), one change at a time."""
 
