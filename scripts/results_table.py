@@ -58,7 +58,7 @@ def dynamics_rows():
 ARCHITECTURE_RUNS = (
     ("pusht_flat", "flatten readout"),
     ("pusht_vae2k", "flatten readout + VAE 2000 steps"),
-    ("panda_shipped_v2", "flatten readout + VAE 2000 steps (fp16 file)"),
+    ("panda_vae2k", "flatten readout + VAE 2000 steps (fp16 file, joint capped at 21 min)"),
 )
 """Variants of the first recipe (VAE 300 + video 200 + joint 3500 steps), one change at a time."""
 
