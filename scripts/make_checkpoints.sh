@@ -90,3 +90,5 @@ json.dump({'dynamics': d['dynamics']}, open('outputs/dynamics_pusht_shipped_v2/e
     --ckpt "300 steps=runs/pusht_flat/vae/final" --ckpt "2000 steps=runs/pusht_vae2k/vae/final"
 .venv/bin/python scripts/vae_reconstructions.py --data data/panda.zarr --out outputs/vae_panda \
     --ckpt "300 steps=models/checkpoints/panda" --ckpt "2000 steps=runs/panda_vae2k/vae/final"
+.venv/bin/python scripts/learning_curve.py --env pusht --episodes 50 --threads 2 --out outputs/learning_curve_pusht_v2 \
+    --series "UVA recipe 2=runs/pusht_vae2k/joint/milestones/*,runs/pusht_vae2k/joint/final"
