@@ -77,15 +77,12 @@ done
 # within noise of 0/50 and the demo/replay numbers belong to the recipe-1 file): the fp16 file only
 $UVA eval --ckpt runs/pusht_vae2k/joint/final --env pusht --episodes 50 --gifs 2 --out outputs/eval_pusht_vae2k
 $UVA eval --ckpt runs/pusht_vae2k/joint/final --env pusht --episodes 0 --data data/pusht.zarr --out outputs/dynamics_pusht_vae2k
-$UVA eval --ckpt outputs/ship_pusht --env pusht --episodes 50 --gifs 2 --out outputs/eval_pusht_shipped_v2
+$UVA eval --ckpt outputs/ship_pusht --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr \
+    --out outputs/eval_pusht_shipped_v2   # rollouts + dynamics in one JSON, stored in metrics.json
 $UVA eval --ckpt outputs/ship_panda --env panda --episodes 50 --gifs 2 --out outputs/eval_panda_vae2k
 $UVA eval --ckpt outputs/ship_panda --env panda --episodes 0 --data data/panda.zarr --out outputs/dynamics_panda_vae2k
-$UVA eval --ckpt outputs/ship_pusht --env pusht --episodes 0 --data data/pusht.zarr --out outputs/dynamics_pusht_shipped_v2
-.venv/bin/python -c "import json; d = json.load(open('outputs/dynamics_pusht_shipped_v2/eval.json')); \
-json.dump({'dynamics': d['dynamics']}, open('outputs/dynamics_pusht_shipped_v2/extra.json', 'w'))"
 .venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_vae2k/joint/final --env pusht \
-    --eval-json outputs/eval_pusht_shipped_v2/eval.json --extra outputs/dynamics_pusht_shipped_v2/extra.json \
-    --out models/checkpoints/pusht
+    --eval-json outputs/eval_pusht_shipped_v2/eval.json --out models/checkpoints/pusht
 .venv/bin/python scripts/vae_reconstructions.py --data data/pusht.zarr --out outputs/vae_pusht \
     --ckpt "300 steps=runs/pusht_flat/vae/final" --ckpt "2000 steps=runs/pusht_vae2k/vae/final"
 .venv/bin/python scripts/vae_reconstructions.py --data data/panda.zarr --out outputs/vae_panda \

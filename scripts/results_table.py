@@ -45,7 +45,7 @@ def dynamics_rows():
         for run, name in ((env, "UVA recipe 1"), (f"{env}_shipped_v2", "UVA recipe 2 (shipped)"),
                           (f"{env}_long", "UVA continued (not shipped)"),
                           (f"{env}_more", "UVA continued (not shipped)"), (f"{env}_action", "UVA-action")):
-            r = load(f"outputs/dynamics_{run}/eval.json")
+            r = load(f"outputs/dynamics_{run}/eval.json") or load(f"outputs/eval_{run}/eval.json")
             if r and "dynamics" in r:
                 d = r["dynamics"]
                 print(f"| {env} | {name} | {d['forward_dynamics_psnr_db']:.2f} dB | "

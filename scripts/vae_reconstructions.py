@@ -8,24 +8,18 @@ dataset's median frame), and draws originals above each VAE's reconstructions (P
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from uva.checkpoint import atomic_write_json, load_checkpoint
+from uva import load_policy
+from uva.checkpoint import atomic_write_json
 from uva.data import read_replay_buffer, split_episodes
-from uva.vae import decode_latents, encode_frames
+from uva.evaluate import psnr_uint8
 
 MOVING_THRESHOLD = 40  # summed |RGB difference| from the median frame that counts as "moving"
-
-
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
 def main() -> None:
@@ -39,8 +33,7 @@ def main() -> None:
     torch.set_num_threads(2)
     buf = read_replay_buffer(a.data)
     _, val_eps = split_episodes(buf.n_episodes)
-    slices = buf.episode_slices()
-    frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in val_eps])
+    frames = buf.frame_indices(val_eps)
     frames = frames[np.linspace(0, len(frames) - 1, min(a.frames, len(frames))).astype(int)]
     originals = buf.img[frames]
     background = np.median(buf.img[::max(1, len(buf.img) // 2000)], axis=0)
@@ -48,11 +41,9 @@ def main() -> None:
     results, rows = {}, [originals[np.linspace(0, len(frames) - 1, a.show).astype(int)]]
     for spec in a.ckpt:
         label, path = spec.split("=", 1)
-        model, cfg, _, _ = load_checkpoint(path)
-        with torch.no_grad():
-            recon = torch.cat([decode_latents(model.vae, encode_frames(
-                model.vae, torch.from_numpy(originals[i:i + 128]), cfg.latent_scale), cfg.latent_scale)
-                for i in range(0, len(originals), 128)]).numpy()
+        policy = load_policy(path)
+        recon = np.concatenate([policy.reconstruct(originals[i:i + 128])
+                                for i in range(0, len(originals), 128)])
         results[label] = {"ckpt": path, "psnr_db": psnr_uint8(recon, originals),
                           "moving_pixels_psnr_db": psnr_uint8(recon[moving], originals[moving])}
         rows.append(recon[np.linspace(0, len(frames) - 1, a.show).astype(int)])

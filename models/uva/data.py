@@ -35,6 +35,11 @@ class ReplayBuffer:
         starts = np.concatenate([[0], self.episode_ends[:-1]])
         return [slice(int(s), int(e)) for s, e in zip(starts, self.episode_ends)]
 
+    def frame_indices(self, episodes: list[int]) -> np.ndarray:
+        """Indices of every frame of the given episodes, in order."""
+        slices = self.episode_slices()
+        return np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in episodes])
+
 
 def write_replay_buffer(path: str | Path, episodes: list[dict], attrs: dict) -> None:
     """Write episodes (dicts of img/state/action arrays) to a zarr group, via a temp directory

@@ -165,13 +165,13 @@ class ActionDiffusionHead(nn.Module):
             raise ValueError(f"unknown action pooling '{pooling}'; choose from {ACTION_POOLINGS}")
         self.grid_size, self.n_frames, self.horizon, self.action_dim = (
             grid_size, n_frames, horizon, action_dim)
-        readout = nn.AdaptiveAvgPool2d(1) if pooling == "mean" else nn.Identity()
+        readout, cells = ((nn.AdaptiveAvgPool2d(1), 1) if pooling == "mean"
+                          else (nn.Identity(), grid_size**2))
         self.frame_conv = nn.Sequential(
             nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
             nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
             readout,
         )
-        cells = 1 if pooling == "mean" else grid_size**2
         self.frame_fc = nn.Linear(conv_channels * cells, conv_channels)
         self.denoiser = AdaLNDenoiser(horizon * action_dim, horizon * conv_channels, width, depth)
         self.diffusion = DiffusionSampler(train_steps, inference_steps)

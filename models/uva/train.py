@@ -278,9 +278,7 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     model.vae.requires_grad_(True)
     params = list(model.vae.parameters())
     train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction)
-    slices = buf.episode_slices()
-    train_frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in train_eps])
-    val_frames = np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in val_eps])
+    train_frames, val_frames = buf.frame_indices(train_eps), buf.frame_indices(val_eps)
     val_frames = val_frames[np.linspace(0, len(val_frames) - 1, min(256, len(val_frames))).astype(int)]
     imgs = torch.from_numpy(buf.img)
 
