@@ -224,6 +224,7 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
         if info.is_main:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             row = {"step": done, "lr": scheduler.get_last_lr()[0],
+                   "time_s": round(time.time() - t0, 3),  # wall clock: throughput, loss vs time
                    **{f"train/{k}": v for k, v in logs.items()}}
             if done % args.eval_every == 0 or done == total:
                 with ema_weights(ema, params):

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Recipe 2 on one CUDA GPU inside a fixed wall-clock budget (a lent machine is held ~10 minutes).
+#
+# Three runs share the card: PushT UVA (all five modes), PushT UVA-action (policy mode only, same
+# VAE, same batch and steps) and Panda UVA. The joint stage is sized from the throughput the video
+# stage measured (its log's time_s), so the cosine schedule ends inside the budget; --max-minutes
+# guards the estimate. The three final EMA checkpoints come back as fp16 in a split tar (the
+# device returns files of <= 16 MB) with every log; rollouts are scored on the CPU afterwards.
+#
+#   BUDGET_S=480 DEVICE=cuda OUTDIR=$OUT scripts/gpu_recipe.sh
+# Local dry run: SKIP_WHEELS=1 PY=.venv/bin/python DEVICE=cpu BUDGET_S=150 VAE_STEPS=30 ...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s)
+BUDGET_S=${BUDGET_S:-480}
+DEVICE=${DEVICE:-cuda}
+OUTDIR=${OUTDIR:-outputs/gpu_recipe}
+PY=${PY:-python3}
+VAE_STEPS=${VAE_STEPS:-4000}
+VIDEO_STEPS=${VIDEO_STEPS:-200}
+BATCH=${BATCH:-128}
+RUNS=${RUNS:-runs/gpu}
+EXPORT_S=${EXPORT_S:-75}  # kept back at the end for export + tar
+V2='{"vae_block_channels":[16,32,64,64],"action_pooling":"flatten"}'
+mkdir -p "$OUTDIR" "$RUNS"
+LOGS="$RUNS/logs"; mkdir -p "$LOGS"
+elapsed() { echo $(( $(date +%s) - T0 )); }
+say() { echo "[gpu_recipe +$(elapsed)s] $*"; }
+
+if [ -z "${SKIP_WHEELS:-}" ] && [ -d .whl ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl || { say "wheel install failed"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/models${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} PYTHONUNBUFFERED=1
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+$PY -c "import torch, diffusers, zarr, uva.train; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
+  || { say "imports failed"; exit 1; }
+UVA="$PY -m uva.cli"
+
+train() {  # train <name> <args...>: one stage, output to its own log
+  local name=$1; shift
+  $UVA train "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?; say "$name done rc=$rc"; tail -n 3 "$LOGS/$name.log"; return $rc
+}
+minutes_left() {  # minutes until the point that keeps EXPORT_S for the end, times a fraction
+  $PY -c "print(max(0.05, ($BUDGET_S - $EXPORT_S - $(elapsed)) / 60 * $1))"
+}
+
+say "stage 1: VAEs ($VAE_STEPS steps, capped at 1/5 of the budget)"
+cap=$($PY -c "print($BUDGET_S / 5 / 60)")
+for env in pusht panda; do
+  train "${env}_vae" --data "data/$env.zarr" --out "$RUNS/$env" --stage vae --vae-steps "$VAE_STEPS" \
+      --ckpt-every 1000 --eval-every 500 --max-minutes "$cap" --device "$DEVICE" --config "$V2" &
+done
+wait
+say "stage 2: video-only ($VIDEO_STEPS steps, batch $BATCH)"
+for env in pusht panda; do
+  train "${env}_video" --data "data/$env.zarr" --out "$RUNS/$env" --stage video \
+      --video-steps "$VIDEO_STEPS" --batch-size "$BATCH" --ckpt-every 1000 --eval-every 1000 \
+      --max-minutes "$(minutes_left 0.2)" --device "$DEVICE" &
+done
+wait
+
+# Joint-stage steps: the video stage's steady-state rate (two runs sharing the card) times 2/3
+# (three share it next), times 0.8 (a joint step also trains the action head), times the time left.
+joint_steps() {
+  $PY - "$RUNS/$1/video/log.jsonl" "$(minutes_left 1)" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+a, b = rows[len(rows) // 4], rows[-1]
+rate = (b["step"] - a["step"]) / max(b["time_s"] - a["time_s"], 1e-6)
+print(max(20, int(rate * 2 / 3 * 0.8 * float(sys.argv[2]) * 60)))
+EOF
+}
+N_PUSHT=$(joint_steps pusht); N_PANDA=$(joint_steps panda); CAP=$(minutes_left 1)
+say "stage 3: joint, PushT $N_PUSHT steps, Panda $N_PANDA steps, batch $BATCH, cap $CAP min"
+JOINT=(--stage joint --batch-size "$BATCH" --ckpt-every 2000 --device "$DEVICE" --max-minutes "$CAP")
+mkdir -p "$RUNS/pusht_action" && cp "$RUNS/pusht/latents.pt" "$RUNS/pusht_action/"  # same VAE
+train pusht_joint --data data/pusht.zarr --out "$RUNS/pusht" "${JOINT[@]}" --joint-steps "$N_PUSHT" \
+    --eval-every 500 &
+train pusht_action_joint --data data/pusht.zarr --out "$RUNS/pusht_action" "${JOINT[@]}" \
+    --joint-steps "$N_PUSHT" --eval-every 500 --init "$RUNS/pusht/vae/final" --modes policy_model &
+train panda_joint --data data/panda.zarr --out "$RUNS/panda" "${JOINT[@]}" --joint-steps "$N_PANDA" \
+    --eval-every 500 &
+wait
+
+say "export: fp16 finals, logs"
+SHIP="$RUNS/ship"; rm -rf "$SHIP"; mkdir -p "$SHIP"
+$PY - "$RUNS" "$SHIP" <<'EOF'
+import sys, torch
+from pathlib import Path
+from uva.checkpoint import load_checkpoint, save_checkpoint
+runs, ship = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("pusht", "pusht_action", "panda"):
+    src = runs / name / "joint" / "final"
+    if not (src / "model.safetensors").exists():
+        print("missing", src); continue
+    model, cfg, norms, meta = load_checkpoint(src)
+    save_checkpoint(ship / name, model, cfg, norms, meta, dtype=torch.float16)
+    print(name, meta.get("steps"), "steps")
+EOF
+$PY - "$RUNS" "$BATCH" "$(elapsed)" > "$SHIP/gpu_run.json" <<'EOF'
+import json, sys, torch
+from pathlib import Path
+runs = Path(sys.argv[1]); info = {"batch_size": int(sys.argv[2]), "script_wall_s": int(sys.argv[3]),
+    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "stages": {}}
+for log in sorted(runs.glob("*/*/log.jsonl")):
+    rows = [json.loads(l) for l in log.read_text().splitlines() if l.strip()]
+    if rows:
+        info["stages"][f"{log.parent.parent.name}/{log.parent.name}"] = {
+            "steps": rows[-1]["step"], "wall_s": rows[-1].get("time_s"),
+            "steps_per_s": rows[-1]["step"] / max(rows[-1].get("time_s") or 1e-9, 1e-9)}
+print(json.dumps(info, indent=1))
+EOF
+cat "$SHIP/gpu_run.json"
+tar -cf - -C "$RUNS" ship | split -b 15M - "$OUTDIR/ckpts.tar.part-"
+tar -czf "$OUTDIR/logs.tar.gz" -C "$RUNS" logs $(cd "$RUNS" && ls -d */*/log.jsonl */*/loss_curves.png \
+    */train_summary.json 2>/dev/null)
+ls -la "$OUTDIR"
+say "done"
