@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Recipe 2 on one CUDA GPU inside a fixed wall-clock budget (a lent machine is held ~10 minutes).
+# Recipe 2 on one CUDA GPU inside a fixed wall-clock budget (a lent machine runs one command for
+# at most 10 minutes, so the work is two commands on the same warm machine).
 #
-# Three runs share the card: PushT UVA (all five modes), PushT UVA-action (policy mode only, same
-# VAE, same batch and steps) and Panda UVA. The joint stage is sized from the throughput the video
-# stage measured (its log's time_s), so the cosine schedule ends inside the budget; --max-minutes
-# guards the estimate. The three final EMA checkpoints come back as fp16 in a split tar (the
-# device returns files of <= 16 MB) with every log; rollouts are scored on the CPU afterwards.
+#   scripts/gpu_recipe.sh            VAE -> video -> joint for three runs sharing the card: PushT UVA
+#                                    (all five modes), PushT UVA-action (policy mode only, same VAE,
+#                                    batch and steps) and Panda UVA. The joint stage is sized from
+#                                    the throughput the video stage measured (its log's time_s), so
+#                                    the cosine schedule ends inside the budget; --max-minutes guards
+#                                    the estimate.
+#   scripts/gpu_recipe.sh continue   each joint run continued with --init for CONTINUE_STEPS more
+#                                    steps (fresh cosine, seed 1), the three again side by side.
+# Each returns the final EMA checkpoints as fp16 in a tar split into 15 MB parts (the device
+# returns files of <= 16 MB) with every log; rollouts are scored on the CPU afterwards.
 #
-#   BUDGET_S=480 DEVICE=cuda OUTDIR=$OUT scripts/gpu_recipe.sh
-# Local dry run: SKIP_WHEELS=1 PY=.venv/bin/python DEVICE=cpu BUDGET_S=150 VAE_STEPS=30 ...
+#   BUDGET_S=480 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh
+#   BUDGET_S=350 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh continue
+# Local dry run: SKIP_WHEELS=1 PY=.venv/bin/python DEVICE=cpu BUDGET_S=240 VAE_STEPS=30 ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -19,6 +26,7 @@ PY=${PY:-python3}
 VAE_STEPS=${VAE_STEPS:-4000}
 VIDEO_STEPS=${VIDEO_STEPS:-200}
 BATCH=${BATCH:-128}
+CONTINUE_STEPS=${CONTINUE_STEPS:-5200}
 RUNS=${RUNS:-runs/gpu}
 EXPORT_S=${EXPORT_S:-75}  # kept back at the end for export + tar
 V2='{"vae_block_channels":[16,32,64,64],"action_pooling":"flatten"}'
@@ -47,6 +55,55 @@ train() {  # train <name> <args...>: one stage, output to its own log
 minutes_left() {  # minutes until the point that keeps EXPORT_S for the end, times a fraction
   $PY -c "print(max(0.05, ($BUDGET_S - $EXPORT_S - $(elapsed)) / 60 * $1))"
 }
+
+export_runs() {  # export_runs <tag> <run names...>: fp16 finals, throughput and logs -> OUTDIR
+  local tag=$1; shift
+  say "export $tag: fp16 finals, logs"
+  local ship="$RUNS/ship_$tag"; rm -rf "$ship"; mkdir -p "$ship"
+  $PY - "$RUNS" "$ship" "$BATCH" "$(elapsed)" "$@" <<'EOF'
+import json, sys, torch
+from pathlib import Path
+from uva.checkpoint import load_checkpoint, save_checkpoint
+runs, ship, names = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[5:]
+info = {"batch_size": int(sys.argv[3]), "script_wall_s": int(sys.argv[4]), "stages": {},
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+for name in names:
+    src = runs / name / "joint" / "final"
+    if not (src / "model.safetensors").exists():
+        print("missing", src)
+        continue
+    model, cfg, norms, meta = load_checkpoint(src)
+    save_checkpoint(ship / name, model, cfg, norms, meta, dtype=torch.float16)
+    for log in sorted((runs / name).glob("*/log.jsonl")):
+        last = [json.loads(l) for l in log.read_text().splitlines() if l.strip()][-1]
+        info["stages"][f"{name}/{log.parent.name}"] = {
+            "steps": last["step"], "wall_s": last["time_s"],
+            "steps_per_s": last["step"] / max(last["time_s"], 1e-9)}
+(ship / "gpu_run.json").write_text(json.dumps(info, indent=1))
+print(json.dumps(info, indent=1))
+EOF
+  tar -cf - -C "$RUNS" "ship_$tag" | split -b 15M - "$OUTDIR/ckpts_$tag.tar.part-"
+  tar -czf "$OUTDIR/logs_$tag.tar.gz" -C "$RUNS" logs $(cd "$RUNS" && for n in "$@"; do
+      ls -d "$n"/*/log.jsonl "$n"/*/loss_curves.png "$n"/train_summary.json 2>/dev/null; done)
+  ls -la "$OUTDIR"
+}
+
+if [ "${1:-}" = continue ]; then
+  say "continue: each joint run $CONTINUE_STEPS more steps from its final (fresh cosine, seed 1)"
+  for name in pusht pusht_action panda; do
+    env=${name%_action}
+    mkdir -p "$RUNS/${name}2" && cp "$RUNS/$env/latents.pt" "$RUNS/${name}2/"  # same frozen VAE
+    modes=$([ "$name" = pusht_action ] && echo "--modes policy_model" || true)
+    train "${name}2_joint" --data "data/$env.zarr" --out "$RUNS/${name}2" --stage joint \
+        --init "$RUNS/$name/joint/final" --joint-steps "$CONTINUE_STEPS" --seed 1 $modes \
+        --batch-size "$BATCH" --ckpt-every 3000 --eval-every 1000 --device "$DEVICE" \
+        --max-minutes "$(minutes_left 1)" &
+  done
+  wait
+  export_runs 2 pusht2 pusht_action2 panda2
+  say "done"
+  exit 0
+fi
 
 say "stage 1: VAEs ($VAE_STEPS steps, capped at 1/5 of the budget)"
 cap=$($PY -c "print($BUDGET_S / 5 / 60)")
@@ -86,37 +143,5 @@ train panda_joint --data data/panda.zarr --out "$RUNS/panda" "${JOINT[@]}" --joi
     --eval-every 500 &
 wait
 
-say "export: fp16 finals, logs"
-SHIP="$RUNS/ship"; rm -rf "$SHIP"; mkdir -p "$SHIP"
-$PY - "$RUNS" "$SHIP" <<'EOF'
-import sys, torch
-from pathlib import Path
-from uva.checkpoint import load_checkpoint, save_checkpoint
-runs, ship = Path(sys.argv[1]), Path(sys.argv[2])
-for name in ("pusht", "pusht_action", "panda"):
-    src = runs / name / "joint" / "final"
-    if not (src / "model.safetensors").exists():
-        print("missing", src); continue
-    model, cfg, norms, meta = load_checkpoint(src)
-    save_checkpoint(ship / name, model, cfg, norms, meta, dtype=torch.float16)
-    print(name, meta.get("steps"), "steps")
-EOF
-$PY - "$RUNS" "$BATCH" "$(elapsed)" > "$SHIP/gpu_run.json" <<'EOF'
-import json, sys, torch
-from pathlib import Path
-runs = Path(sys.argv[1]); info = {"batch_size": int(sys.argv[2]), "script_wall_s": int(sys.argv[3]),
-    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "stages": {}}
-for log in sorted(runs.glob("*/*/log.jsonl")):
-    rows = [json.loads(l) for l in log.read_text().splitlines() if l.strip()]
-    if rows:
-        info["stages"][f"{log.parent.parent.name}/{log.parent.name}"] = {
-            "steps": rows[-1]["step"], "wall_s": rows[-1].get("time_s"),
-            "steps_per_s": rows[-1]["step"] / max(rows[-1].get("time_s") or 1e-9, 1e-9)}
-print(json.dumps(info, indent=1))
-EOF
-cat "$SHIP/gpu_run.json"
-tar -cf - -C "$RUNS" ship | split -b 15M - "$OUTDIR/ckpts.tar.part-"
-tar -czf "$OUTDIR/logs.tar.gz" -C "$RUNS" logs $(cd "$RUNS" && ls -d */*/log.jsonl */*/loss_curves.png \
-    */train_summary.json 2>/dev/null)
-ls -la "$OUTDIR"
+export_runs 1 pusht pusht_action panda
 say "done"

@@ -89,3 +89,31 @@ $UVA eval --ckpt outputs/ship_panda --env panda --episodes 0 --data data/panda.z
     --ckpt "300 steps=models/checkpoints/panda" --ckpt "2000 steps=runs/panda_vae2k/vae/final"
 .venv/bin/python scripts/learning_curve.py --env pusht --episodes 50 --threads 2 --out outputs/learning_curve_pusht_v2 \
     --series "UVA recipe 2=runs/pusht_vae2k/joint/milestones/*,runs/pusht_vae2k/joint/final"
+
+# Session 4: recipe 2 on one lent GPU (NVIDIA H200) — the shipped checkpoints since then. Two
+# commands on the same warm device machine, run from the repo root there with data/ and .whl/
+# (diffusers, zarr and their compiled deps for its Python) carried along:
+#   BUDGET_S=480 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh
+#   BUDGET_S=350 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh continue
+# Back here, with the returned parts in gpu_out/ (CPU, 2 threads, one job at a time):
+mkdir -p runs/gpu
+cat gpu_out/ckpts_1.tar.part-* | tar -x -C runs/gpu
+cat gpu_out/ckpts_2.tar.part-* | tar -x -C runs/gpu
+for spec in pusht:ship_1/pusht pusht:ship_1/pusht_action panda:ship_1/panda \
+            pusht:ship_2/pusht2 pusht:ship_2/pusht_action2 panda:ship_2/panda2; do
+  env=${spec%%:*}; ckpt=runs/gpu/${spec#*:}
+  $UVA2 eval --ckpt "$ckpt" --env "$env" --episodes 50 --gifs 2 --data "data/$env.zarr" \
+      --out "outputs/eval_gpu_$(basename "$ckpt")"
+done
+for run in pusht2 pusht_action2; do  # 4 of the 8 actions executed per chunk
+  $UVA2 eval --ckpt "runs/gpu/ship_2/$run" --env pusht --episodes 50 --gifs 0 --action-steps 4 \
+      --out "outputs/eval_gpu_${run}_exec4"
+done
+.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/panda2 --env panda \
+    --eval-json outputs/eval_gpu_panda2/eval.json --out models/checkpoints/panda
+.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/pusht2 --env pusht --n-action-steps 4 \
+    --out outputs/ship_pusht_gpu
+$UVA2 eval --ckpt outputs/ship_pusht_gpu --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr \
+    --out outputs/eval_pusht_shipped_v3
+.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/pusht2 --env pusht --n-action-steps 4 \
+    --eval-json outputs/eval_pusht_shipped_v3/eval.json --out models/checkpoints/pusht

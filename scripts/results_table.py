@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -91,6 +93,34 @@ def curve_rows():
                   f"{p['success_rate']:.2f} |")
 
 
+GPU_RUNS = (
+    ("pusht", "UVA (all five modes)", ("pusht", "pusht2")),
+    ("pusht", "UVA-action (policy mode only)", ("pusht_action", "pusht_action2")),
+    ("panda", "UVA (all five modes)", ("panda", "panda2")),
+)
+"""scripts/gpu_recipe.sh runs (one H200, batch 128): first command, then its continuation."""
+
+
+def gpu_rows():
+    """From `uva eval --episodes 50 --data …` of each GPU run, written to outputs/eval_gpu_<run>/."""
+    print("| env | model | joint steps (batch 128) | score (50 seeds, ± s.e.) | success "
+          "| policy open-loop MAE normalised (hold-state) | inverse dynamics MAE normalised "
+          "| forward dynamics vs copy-last |")
+    print("|---|---|---|---|---|---|---|---|")
+    for env, name, runs in GPU_RUNS:
+        for run in runs:
+            r = load(f"outputs/eval_gpu_{run}/eval.json")
+            if not r:
+                continue
+            scores = np.array([e["score"] for e in r["per_episode"]])
+            d = r["dynamics"]
+            print(f"| {env} | {name} | {r['training_steps']} | {scores.mean():.3f} ± "
+                  f"{scores.std(ddof=1) / np.sqrt(len(scores)):.3f} | {r['success_rate']:.2f} | "
+                  f"{d['policy_open_loop_mae_normalized']:.3f} ({d['hold_state_mae_normalized']:.3f}) | "
+                  f"{d['inverse_dynamics_mae_normalized']:.3f} | "
+                  f"{d['forward_dynamics_psnr_db']:.2f} vs {d['copy_last_frame_psnr_db']:.2f} dB |")
+
+
 if __name__ == "__main__":
     {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows,
-     "architecture": architecture_rows}[sys.argv[1]]()
+     "architecture": architecture_rows, "gpu": gpu_rows}[sys.argv[1]]()

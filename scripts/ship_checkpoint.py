@@ -6,6 +6,7 @@ metrics.json holds the full evaluation summary (`uva eval` JSON, per-episode row
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,10 +26,15 @@ def main():
                     help="`uva eval` JSON of the shipped (fp16) file (ship, eval it, ship again)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--extra", default=None, help="JSON file merged into metrics.json")
+    ap.add_argument("--n-action-steps", type=int, default=None,
+                    help="actions executed per chunk, stored in the shipped config (the policy node "
+                         "and `uva eval` default to it); the eval JSON must have used the same")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     model, cfg, normalizers, meta = load_checkpoint(a.ckpt)
+    if a.n_action_steps:
+        cfg = dataclasses.replace(cfg, n_action_steps=a.n_action_steps)  # re-runs the checks
     save_checkpoint(out, model, cfg, normalizers, meta, dtype=torch.float16)  # fits the 25 MB cap
     torch.set_num_threads(1)
     policy = load_policy(out)
@@ -38,6 +44,9 @@ def main():
     scores = [rollout(policy, env, s, n_exec)[0]["score"] for s in seeds]
     env.close()
     summary = json.loads(Path(a.eval_json).read_text()) if a.eval_json else None
+    if summary and summary["n_action_steps"] != n_exec:
+        raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
+                         f"the shipped config {n_exec}: pass --n-action-steps")
     if summary:
         summary.pop("per_episode", None)
     metrics = {"eval": summary, "check_3_seeds": {"seeds": seeds, "scores": scores,
