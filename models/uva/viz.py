@@ -7,6 +7,7 @@ step), real frame beside the latest predicted frames, with the latest action chu
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -46,9 +47,11 @@ def viz(bag: str, out: str, max_frames: int = 2000) -> dict:
     counts = {t: 0 for t in list(COPIED) + [PLOT]}
     frames = []
     strip, chunk = None, None
+    final, partial = out_dir / "foxglove", out_dir / "foxglove.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # a run killed mid-write left it
     try:
         with AnyReader([bag_path], default_typestore=typestore()) as reader, \
-                BagWriter(out_dir / "foxglove", "mcap") as writer:
+                BagWriter(partial, "mcap") as writer:
             conns = [c for c in reader.connections if c.topic in COPIED]
             if not any(c.topic == CAMERA for c in conns):
                 raise BagError(f"{bag}: no {CAMERA} topic to visualise")
@@ -74,10 +77,13 @@ def viz(bag: str, out: str, max_frames: int = 2000) -> dict:
                              if strip is not None else np.zeros((h, h, 3), np.uint8))
                     top = np.concatenate([cam, right], axis=1)
                     frames.append(np.concatenate([top, chunk_plot(chunk, top.shape[1])], axis=0))
-    except BagError:
-        raise
     except Exception as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(e, BagError):
+            raise
         raise BagError(f"{bag}: cannot visualise ({type(e).__name__}: {e})") from e
+    shutil.rmtree(final, ignore_errors=True)  # a re-run replaces the previous bag whole
+    partial.rename(final)
     if not frames:
         raise BagError(f"{bag}: no camera frames to visualise")
     width = max(f.shape[1] for f in frames)  # frames before the first prediction are narrower

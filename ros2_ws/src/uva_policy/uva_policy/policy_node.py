@@ -17,6 +17,7 @@ from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Empty
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
@@ -46,6 +47,9 @@ PARAMETERS = {
     "max_obs_age_s": 0.5,
     "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default
     "blend_steps": 2,
+    # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): the
+    # first chunk after it must not see frames from before the scene changed
+    "reset_topic": "~/reset",
 }
 
 
@@ -82,6 +86,8 @@ class PolicyNode(Node):
             self.create_subscription(image_msg_type(topic), topic,
                                      lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
+        self.create_subscription(Empty, p("reset_topic"), self._on_reset, 10)
+        self._history_generation = 0  # bumped by a reset; chunks planned before it are dropped
         self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
         self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
@@ -141,6 +147,16 @@ class PolicyNode(Node):
             elif self._input_error.startswith("joint_states"):
                 self._input_error = ""
 
+    def _on_reset(self, _msg: Empty) -> None:
+        with self._lock:
+            for buf in (*self.image_buffers, self.state_buffer):
+                buf.clear()
+            self._input_error = ""
+            self._prev_chunk, self._prev_start = None, None
+            self._ticks_since_plan = 10**9  # plan as soon as fresh observations arrive
+            self._history_generation += 1
+        self.get_logger().info("reset: observation history cleared")
+
     # ------------------------------------------------------------------ control tick
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -174,12 +190,13 @@ class PolicyNode(Node):
             busy = self._worker is not None and self._worker.is_alive()
             if not busy and self._ticks_since_plan >= self.n_exec:
                 self._ticks_since_plan = 0
-                self._worker = threading.Thread(target=self._infer, args=(obs,), daemon=True)
+                self._worker = threading.Thread(target=self._infer,
+                                                args=(obs, self._history_generation), daemon=True)
                 self._worker.start()
         self.status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(self.status)
 
-    def _infer(self, obs) -> None:
+    def _infer(self, obs, generation: int) -> None:
         cfg = self.policy.cfg
         try:
             images = model_frames(obs, cfg.image_size)
@@ -194,7 +211,10 @@ class PolicyNode(Node):
         except ValueError as e:
             self._hold(f"rejected observation or action: {e}")
             return
-        self._prev_chunk, self._prev_start = safe, start
+        with self._lock:
+            if generation != self._history_generation:  # planned from before a reset: stale
+                return
+            self._prev_chunk, self._prev_start = safe, start
         self.status.state = PolicyStatus.RUNNING
         self.status.reason = ""
         self.status.chunks_published += 1

@@ -4,7 +4,9 @@ JointTrajectory commands at the controller rate, and reports task success and th
 
 Stands in for franka_ros2 + a RealSense on this machine; the policy node cannot tell the
 difference from the topics. Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
-`episode_steps` run out, with seeds from `first_seed` upwards.
+`episode_steps` run out, with seeds from `first_seed` upwards; each reset is announced on
+/franka_sim/episode_start (std_msgs/Empty) before the new episode's first observation, so the
+policy node can forget the old scene (sim.yaml points its `reset_topic` there).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 from rclpy.node import Node
 from geometry_msgs.msg import Point, PointStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, Int32
+from std_msgs.msg import Bool, Empty, Int32
 from trajectory_msgs.msg import JointTrajectory
 
 from uva import franka
@@ -45,6 +47,7 @@ class SimNode(Node):
         self.success_pub = self.create_publisher(Bool, "/franka_sim/task_success", 10)
         self.episode_pub = self.create_publisher(Int32, "/franka_sim/episode", 10)
         self.cube_pub = self.create_publisher(PointStamped, "/franka_sim/cube_position", 10)
+        self.episode_start_pub = self.create_publisher(Empty, "/franka_sim/episode_start", 10)
         self.create_subscription(JointTrajectory, p("trajectory_topic"), self._on_trajectory, 10)
         self.create_subscription(Bool, "/franka_sim/reset", lambda m: self._reset(), 10)
         self.points: list[tuple[float, np.ndarray]] = []
@@ -62,6 +65,7 @@ class SimNode(Node):
         self.points = []
         self.hold = obs.state.copy()
         self.episode_pub.publish(Int32(data=self.episode_seed))
+        self.episode_start_pub.publish(Empty())
         self._publish(obs)
 
     def _on_trajectory(self, msg: JointTrajectory):
