@@ -44,7 +44,8 @@ def dynamics_rows():
           "normalised | hold-state MAE normalised |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
-        for run, name in ((env, "UVA recipe 1"), (f"{env}_shipped_v2", "UVA recipe 2 (shipped)"),
+        for run, name in ((f"gpu_{env}2", "UVA recipe 2 on a GPU (shipped)"), (env, "UVA recipe 1"),
+                          (f"{env}_shipped_v2", "UVA recipe 2 on the CPU"),
                           (f"{env}_long", "UVA continued (not shipped)"),
                           (f"{env}_more", "UVA continued (not shipped)"), (f"{env}_action", "UVA-action")):
             r = load(f"outputs/dynamics_{run}/eval.json") or load(f"outputs/eval_{run}/eval.json")
