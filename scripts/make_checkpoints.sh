@@ -117,3 +117,8 @@ $UVA2 eval --ckpt outputs/ship_pusht_gpu --env pusht --episodes 50 --gifs 2 --da
     --out outputs/eval_pusht_shipped_v3
 .venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/pusht2 --env pusht --n-action-steps 4 \
     --eval-json outputs/eval_pusht_shipped_v3/eval.json --out models/checkpoints/pusht
+# actions executed per chunk, checked on fresh seeds (the choice above was made on 100000-)
+for env in pusht panda; do for k in 8 4; do
+  $UVA2 eval --ckpt "models/checkpoints/$env" --env "$env" --episodes 50 --seed 200000 --gifs 0 \
+      --action-steps "$k" --out "outputs/tune_${env}_exec$k"
+done; done
