@@ -105,6 +105,29 @@ def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
     assert gif.n_frames == result["per_episode"][0]["steps"]
 
 
+def test_corrections_extend_the_demos_with_expert_labels_on_policy_states(tiny_data, tiny_ckpt,
+                                                                          tmp_path, capsys):
+    """DAgger collection: the untrained policy wanders, every state it visits is labelled with the
+    scripted expert's action (at most 25 px from the agent), and the demos come first unchanged."""
+    out = tmp_path / "dagger.zarr"
+    assert uva_main(["collect", "--env", "pusht", "--episodes", "1", "--out", str(out),
+                     "--corrections-from", str(tiny_ckpt), "--base", str(tiny_data),
+                     "--seed", "300000"]) == 0
+    demos, buf = read_replay_buffer(tiny_data), read_replay_buffer(out)
+    assert buf.n_episodes == demos.n_episodes + 1
+    n = len(demos.action)
+    assert np.array_equal(buf.img[:n], demos.img) and np.array_equal(buf.action[:n], demos.action)
+    new = buf.episode_slices()[-1]
+    step = np.linalg.norm(buf.action[new] - buf.state[new], axis=1)  # label target - agent position
+    assert new.stop - new.start == 300  # an untrained policy never finishes: the full episode kept
+    assert step.max() <= 25.0 + 1e-3 and step.mean() > 1.0  # the expert's bounded, non-trivial moves
+    assert buf.attrs["seeds"][-1] == 300000 and buf.attrs["correction_episodes"] == 1
+    rc = uva_main(["collect", "--env", "pusht", "--episodes", "1", "--out", str(tmp_path / "x.zarr"),
+                   "--corrections-from", str(tiny_ckpt)])  # corrections need demos to extend
+    assert rc == 2 and "needs --base" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
+
+
 def _train_cmd(data, out, steps):
     return [sys.executable, "-m", "uva.cli", "--threads", "1", "train", "--data", str(data),
             "--out", str(out), "--stage", "vae", "--vae-steps", str(steps), "--batch-size", "4",

@@ -24,9 +24,16 @@ def cmd_collect(a) -> dict:
         if a.env != "panda":
             raise ValueError("--bag recording is implemented for the panda env")
         return write_expert_bag(a.bag, a.episodes, a.seed if a.seed else 200000)
-    from .data import collect
-    summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
-                      keep_failures=a.keep_failures, seed=a.seed)
+    if a.corrections_from:
+        from .data import collect_corrections
+        if not a.base:
+            raise ValueError("--corrections-from needs --base (the demonstrations to extend)")
+        summary = collect_corrections(a.env, a.corrections_from, a.episodes, a.out, a.base,
+                                      seed=a.seed or 300000)
+    else:
+        from .data import collect
+        summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
+                          keep_failures=a.keep_failures, seed=a.seed)
     atomic_write_json(Path(str(a.out) + ".json"), summary)
     return summary
 
@@ -83,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="first episode seed")
     c.add_argument("--bag", default=None,
                    help="instead of zarr, record the expert as a rosbag2 (mcap) at this path")
+    c.add_argument("--corrections-from", default=None, metavar="CKPT",
+                   help="DAgger: roll out this policy and label its states with the expert; "
+                        "--out gets --base's demos plus these episodes")
+    c.add_argument("--base", default=None, help="demonstrations extended by --corrections-from")
     c.set_defaults(fn=cmd_collect)
 
     t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")

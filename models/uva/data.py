@@ -135,6 +135,51 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
     return summary
 
 
+def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Path, base: str | Path,
+                        seed: int = 300000) -> dict:
+    """DAgger: roll out a trained policy, label every state it visits with the scripted expert's
+    action, and write `base`'s demonstrations plus these episodes (kept whether or not they
+    succeed) to `out`. Behaviour cloning only ever sees the expert's own states; when the policy
+    drifts off them its errors compound, and these labels show it how to recover."""
+    from .envs import make_env
+    from .evaluate import rollout
+    from .policy import load_policy
+
+    demos = read_replay_buffer(base)
+    if demos.attrs.get("env") != env_name:
+        raise DatasetError(f"{base}: holds env '{demos.attrs.get('env')}', not '{env_name}'")
+    image_size = int(demos.img.shape[1])
+    policy = load_policy(ckpt)
+    env = make_env(env_name)
+    episodes = [{"img": demos.img[s], "state": demos.state[s], "action": demos.action[s]}
+                for s in demos.episode_slices()]
+    scores = []
+    try:
+        for i in tqdm(range(n_episodes), desc=f"corrections {env_name}", unit="ep"):
+            imgs, states, labels = [], [], []
+
+            def label(obs):
+                imgs.append(resize(obs.image, image_size))
+                states.append(obs.state)
+                labels.append(env.expert_action())
+
+            result, _ = rollout(policy, env, seed + i, policy.cfg.n_action_steps, on_step=label)
+            scores.append(result["score"])
+            episodes.append({"img": np.stack(imgs), "state": np.array(states, np.float32),
+                             "action": np.array(labels, np.float32)})
+    finally:
+        env.close()
+    seeds = list(demos.attrs.get("seeds", [])) + list(range(seed, seed + n_episodes))
+    summary = {"env": env_name, "episodes": len(episodes), "demo_episodes": demos.n_episodes,
+               "correction_episodes": n_episodes, "correction_policy": str(ckpt),
+               "policy_mean_score": float(np.mean(scores)),
+               "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
+    write_replay_buffer(out, episodes, {**demos.attrs, "seeds": seeds,
+                                        "correction_episodes": n_episodes,
+                                        "correction_policy": str(ckpt)})
+    return summary
+
+
 SPLIT_SEED = 0
 
 

@@ -70,7 +70,10 @@ def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
     return _psnr_t(to(pred), to(target))
 
 
-def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool = False):
+def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool = False,
+            on_step=None):
+    """One closed-loop episode. `on_step(obs)` is called with each observation the policy acts
+    on, before the action is applied (DAgger labels the states the policy visits)."""
     import torch
     cfg = policy.cfg
     torch.manual_seed(seed)  # diffusion noise: an episode replays exactly for a given seed
@@ -92,8 +95,11 @@ def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool
             k = step % n_action_steps
             pred = predicted[min(k // cfg.actions_per_frame, cfg.n_frames - 1)]
             frames.append(np.concatenate([history.images[-1], pred], axis=1))
+        if on_step is not None:
+            on_step(obs)
         res = env.step(chunk[step % n_action_steps])
-        history.append(res.obs.image, res.obs.state)
+        obs = res.obs
+        history.append(obs.image, obs.state)
         if res.done:
             success = res.success
             break
