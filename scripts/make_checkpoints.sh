@@ -122,3 +122,12 @@ for env in pusht panda; do for k in 8 4; do
   $UVA2 eval --ckpt "models/checkpoints/$env" --env "$env" --episodes 50 --seed 200000 --gifs 0 \
       --action-steps "$k" --out "outputs/tune_${env}_exec$k"
 done; done
+# PushT DAgger, one round (not shipped): corrections from the shipped policy, fine-tune, score
+$UVA2 collect --env pusht --episodes 60 --out data/pusht_dagger.zarr --corrections-from models/checkpoints/pusht \
+    --base data/pusht.zarr --seed 300000
+$UVA2 train --data data/pusht_dagger.zarr --out runs/pusht_dagger --stage joint --init models/checkpoints/pusht \
+    --joint-steps 2500 --ckpt-every 250 --eval-every 500 --max-minutes 22
+for s in 200000 100000; do
+  $UVA2 eval --ckpt runs/pusht_dagger/joint/final --env pusht --episodes 50 --seed "$s" --gifs 2 \
+      --out "outputs/eval_pusht_dagger_$s"
+done

@@ -31,22 +31,22 @@ def main():
                          "and `uva eval` default to it); the eval JSON must have used the same")
     a = ap.parse_args()
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     model, cfg, normalizers, meta = load_checkpoint(a.ckpt)
     if a.n_action_steps:
         cfg = dataclasses.replace(cfg, n_action_steps=a.n_action_steps)  # re-runs the checks
+    n_exec = cfg.n_action_steps
+    summary = json.loads(Path(a.eval_json).read_text()) if a.eval_json else None
+    if summary and summary["n_action_steps"] != n_exec:  # checked before anything is written
+        raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
+                         f"the shipped config {n_exec}: pass --n-action-steps")
+    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, cfg, normalizers, meta, dtype=torch.float16)  # fits the 25 MB cap
     torch.set_num_threads(1)
     policy = load_policy(out)
     env = make_env(a.env)
     seeds = [100000, 100001, 100002]
-    n_exec = policy.cfg.n_action_steps
     scores = [rollout(policy, env, s, n_exec)[0]["score"] for s in seeds]
     env.close()
-    summary = json.loads(Path(a.eval_json).read_text()) if a.eval_json else None
-    if summary and summary["n_action_steps"] != n_exec:
-        raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
-                         f"the shipped config {n_exec}: pass --n-action-steps")
     if summary:
         summary.pop("per_episode", None)
     metrics = {"eval": summary, "check_3_seeds": {"seeds": seeds, "scores": scores,
