@@ -174,6 +174,7 @@ class PolicyNode(Node):
         now = self._now()
         self._ticks_since_plan += 1
         with self._lock:
+            generation = self._history_generation  # the history this observation comes from
             error = self._input_error
             obs, reason = (None, error) if error else align_history(
                 self.image_buffers, self.state_buffer, now,
@@ -190,8 +191,8 @@ class PolicyNode(Node):
             busy = self._worker is not None and self._worker.is_alive()
             if not busy and self._ticks_since_plan >= self.n_exec:
                 self._ticks_since_plan = 0
-                self._worker = threading.Thread(target=self._infer,
-                                                args=(obs, self._history_generation), daemon=True)
+                self._worker = threading.Thread(target=self._infer, args=(obs, generation),
+                                                daemon=True)
                 self._worker.start()
         self.status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(self.status)
