@@ -35,7 +35,8 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
     from uva_msgs.srv import PredictFuture
     node, executor = ros
     proc = start_node("uva_policy.video_node", "video_node",
-                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0},
+                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0,
+                       "max_obs_age_s": 5.0},
                       log_path=tmp_path / "video.log")
     img_pub = node.create_publisher(Image, "/camera/color/image_raw", 10)
     js_pub = node.create_publisher(JointState, "/joint_states", 10)
@@ -76,6 +77,19 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
         assert good.seconds_ahead[1] > good.seconds_ahead[0] > 0
         bad = call([0.0] * 5, 8)
         assert not bad.success and "actions must be" in bad.message
+        # ~/reset: no strip from the old scene, though its frames are still fresh (max_obs_age_s 5)
+        from std_msgs.msg import Empty
+        reset_pub = node.create_publisher(Empty, "/video_node/reset", 10)
+        end = time.time() + 10
+        while reset_pub.get_subscription_count() == 0 and time.time() < end:
+            executor.spin_once(timeout_sec=0.05)
+        reset_pub.publish(Empty())
+        executor.spin_once(timeout_sec=0.05)
+        n = len(strips)
+        end = time.time() + 1.5  # six ticks at 4 Hz
+        while time.time() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert len(strips) <= n + 1  # at most the one being predicted when the reset came
         assert proc.poll() is None
     finally:
         node.destroy_subscription(sub)

@@ -38,6 +38,9 @@ SHARED_PARAMETERS = {  # declared by both the policy and the video node
     "control_rate_hz": 10.0,
     "sync_slop_s": 0.05,
     "torch_threads": 1,
+    # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): nothing
+    # is planned or predicted from frames of the scene before it
+    "reset_topic": "~/reset",
 }
 PARAMETERS = {
     **SHARED_PARAMETERS,
@@ -47,9 +50,6 @@ PARAMETERS = {
     "max_obs_age_s": 0.5,
     "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default
     "blend_steps": 2,
-    # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): the
-    # first chunk after it must not see frames from before the scene changed
-    "reset_topic": "~/reset",
 }
 
 

@@ -16,6 +16,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Empty
 from uva_msgs.msg import ActionChunk
 from uva_msgs.srv import PredictFuture
 
@@ -76,6 +77,7 @@ class VideoNode(Node):
                                      lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
         self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
+        self.create_subscription(Empty, p("reset_topic"), self._on_reset, 10)
         self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
         # own callback group: a what-if request (one predict_video) never stalls the image and
         # joint-state callbacks, which run on the executor's other thread
@@ -108,6 +110,12 @@ class VideoNode(Node):
             return
         with self._lock:
             self.latest_chunk = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
+
+    def _on_reset(self, _msg: Empty) -> None:
+        with self._lock:
+            for buf in (*self.image_buffers, self.state_buffer):
+                buf.clear()
+            self.latest_chunk = None  # planned from the old scene
 
     def _observation(self):
         cfg = self.policy.cfg
