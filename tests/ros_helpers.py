@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -41,6 +42,23 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def matched_publisher(node, executor, msg_type, topic: str, timeout: float = 10.0):
+    """A publisher on `topic` once a subscriber is matched: a message sent before discovery
+    completes is silently lost, which would make a test pass or fail by timing."""
+    pub = node.create_publisher(msg_type, topic, 10)
+    end = time.time() + timeout
+    while pub.get_subscription_count() == 0 and time.time() < end:
+        executor.spin_once(timeout_sec=0.05)
+    return pub
+
+
+def spin(executor, seconds: float) -> None:
+    """Process callbacks for `seconds` while publishing nothing."""
+    end = time.time() + seconds
+    while time.time() < end:
+        executor.spin_once(timeout_sec=0.02)
 
 
 def make_image(node, size=96, encoding="rgb8", stamp=None, seed=0):

@@ -9,7 +9,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from ros_helpers import (HOME, PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER, isolate_dds, make_image,
-                         make_joints, start_node, stop)
+                         make_joints, matched_publisher, spin, start_node, stop)
 
 isolate_dds()
 
@@ -79,16 +79,10 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
         assert not bad.success and "actions must be" in bad.message
         # ~/reset: no strip from the old scene, though its frames are still fresh (max_obs_age_s 5)
         from std_msgs.msg import Empty
-        reset_pub = node.create_publisher(Empty, "/video_node/reset", 10)
-        end = time.time() + 10
-        while reset_pub.get_subscription_count() == 0 and time.time() < end:
-            executor.spin_once(timeout_sec=0.05)
-        reset_pub.publish(Empty())
+        matched_publisher(node, executor, Empty, "/video_node/reset").publish(Empty())
         executor.spin_once(timeout_sec=0.05)
         n = len(strips)
-        end = time.time() + 1.5  # six ticks at 4 Hz
-        while time.time() < end:
-            executor.spin_once(timeout_sec=0.05)
+        spin(executor, 1.5)  # six ticks at 4 Hz
         assert len(strips) <= n + 1  # at most the one being predicted when the reset came
         assert proc.poll() is None
     finally:

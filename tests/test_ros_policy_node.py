@@ -7,7 +7,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from ros_helpers import (HOME, PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER, isolate_dds, make_image,
-                         make_joints, start_node, stop)
+                         make_joints, matched_publisher, spin, start_node, stop)
 
 isolate_dds()
 
@@ -213,23 +213,15 @@ def test_reset_forgets_the_observation_history(policy):
     h, proc = policy
     assert h.wait_for(lambda: len(h.trajs) >= 2, 30)
     from std_msgs.msg import Empty
-    reset_pub = h.node.create_publisher(Empty, "/policy_node/reset", 10)
-    import time
-    deadline = time.time() + 10  # the subscription must be matched before the message counts
-    while reset_pub.get_subscription_count() == 0 and time.time() < deadline:
-        h.executor.spin_once(timeout_sec=0.05)
+    reset_pub = matched_publisher(h.node, h.executor, Empty, "/policy_node/reset")
     h.statuses.clear()
     reset_pub.publish(Empty())
-    end = time.time() + 0.3  # no new observations: well inside max_obs_age_s (0.5 s)
-    while time.time() < end:
-        h.executor.spin_once(timeout_sec=0.02)
+    spin(h.executor, 0.3)  # no new observations: well inside max_obs_age_s (0.5 s)
     n = len(h.trajs)
     held = [s for s in h.statuses if s.state == 1]
     # without the reset the buffers would still hold fresh frames and the node would keep running
     assert held and "no image received yet" in held[-1].reason, [s.reason for s in h.statuses]
-    end = time.time() + 0.5
-    while time.time() < end:
-        h.executor.spin_once(timeout_sec=0.02)
+    spin(h.executor, 0.5)
     assert len(h.trajs) == n  # nothing planned from the forgotten history
     assert h.wait_for(lambda: len(h.trajs) > n + 1, 20)  # fresh observations: running again
     assert proc.poll() is None

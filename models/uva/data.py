@@ -91,6 +91,12 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
     return buf
 
 
+def _episode(imgs: list, states: list, actions: list) -> dict:
+    """One recorded episode in the arrays and dtypes `write_replay_buffer` stores."""
+    return {"img": np.stack(imgs), "state": np.array(states, np.float32),
+            "action": np.array(actions, np.float32)}
+
+
 def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 64,
             keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4) -> dict:
     """Roll out the scripted expert and save a replay buffer. Returns a summary dict."""
@@ -117,8 +123,7 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
                     break
             outcomes.append((attempt_seed, success, env.score))
             if success or keep_failures:
-                episodes.append({"img": np.stack(imgs), "state": np.array(states, np.float32),
-                                 "action": np.array(actions, np.float32)})
+                episodes.append(_episode(imgs, states, actions))
                 seeds.append(attempt_seed)
                 bar.update(1)
             attempt_seed += 1
@@ -165,8 +170,7 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
 
             result, _ = rollout(policy, env, seed + i, policy.cfg.n_action_steps, on_step=label)
             scores.append(result["score"])
-            episodes.append({"img": np.stack(imgs), "state": np.array(states, np.float32),
-                             "action": np.array(labels, np.float32)})
+            episodes.append(_episode(imgs, states, labels))
     finally:
         env.close()
     seeds = list(demos.attrs.get("seeds", [])) + list(range(seed, seed + n_episodes))
