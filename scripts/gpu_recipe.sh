@@ -10,6 +10,15 @@
 #                                    the estimate.
 #   scripts/gpu_recipe.sh continue   each joint run continued with --init for CONTINUE_STEPS more
 #                                    steps (fresh cosine, seed 1), the three again side by side.
+#   scripts/gpu_recipe.sh extract-vaes   (here, before `ablations`) the shipped checkpoints' VAEs
+#                                    alone -> runs/gpu_vae/<env> (2 MB each instead of 18 MB, so
+#                                    data + wheels + VAEs fit the device's 64 MiB tree).
+#   scripts/gpu_recipe.sh ablations  side by side: Panda UVA-action, the twin of the shipped Panda
+#                                    run (its VAE, policy mode only, joint PANDA_JOINT_STEPS then
+#                                    +CONTINUE_STEPS from it with seed 1, batch 128, as the shipped
+#                                    file was made), and PushT UVA with patch_size 1 (64 tokens per
+#                                    frame instead of 16) on the shipped PushT's VAE: video
+#                                    VIDEO_STEPS, then a joint stage sized to the budget.
 # Each returns the final EMA checkpoints as fp16 in a tar split into 15 MB parts (the device
 # returns files of <= 16 MB) with every log; rollouts are scored on the CPU afterwards.
 #
@@ -88,6 +97,67 @@ EOF
   ls -la "$OUTDIR"
 }
 
+# Joint-stage steps for run $1: the video stage's steady-state rate, times $2 (how the card's
+# share changes from the video stage to the joint stage), times 0.8 (a joint step also trains
+# the action head), times the time left.
+joint_steps() {
+  $PY - "$RUNS/$1/video/log.jsonl" "$(minutes_left 1)" "$2" <<'EOF'
+import json, sys
+from fractions import Fraction
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+a, b = rows[len(rows) // 4], rows[-1]
+rate = (b["step"] - a["step"]) / max(b["time_s"] - a["time_s"], 1e-6)
+print(max(20, int(rate * float(Fraction(sys.argv[3])) * 0.8 * float(sys.argv[2]) * 60)))
+EOF
+}
+
+if [ "${1:-}" = extract-vaes ]; then
+  for env in pusht panda; do
+    $PY - "models/checkpoints/$env" "runs/gpu_vae/$env" <<'EOF'
+import sys, torch
+from uva.checkpoint import load_vae, save_checkpoint
+from uva.vae import build_vae
+cfg, norms, meta, state = load_vae(sys.argv[1])
+holder = torch.nn.Module()  # state_dict names "vae.*", the names load_vae reads
+holder.vae = build_vae(cfg)
+holder.vae.load_state_dict(state)
+save_checkpoint(sys.argv[2], holder, cfg, norms, {"vae_of": sys.argv[1]}, dtype=torch.float16)
+print("wrote", sys.argv[2])
+EOF
+  done
+  exit 0
+fi
+
+if [ "${1:-}" = ablations ]; then
+  PANDA_JOINT_STEPS=${PANDA_JOINT_STEPS:-4107}
+  say "panda_action: joint $PANDA_JOINT_STEPS + $CONTINUE_STEPS steps, policy mode only"
+  (
+    train panda_action_joint --data data/panda.zarr --out "$RUNS/panda_action" --stage joint \
+        --vae-from runs/gpu_vae/panda --modes policy_model --joint-steps "$PANDA_JOINT_STEPS" \
+        --batch-size "$BATCH" --ckpt-every 3000 --eval-every 1000 --device "$DEVICE" \
+        --max-minutes "$(minutes_left 0.45)"
+    mkdir -p "$RUNS/panda_action2" && cp "$RUNS/panda_action/latents.pt" "$RUNS/panda_action2/"
+    train panda_action2_joint --data data/panda.zarr --out "$RUNS/panda_action2" --stage joint \
+        --init "$RUNS/panda_action/joint/final" --modes policy_model \
+        --joint-steps "$CONTINUE_STEPS" --seed 1 --batch-size "$BATCH" --ckpt-every 3000 \
+        --eval-every 1000 --device "$DEVICE" --max-minutes "$(minutes_left 1)"
+  ) &
+  FINE='{"patch_size":1}'
+  train pusht_fine_video --data data/pusht.zarr --out "$RUNS/pusht_fine" --stage video \
+      --vae-from runs/gpu_vae/pusht --config "$FINE" --video-steps "$VIDEO_STEPS" \
+      --batch-size "$BATCH" --ckpt-every 1000 --eval-every 1000 --device "$DEVICE" \
+      --max-minutes "$(minutes_left 0.2)"
+  N_FINE=$(joint_steps pusht_fine 1)
+  say "pusht_fine: joint $N_FINE steps"
+  train pusht_fine_joint --data data/pusht.zarr --out "$RUNS/pusht_fine" --stage joint \
+      --batch-size "$BATCH" --ckpt-every 2000 --eval-every 500 --device "$DEVICE" \
+      --joint-steps "$N_FINE" --max-minutes "$(minutes_left 1)"
+  wait
+  export_runs 3 panda_action2 pusht_fine
+  say "done"
+  exit 0
+fi
+
 if [ "${1:-}" = continue ]; then
   say "continue: each joint run $CONTINUE_STEPS more steps from its final (fresh cosine, seed 1)"
   for name in pusht pusht_action panda; do
@@ -120,18 +190,8 @@ for env in pusht panda; do
 done
 wait
 
-# Joint-stage steps: the video stage's steady-state rate (two runs sharing the card) times 2/3
-# (three share it next), times 0.8 (a joint step also trains the action head), times the time left.
-joint_steps() {
-  $PY - "$RUNS/$1/video/log.jsonl" "$(minutes_left 1)" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-a, b = rows[len(rows) // 4], rows[-1]
-rate = (b["step"] - a["step"]) / max(b["time_s"] - a["time_s"], 1e-6)
-print(max(20, int(rate * 2 / 3 * 0.8 * float(sys.argv[2]) * 60)))
-EOF
-}
-N_PUSHT=$(joint_steps pusht); N_PANDA=$(joint_steps panda); CAP=$(minutes_left 1)
+# two runs share the card in the video stage, three in the joint stage
+N_PUSHT=$(joint_steps pusht 2/3); N_PANDA=$(joint_steps panda 2/3); CAP=$(minutes_left 1)
 say "stage 3: joint, PushT $N_PUSHT steps, Panda $N_PANDA steps, batch $BATCH, cap $CAP min"
 JOINT=(--stage joint --batch-size "$BATCH" --ckpt-every 2000 --device "$DEVICE" --max-minutes "$CAP")
 mkdir -p "$RUNS/pusht_action" && cp "$RUNS/pusht/latents.pt" "$RUNS/pusht_action/"  # same VAE

@@ -75,11 +75,8 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """Returns (model, cfg, normalizers, extra). Raises CheckpointError naming the bad file."""
-    from .model import UVAModel
-
-    path = Path(path)
+def _read_config(path: Path) -> tuple[UVAConfig, dict[str, MinMaxNormalizer], dict]:
+    """(cfg, normalizers, the rest of config.json) of a checkpoint directory, each checked."""
     if not path.is_dir():
         raise CheckpointError(f"{path}: checkpoint directory not found")
     meta = _read_json(path / CONFIG)
@@ -95,6 +92,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     for key, dim in (("action", cfg.action_dim), ("proprio", cfg.proprio_dim)):
         if key not in normalizers or normalizers[key].low.shape != (dim,):
             raise CheckpointError(f"{path / NORMALIZER}: '{key}' stats missing or not {dim}-dim")
+    return cfg, normalizers, meta
+
+
+def _read_weights(path: Path, expected: dict[str, torch.Tensor], prefix: str = "") -> dict:
+    """The tensors of `path`/model.safetensors whose names start with `prefix` (prefix removed),
+    checked against `expected` (names and shapes) and for non-finite values."""
     weights = path / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing")
@@ -102,8 +105,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: corrupt safetensors file ({e})") from e
-    model = UVAModel(cfg)
-    expected = model.state_dict()
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     bad_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
@@ -113,5 +115,27 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
             f"unexpected {unexpected[:3]}, wrong shape {bad_shape[:3]}")
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise CheckpointError(f"{weights}: contains non-finite weights")
-    model.load_state_dict(state)
+    return state
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu"):
+    """Returns (model, cfg, normalizers, extra). Raises CheckpointError naming the bad file."""
+    from .model import UVAModel
+
+    path = Path(path)
+    cfg, normalizers, meta = _read_config(path)
+    model = UVAModel(cfg)
+    model.load_state_dict(_read_weights(path, model.state_dict()))
     return model.to(device).eval(), cfg, normalizers, meta
+
+
+def load_vae(path: str | Path):
+    """Returns (cfg, normalizers, extra, vae_state) reading only the frame VAE's tensors, so a
+    trained VAE can be reused under a different transformer; `path` may hold the whole model or
+    the VAE's tensors alone (`vae.` names)."""
+    from .vae import build_vae
+
+    path = Path(path)
+    cfg, normalizers, meta = _read_config(path)
+    expected = build_vae(cfg).state_dict()
+    return cfg, normalizers, meta, _read_weights(path, expected, prefix="vae.")

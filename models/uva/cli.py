@@ -45,6 +45,7 @@ def cmd_train(a) -> dict:
     args = TrainArgs(data=a.data, out=a.out, stage=a.stage, steps=steps, batch_size=a.batch_size,
                      lr=a.lr, ckpt_every=a.ckpt_every, eval_every=a.eval_every, seed=a.seed,
                      resume=a.resume, device=a.device, bf16=a.bf16, init=a.init,
+                     vae_from=a.vae_from,
                      modes=a.modes.split(",") if a.modes else None, config_overrides=overrides,
                      max_minutes=a.max_minutes, keep_every=a.keep_every)
     return {"stages": train(args)}
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     t.add_argument("--init", default=None, help="checkpoint to start the stage from")
+    t.add_argument("--vae-from", default=None, metavar="CKPT",
+                   help="skip the vae stage: reuse CKPT's trained VAE under a fresh transformer "
+                        "(--config may change transformer fields, e.g. patch_size)")
     t.add_argument("--modes", default=None,
                    help="comma-separated task modes for the joint stage (e.g. policy_model for "
                         "the UVA-action baseline)")

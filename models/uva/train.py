@@ -29,6 +29,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
+                         load_vae,
                          save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, read_replay_buffer, split_episodes
@@ -58,6 +59,7 @@ class TrainArgs:
     device: str = "cpu"
     bf16: bool = False
     init: str | None = None  # checkpoint to start a stage from (default: previous stage's output)
+    vae_from: str | None = None  # reuse this checkpoint's trained VAE instead of the vae stage
     modes: list[str] | None = None  # joint-stage task modes (default: all five)
     config_overrides: dict = field(default_factory=dict)
     val_fraction: float = 0.05
@@ -395,6 +397,29 @@ def train_transformer(stage, buf, init: Path, args, out, info):
                      {"val_episodes": val_eps}, prior_steps)
 
 
+VAE_FIELDS = ("image_size", "vae_block_channels", "vae_latent_channels", "vae_kl_weight",
+              "latent_scale")
+"""Config fields a reused VAE fixes: overriding them would not match its weights or latents."""
+
+
+def vae_stage_from(source: Path, overrides: dict, out: Path, buf, data_path) -> Path:
+    """Write `out` as a vae-stage checkpoint made of `source`'s trained VAE (weights, latent
+    scale, normalizers) and a fresh transformer whose config takes `overrides`, so a transformer
+    variant (e.g. finer patches) trains on exactly the frozen VAE another run used."""
+    fixed = sorted(set(overrides) & set(VAE_FIELDS))
+    if fixed:
+        raise ValueError(f"--vae-from keeps the VAE of {source}; cannot override {fixed}")
+    cfg, normalizers, meta, vae_state = load_vae(source)
+    cfg = UVAConfig.from_dict({**cfg.to_dict(), **overrides})
+    check_dataset_fits(buf, cfg, data_path, source)
+    model = UVAModel(cfg)
+    model.vae.load_state_dict(vae_state)
+    save_checkpoint(out, model, cfg, normalizers,
+                    {"stage": "vae", "steps": 0, "vae_from": str(source),
+                     **({"val_psnr_db": meta["val_psnr_db"]} if "val_psnr_db" in meta else {})})
+    return out
+
+
 def check_dataset_fits(buf, cfg: UVAConfig, data_path, ckpt_path) -> None:
     if buf.action.shape[1] != cfg.action_dim or buf.state.shape[1] != cfg.proprio_dim:
         raise DatasetError(
@@ -424,6 +449,16 @@ def train(args: TrainArgs) -> dict:
     stages = STAGES if args.stage == "all" else (args.stage,)
     finals: dict[str, str] = {}
     init = Path(args.init) if args.init else None
+    if args.vae_from:
+        if args.stage == "vae" or init is not None:
+            raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
+                             "use it with --stage video, joint or all, and without --init")
+        stages = tuple(s for s in stages if s != "vae")
+        init = root / "vae" / "final"
+        if info.is_main:
+            vae_stage_from(Path(args.vae_from), args.config_overrides, init, buf, args.data)
+        if info.world > 1:
+            dist.barrier()
     for stage in stages:
         out = root / stage
         if info.is_main:
