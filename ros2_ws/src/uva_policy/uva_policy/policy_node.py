@@ -1,9 +1,9 @@
 """UVA policy node: RGB image topics + /joint_states in, joint trajectory chunks out.
 
 A thin adapter over `uva`: messages are converted to arrays, the observation history is aligned
-by timestamp on a fixed-rate control timer (uva.control), `predict_action` runs on a worker
-thread (never the video head, never blocking callbacks), and every command passes the safety
-filter. On missing, stale or malformed input nothing new is published (the controller holds the
+by timestamp on a fixed-rate control timer (.observations over uva.control), `predict_action`
+runs on a worker thread (never the video head, never blocking callbacks), and every command
+passes the safety filter. On missing, stale or malformed input nothing new is published (the controller holds the
 last trajectory) and the reason is reported once per second in the log and on ~/status.
 """
 from __future__ import annotations
@@ -15,17 +15,14 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Empty
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva import franka
-from uva.control import SafetyFilter, StampedBuffer, align_history, schedule_chunk
+from uva.control import SafetyFilter, schedule_chunk
 
-from .conversions import (ImageError, image_msg_type, image_to_rgb, joint_positions, model_frames,
-                          stamp_to_sec)
+from .conversions import model_frames
+from .observations import ObservationStreams
 from .runtime import run_node
 
 
@@ -73,21 +70,12 @@ class PolicyNode(Node):
                                    p("max_joint_step"))
         self.status = PolicyStatus()
         self._reason, self._last_log = "", 0.0
-        self._lock = threading.Lock()
         self.policy = None
         self._load_policy(p("checkpoint"), p("device"), int(p("torch_threads")))
         n_exec = int(p("n_action_steps"))
         self.n_exec = n_exec if n_exec > 0 else (self.policy.cfg.n_action_steps if self.policy else 8)
-        topics = list(p("image_topics"))
-        self.image_buffers = [StampedBuffer() for _ in topics]
-        self.state_buffer = StampedBuffer()
-        self._input_error = ""
-        for i, topic in enumerate(topics):
-            self.create_subscription(image_msg_type(topic), topic,
-                                     lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
-        self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
-        self.create_subscription(Empty, p("reset_topic"), self._on_reset, 10)
-        self._history_generation = 0  # bumped by a reset; chunks planned before it are dropped
+        self.streams = ObservationStreams(self, list(p("image_topics")), p("joint_states_topic"),
+                                          self.joint_names, p("reset_topic"), self._forget_plan)
         self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
         self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
@@ -115,47 +103,11 @@ class PolicyNode(Node):
                        f"{len(self.joint_names)} joint_names")
             self.policy = None
 
-    # ------------------------------------------------------------------ callbacks
-    def _on_image(self, index: int, msg) -> None:
-        try:
-            rgb = image_to_rgb(msg)
-        except ImageError as e:
-            with self._lock:
-                self._input_error = f"camera {index}: {e}"
-                self.image_buffers[index].clear()
-            return
-        with self._lock:
-            err = self.image_buffers[index].push(stamp_to_sec(msg.header.stamp), rgb)
-            if err:
-                self.image_buffers[index].clear()
-                self._input_error = f"camera {index}: {err}"
-            elif index == 0:
-                self._input_error = "" if self._input_error.startswith("camera") else self._input_error
-
-    def _on_joints(self, msg: JointState) -> None:
-        try:
-            q = joint_positions(msg, self.joint_names)
-        except ValueError as e:
-            with self._lock:
-                self._input_error = f"joint_states: {e}"
-            return
-        with self._lock:
-            err = self.state_buffer.push(stamp_to_sec(msg.header.stamp), q)
-            if err:
-                self.state_buffer.clear()
-                self._input_error = f"joint_states: {err}"
-            elif self._input_error.startswith("joint_states"):
-                self._input_error = ""
-
-    def _on_reset(self, _msg: Empty) -> None:
-        with self._lock:
-            for buf in (*self.image_buffers, self.state_buffer):
-                buf.clear()
-            self._input_error = ""
-            self._prev_chunk, self._prev_start = None, None
-            self._ticks_since_plan = 10**9  # plan as soon as fresh observations arrive
-            self._history_generation += 1
-        self.get_logger().info("reset: observation history cleared")
+    def _forget_plan(self) -> None:
+        """On reset (under the streams' lock): the next chunk is planned from fresh frames as
+        soon as they arrive, without blending into the old scene's chunk."""
+        self._prev_chunk, self._prev_start = None, None
+        self._ticks_since_plan = 10**9
 
     # ------------------------------------------------------------------ control tick
     def _now(self) -> float:
@@ -173,14 +125,10 @@ class PolicyNode(Node):
     def _tick(self) -> None:
         now = self._now()
         self._ticks_since_plan += 1
-        with self._lock:
-            generation = self._history_generation  # the history this observation comes from
-            error = self._input_error
-            obs, reason = (None, error) if error else align_history(
-                self.image_buffers, self.state_buffer, now,
-                self.policy.cfg.n_frames if self.policy else 1,
-                (self.policy.cfg.actions_per_frame if self.policy else 1) * self.dt,
-                self.slop, self.max_age)
+        cfg = self.policy.cfg if self.policy else None
+        obs, reason, generation = self.streams.aligned(
+            now, cfg.n_frames if cfg else 1, (cfg.actions_per_frame if cfg else 1) * self.dt,
+            self.slop, self.max_age)
         if self.policy is None:
             self._hold(self.status.reason or "no policy loaded")
         elif obs is None:
@@ -212,8 +160,8 @@ class PolicyNode(Node):
         except ValueError as e:
             self._hold(f"rejected observation or action: {e}")
             return
-        with self._lock:
-            if generation != self._history_generation:  # planned from before a reset: stale
+        with self.streams.lock:
+            if generation != self.streams.generation:  # planned from before a reset: stale
                 return
             self._prev_chunk, self._prev_start = safe, start
         self.status.state = PolicyStatus.RUNNING

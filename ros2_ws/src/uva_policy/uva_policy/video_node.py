@@ -14,16 +14,12 @@ import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Empty
+from sensor_msgs.msg import Image
 from uva_msgs.msg import ActionChunk
 from uva_msgs.srv import PredictFuture
 
-from uva.control import StampedBuffer, align_history
-
-from .conversions import (ImageError, image_msg_type, image_to_rgb, joint_positions, model_frames,
-                          rgb_to_image, stamp_to_sec)
+from .conversions import model_frames, rgb_to_image
+from .observations import ObservationStreams
 from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
 
@@ -66,18 +62,11 @@ class VideoNode(Node):
         except CheckpointError as e:
             self.policy = None
             self.get_logger().error(f"no usable checkpoint, not predicting: {e}")
-        self._lock = threading.Lock()
         self._model_lock = threading.Lock()
-        topics = list(p("image_topics"))
-        self.image_buffers = [StampedBuffer() for _ in topics]
-        self.state_buffer = StampedBuffer()
         self.latest_chunk: np.ndarray | None = None
-        for i, topic in enumerate(topics):
-            self.create_subscription(image_msg_type(topic), topic,
-                                     lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
-        self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 50)
+        self.streams = ObservationStreams(self, list(p("image_topics")), p("joint_states_topic"),
+                                          self.joint_names, p("reset_topic"), self._forget_chunk)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
-        self.create_subscription(Empty, p("reset_topic"), self._on_reset, 10)
         self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
         # own callback group: a what-if request (one predict_video) never stalls the image and
         # joint-state callbacks, which run on the executor's other thread
@@ -86,43 +75,21 @@ class VideoNode(Node):
         self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
         self._busy = False
 
-    def _on_image(self, i, msg):
-        try:
-            rgb = image_to_rgb(msg)
-        except ImageError as e:
-            self.get_logger().warning(f"camera {i}: {e}", throttle_duration_sec=1.0)
-            return
-        with self._lock:
-            if self.image_buffers[i].push(stamp_to_sec(msg.header.stamp), rgb):
-                self.image_buffers[i].clear()
-
-    def _on_joints(self, msg):
-        try:
-            q = joint_positions(msg, self.joint_names)
-        except ValueError:
-            return
-        with self._lock:
-            if self.state_buffer.push(stamp_to_sec(msg.header.stamp), q):
-                self.state_buffer.clear()
-
     def _on_chunk(self, msg: ActionChunk):
         if msg.action_dim == 0 or len(msg.data) != msg.horizon * msg.action_dim:
             return
-        with self._lock:
+        with self.streams.lock:
             self.latest_chunk = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
 
-    def _on_reset(self, _msg: Empty) -> None:
-        with self._lock:
-            for buf in (*self.image_buffers, self.state_buffer):
-                buf.clear()
-            self.latest_chunk = None  # planned from the old scene
+    def _forget_chunk(self) -> None:
+        """On reset (under the streams' lock): the last chunk was planned from the old scene."""
+        self.latest_chunk = None
 
     def _observation(self):
         cfg = self.policy.cfg
         now = self.get_clock().now().nanoseconds * 1e-9
-        with self._lock:
-            obs, reason = align_history(self.image_buffers, self.state_buffer, now, cfg.n_frames,
-                                        cfg.actions_per_frame * self.dt, self.slop, self.max_age)
+        obs, reason, _ = self.streams.aligned(now, cfg.n_frames, cfg.actions_per_frame * self.dt,
+                                              self.slop, self.max_age)
         if obs is None:
             return None, None, reason
         return {"image": model_frames(obs, cfg.image_size), "state": obs.states}, obs, ""
@@ -145,7 +112,7 @@ class VideoNode(Node):
         if self.policy is None or self._busy:
             return
         obs, aligned, reason = self._observation()
-        with self._lock:
+        with self.streams.lock:
             chunk = self.latest_chunk
         if obs is None or chunk is None:
             return

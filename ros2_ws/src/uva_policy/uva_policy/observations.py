@@ -1,0 +1,90 @@
+"""The observation streams both UVA nodes read: camera topics, joint states and a reset topic.
+
+One class owns the subscriptions, the timestamped buffers and the lock around them, so the policy
+node and the video node cannot drift apart in how they treat bad input or a reset: a malformed
+message empties that stream's buffer and is reported as the input error until the stream
+recovers; a reset forgets every buffer and bumps `generation`, which lets a node drop results
+computed from observations taken before it.
+"""
+from __future__ import annotations
+
+import threading
+
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Empty
+
+from uva.control import StampedBuffer, align_history
+
+from .conversions import ImageError, image_msg_type, image_to_rgb, joint_positions, stamp_to_sec
+
+
+class ObservationStreams:
+    def __init__(self, node: Node, image_topics: list[str], joint_states_topic: str,
+                 joint_names: list[str], reset_topic: str, on_reset=None):
+        """`on_reset` runs under `lock` after the buffers are cleared (a node's own state that
+        must not outlive the scene, e.g. its last chunk)."""
+        self.node = node
+        self.joint_names = joint_names
+        self.lock = threading.Lock()
+        self.image_buffers = [StampedBuffer() for _ in image_topics]
+        self.state_buffer = StampedBuffer()
+        self.error = ""  # the last input problem, "" once the stream that had it recovers
+        self.generation = 0
+        self._on_reset_extra = on_reset
+        for i, topic in enumerate(image_topics):
+            node.create_subscription(image_msg_type(topic), topic,
+                                     lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
+        node.create_subscription(JointState, joint_states_topic, self._on_joints, 50)
+        node.create_subscription(Empty, reset_topic, self._on_reset, 10)
+
+    def _on_image(self, index: int, msg) -> None:
+        source = f"camera {index}"
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageError as e:
+            with self.lock:
+                self.image_buffers[index].clear()
+                self.error = f"{source}: {e}"
+            return
+        with self.lock:
+            self._record(self.image_buffers[index], stamp_to_sec(msg.header.stamp), rgb, source)
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            q = joint_positions(msg, self.joint_names)
+        except ValueError as e:
+            with self.lock:
+                self.error = f"joint_states: {e}"
+            return
+        with self.lock:
+            self._record(self.state_buffer, stamp_to_sec(msg.header.stamp), q, "joint_states")
+
+    def _record(self, buffer: StampedBuffer, stamp: float, value, source: str) -> None:
+        err = buffer.push(stamp, value)
+        if err:
+            buffer.clear()
+            self.error = f"{source}: {err}"
+        elif self.error.startswith(f"{source}:"):
+            self.error = ""
+
+    def _on_reset(self, _msg: Empty) -> None:
+        with self.lock:
+            for buf in (*self.image_buffers, self.state_buffer):
+                buf.clear()
+            self.error = ""
+            self.generation += 1
+            if self._on_reset_extra is not None:
+                self._on_reset_extra()
+        self.node.get_logger().info("reset: observation history cleared")
+
+    def aligned(self, now: float, n_frames: int, spacing_s: float, slop_s: float,
+                max_age_s: float):
+        """(history or None, reason, generation it came from), read under one lock."""
+        with self.lock:
+            if self.error:
+                return None, self.error, self.generation
+            obs, reason = align_history(self.image_buffers, self.state_buffer, now, n_frames,
+                                        spacing_s, slop_s, max_age_s)
+            return obs, reason, self.generation
