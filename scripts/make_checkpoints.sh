@@ -131,3 +131,21 @@ for s in 200000 100000; do
   $UVA2 eval --ckpt runs/pusht_dagger/joint/final --env pusht --episodes 50 --seed "$s" --gifs 2 \
       --out "outputs/eval_pusht_dagger_$s"
 done
+# Session 5 (not shipped): `scripts/gpu_recipe.sh extract-vaes` here, then on one GPU
+# `BUDGET_S=565 EXPORT_S=40 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh ablations` (carry
+# data/pusht.zarr data/panda.zarr .whl runs/gpu_vae), then pusht_fine continued 4500 steps
+# (--init, seed 1); the fp16 finals unpacked to runs/gpu3/ship_3 and runs/gpu3/ship_4.
+$UVA2 eval --ckpt runs/gpu3/ship_3/panda_action2 --env panda --episodes 50 --data data/panda.zarr \
+    --out outputs/eval_gpu_panda_action2
+$UVA2 eval --ckpt runs/gpu3/ship_3/panda_action2 --env panda --episodes 50 --seed 200000 --gifs 0 \
+    --out outputs/tune_panda_action_exec8
+for ckpt in runs/gpu3/ship_3/pusht_fine runs/gpu3/ship_4/pusht_fine2; do  # n_action_steps 4
+  $UVA2 eval --ckpt "$ckpt" --env pusht --episodes 50 --data data/pusht.zarr \
+      --out "outputs/eval_gpu_$(basename "$ckpt")"
+  $UVA2 eval --ckpt "$ckpt" --env pusht --episodes 50 --action-steps 8 --gifs 0 \
+      --out "outputs/eval_gpu_$(basename "$ckpt")_exec8"
+done
+$UVA2 eval --ckpt runs/gpu3/ship_4/pusht_fine2 --env pusht --episodes 50 --seed 200000 --gifs 0 \
+    --out outputs/tune_pusht_fine2_exec4
+# where the PushT gap is: the same action head on the simulator's true state
+.venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht

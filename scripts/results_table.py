@@ -97,29 +97,36 @@ def curve_rows():
 GPU_RUNS = (
     ("pusht", "UVA (all five modes)", ("pusht", "pusht2")),
     ("pusht", "UVA-action (policy mode only)", ("pusht_action", "pusht_action2")),
+    ("pusht", "UVA, 64 tokens per frame (patch_size 1; session 5)", ("pusht_fine", "pusht_fine2")),
     ("panda", "UVA (all five modes)", ("panda", "panda2")),
+    ("panda", "UVA-action (policy mode only; session 5)", ("panda_action2",)),
 )
 """scripts/gpu_recipe.sh runs (one H200, batch 128): first command, then its continuation."""
 
 
 def gpu_rows():
-    """From `uva eval --episodes 50 --data …` of each GPU run, written to outputs/eval_gpu_<run>/."""
-    print("| env | model | joint steps (batch 128) | score (50 seeds, ± s.e.) | success "
-          "| policy open-loop MAE normalised (hold-state) | inverse dynamics MAE normalised "
-          "| forward dynamics vs copy-last |")
-    print("|---|---|---|---|---|---|---|---|")
+    """From `uva eval --episodes 50` of each GPU run: outputs/eval_gpu_<run>/ (with `--data`, so
+    it holds the dynamics metrics) and outputs/eval_gpu_<run>_exec<N>/ (another number of
+    actions executed per chunk). One row per (run, actions executed)."""
+    print("| env | model | joint steps (batch 128) | actions executed | score (50 seeds, ± s.e.) "
+          "| success | policy open-loop MAE normalised (hold-state) "
+          "| inverse dynamics MAE normalised | forward dynamics vs copy-last |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for env, name, runs in GPU_RUNS:
         for run in runs:
-            r = load(f"outputs/eval_gpu_{run}/eval.json")
-            if not r:
-                continue
-            scores = np.array([e["score"] for e in r["per_episode"]])
-            d = r["dynamics"]
-            print(f"| {env} | {name} | {r['training_steps']} | {scores.mean():.3f} ± "
-                  f"{scores.std(ddof=1) / np.sqrt(len(scores)):.3f} | {r['success_rate']:.2f} | "
-                  f"{d['policy_open_loop_mae_normalized']:.3f} ({d['hold_state_mae_normalized']:.3f}) | "
-                  f"{d['inverse_dynamics_mae_normalized']:.3f} | "
-                  f"{d['forward_dynamics_psnr_db']:.2f} vs {d['copy_last_frame_psnr_db']:.2f} dB |")
+            evals = [load(f"outputs/eval_gpu_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
+            evals = [r for r in evals if r]
+            dyn = next((r["dynamics"] for r in evals if "dynamics" in r), None)
+            for r in sorted(evals, key=lambda r: -r["n_action_steps"]):
+                scores = np.array([e["score"] for e in r["per_episode"]])
+                print(f"| {env} | {name} | {r['training_steps']} | {r['n_action_steps']} | "
+                      f"{scores.mean():.3f} ± {scores.std(ddof=1) / np.sqrt(len(scores)):.3f} | "
+                      f"{r['success_rate']:.2f} | " + (
+                          f"{dyn['policy_open_loop_mae_normalized']:.3f} "
+                          f"({dyn['hold_state_mae_normalized']:.3f}) | "
+                          f"{dyn['inverse_dynamics_mae_normalized']:.3f} | "
+                          f"{dyn['forward_dynamics_psnr_db']:.2f} vs "
+                          f"{dyn['copy_last_frame_psnr_db']:.2f} dB |" if dyn else "– | – | – |"))
 
 
 if __name__ == "__main__":

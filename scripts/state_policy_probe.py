@@ -1,0 +1,147 @@
+"""Diagnostic for the PushT ceiling: is it in seeing, or in imitating this data at all?
+
+Trains UVA's action diffusion head (same denoiser, schedules, 2 observations 4 steps apart,
+8-step chunks) on the simulator's true state (agent position + block pose) instead of frames, on
+the same demonstrations, and rolls it out on the same evaluation seeds. The block poses are not
+in the dataset, so every episode is replayed from its recorded seed and actions (the replay must
+reproduce the recorded agent positions, which checks that the simulator is deterministic).
+
+A high score here puts the ceiling in the vision side (frames -> latent -> action); a score as
+low as the UVA policies' puts it in the data, the chunking or the action head.
+
+    python scripts/state_policy_probe.py --data data/pusht.zarr --out outputs/state_probe_pusht
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "models"))
+
+from uva.config import UVAConfig  # noqa: E402
+from uva.data import WindowIndex, read_replay_buffer, split_episodes  # noqa: E402
+from uva.envs.pusht import PushTEnv  # noqa: E402
+from uva.evaluate import rollout  # noqa: E402
+from uva.heads import AdaLNDenoiser, DiffusionSampler  # noqa: E402
+from uva.normalizer import MinMaxNormalizer  # noqa: E402
+
+
+class PrivilegedPushT(PushTEnv):
+    """PushT whose observation state is [agent x, y, block x, y, sin, cos of block angle]."""
+
+    def _obs(self, raw):
+        obs = super()._obs(raw)
+        block = self.unwrapped.block
+        obs.state = np.concatenate([obs.state, [*block.position, np.sin(block.angle),
+                                                np.cos(block.angle)]])
+        return obs
+
+
+def replay_states(buf, env: PrivilegedPushT) -> np.ndarray:
+    """Privileged state of every recorded frame, by replaying each episode's seed and actions."""
+    states, start = [], 0
+    for ep, end in enumerate(tqdm(buf.episode_ends, desc="replay episodes")):
+        obs = env.reset(int(buf.attrs["seeds"][ep]))
+        for t in range(start, int(end)):
+            if np.abs(obs.state[:2] - buf.state[t]).max() > 1e-3:
+                raise RuntimeError(f"episode {ep} step {t - start}: replay diverged from the "
+                                   f"recording ({obs.state[:2]} vs {buf.state[t]})")
+            states.append(obs.state)
+            obs = env.step(buf.action[t]).obs
+        start = int(end)
+    return np.asarray(states)
+
+
+class StatePolicy:
+    """Just enough of UVAPolicy's interface for uva.evaluate.rollout."""
+
+    def __init__(self, cfg, denoiser, sampler, norms):
+        self.cfg, self.denoiser, self.sampler, self.norms = cfg, denoiser, sampler, norms
+
+    def reset(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def predict_action(self, window: dict) -> np.ndarray:
+        cond = torch.as_tensor(self.norms["state"].normalize(window["state"]),
+                               dtype=torch.float32).reshape(1, -1)
+        x = self.sampler.sample(self.denoiser, cond, self.cfg.horizon * self.cfg.action_dim)
+        return self.norms["action"].unnormalize(x.reshape(self.cfg.horizon, -1).numpy())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="data/pusht.zarr")
+    ap.add_argument("--out", default="outputs/state_probe_pusht")
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=100000, help="first evaluation seed")
+    ap.add_argument("--action-steps", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--actions-per-frame", type=int, default=4,
+                    help="chunk = 2 x this; also the spacing of the 2 observations")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = UVAConfig(actions_per_frame=a.actions_per_frame)  # default: the shipped PushT chunking
+    buf = read_replay_buffer(a.data)
+    env = PrivilegedPushT()
+    cache = out / "states.npy"
+    states = np.load(cache) if cache.is_file() else replay_states(buf, env)
+    np.save(cache, states)
+    norms = {"state": MinMaxNormalizer.fit(states), "action": MinMaxNormalizer.fit(buf.action)}
+    s = torch.as_tensor(norms["state"].normalize(states), dtype=torch.float32)
+    act = torch.as_tensor(norms["action"].normalize(buf.action), dtype=torch.float32)
+    train_eps, _ = split_episodes(buf.n_episodes, 0.05)  # the split uva train uses
+    index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
+    target_dim, cond_dim = cfg.horizon * cfg.action_dim, cfg.n_frames * states.shape[1]
+    denoiser = AdaLNDenoiser(target_dim, cond_dim, cfg.action_head_width, cfg.action_head_depth)
+    sampler = DiffusionSampler(cfg.train_diffusion_steps, cfg.action_inference_steps)
+    ema = EMAModel(denoiser.parameters(), decay=0.999)
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=3e-4, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-4, total_steps=a.steps, pct_start=0.02)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for step in tqdm(range(a.steps), desc="train state policy"):
+        rows = torch.randint(0, len(index), (a.batch_size,), generator=gen).numpy()
+        cond = s[index.history[rows]].reshape(a.batch_size, -1)
+        target = act[index.actions[rows]].reshape(a.batch_size, -1)
+        t, noise = sampler.draw((cfg.diffusion_batch_mul, a.batch_size, target_dim), gen, "cpu")
+        loss = sampler.training_loss(denoiser, target, cond, t, noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema.step(denoiser.parameters())
+        losses.append(loss.item())
+    ema.copy_to(denoiser.parameters())
+    denoiser.eval()
+    policy = StatePolicy(cfg, denoiser, sampler, norms)
+    result = {"data": a.data, "train_steps": a.steps, "horizon": cfg.horizon, "batch_size": a.batch_size,
+              "final_loss_mean_last_500": float(np.mean(losses[-500:])), "episodes": a.episodes,
+              "first_seed": a.seed, "by_action_steps": {}}
+    for n_exec in a.action_steps:
+        runs = [rollout(policy, env, a.seed + i, n_exec)[0]
+                for i in tqdm(range(a.episodes), desc=f"eval {n_exec} executed")]
+        scores = np.array([r["score"] for r in runs])
+        result["by_action_steps"][str(n_exec)] = {
+            "score": float(scores.mean()),
+            "score_sem": float(scores.std(ddof=1) / np.sqrt(len(scores))),
+            "success_rate": float(np.mean([r["success"] for r in runs]))}
+        print(n_exec, result["by_action_steps"][str(n_exec)], flush=True)
+    (out / "probe.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
