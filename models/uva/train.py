@@ -29,8 +29,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
-                         load_vae,
-                         save_checkpoint, total_steps)
+                         load_vae, save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, read_replay_buffer, split_episodes
 from .model import VAE_MODE, UVAModel

@@ -113,7 +113,9 @@ class VideoNode(Node):
             return
         obs, aligned, reason = self._observation()
         with self.streams.lock:
-            chunk = self.latest_chunk
+            chunk, input_error = self.latest_chunk, self.streams.error
+        if input_error:  # malformed input is worth a warning; waiting for data is not
+            self.get_logger().warning(f"not predicting: {reason}", throttle_duration_sec=1.0)
         if obs is None or chunk is None:
             return
         self._busy = True
