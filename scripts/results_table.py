@@ -129,6 +129,44 @@ def gpu_rows():
                           f"{dyn['copy_last_frame_psnr_db']:.2f} dB |" if dyn else "– | – | – |"))
 
 
+def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
+    """PushT score vs joint steps of the GPU runs, beside the state-based probes and the expert."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for _, name, runs in (r for r in GPU_RUNS if r[0] == "pusht"):
+        for n_exec, marker in ((4, "o-"), (8, "s--")):
+            pts = []
+            for run in runs:
+                for tag in ("", "_exec4", "_exec8"):
+                    r = load(f"outputs/eval_gpu_{run}{tag}/eval.json")
+                    if r and r["n_action_steps"] == n_exec:
+                        scores = np.array([e["score"] for e in r["per_episode"]])
+                        pts.append((r["training_steps"], scores.mean(),
+                                    scores.std(ddof=1) / np.sqrt(len(scores))))
+            if pts:
+                x, y, e = map(np.array, zip(*sorted(pts)))
+                ax.errorbar(x, y, e, fmt=marker, capsize=3, label=f"{name}, {n_exec} executed")
+    for probe, label, color in (("state_probe_pusht", "true state, MLP head", "tab:gray"),
+                                ("state_probe_pusht_unet", "true state, U-Net head", "tab:cyan")):
+        r = load(f"outputs/{probe}/probe.json")
+        if r:
+            ax.axhline(r["by_action_steps"]["4"]["score"], color=color, ls=":",
+                       label=f"{label} ({r['train_steps']} steps, 4 executed)")
+    expert = load("outputs/expert_pusht/eval.json")
+    if expert:
+        ax.axhline(expert["score"], color="k", lw=1, label="scripted expert")
+    ax.axhline(0.6, color="tab:red", lw=0.8, ls="-.", label="issue's aim 0.6")
+    ax.set_xlabel("joint-stage steps (batch 128, one H200)")
+    ax.set_ylabel("PushT score, 50 seeds (± s.e.)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=6.5, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(ROOT / out, dpi=110)
+    print("wrote", out)
+
+
 if __name__ == "__main__":
     {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows,
-     "architecture": architecture_rows, "gpu": gpu_rows}[sys.argv[1]]()
+     "architecture": architecture_rows, "gpu": gpu_rows, "gpu-plot": gpu_plot}[sys.argv[1]]()
