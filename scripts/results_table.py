@@ -15,6 +15,12 @@ def load(path):
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def score_stats(r) -> tuple[float, float]:
+    """Mean score of an eval JSON's episodes and its standard error."""
+    scores = np.array([e["score"] for e in r["per_episode"]])
+    return scores.mean(), scores.std(ddof=1) / np.sqrt(len(scores))
+
+
 def steps(run):
     cfg = load(f"runs/{run}/joint/final/config.json")
     return cfg.get("steps") if cfg else None
@@ -118,9 +124,9 @@ def gpu_rows():
             evals = [r for r in evals if r]
             dyn = next((r["dynamics"] for r in evals if "dynamics" in r), None)
             for r in sorted(evals, key=lambda r: -r["n_action_steps"]):
-                scores = np.array([e["score"] for e in r["per_episode"]])
+                mean, sem = score_stats(r)
                 print(f"| {env} | {name} | {r['training_steps']} | {r['n_action_steps']} | "
-                      f"{scores.mean():.3f} ± {scores.std(ddof=1) / np.sqrt(len(scores)):.3f} | "
+                      f"{mean:.3f} ± {sem:.3f} | "
                       f"{r['success_rate']:.2f} | " + (
                           f"{dyn['policy_open_loop_mae_normalized']:.3f} "
                           f"({dyn['hold_state_mae_normalized']:.3f}) | "
@@ -142,9 +148,7 @@ def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
                 for tag in ("", "_exec4", "_exec8"):
                     r = load(f"outputs/eval_gpu_{run}{tag}/eval.json")
                     if r and r["n_action_steps"] == n_exec:
-                        scores = np.array([e["score"] for e in r["per_episode"]])
-                        pts.append((r["training_steps"], scores.mean(),
-                                    scores.std(ddof=1) / np.sqrt(len(scores))))
+                        pts.append((r["training_steps"], *score_stats(r)))
             if pts:
                 x, y, e = map(np.array, zip(*sorted(pts)))
                 ax.errorbar(x, y, e, fmt=marker, capsize=3, label=f"{name}, {n_exec} executed")
