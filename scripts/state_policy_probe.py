@@ -8,8 +8,8 @@ reproduce the recorded agent positions, which checks that the simulator is deter
 
 A high score here puts the ceiling in the vision side (frames -> latent -> action); a score as
 low as the UVA policies' puts it in the data, the chunking or the action head. `--head unet`
-swaps UVA's MLP-AdaLN denoiser for a Diffusion-Policy-style temporal-conv U-Net (FiLM-conditioned
-residual conv blocks over the chunk's time axis) to test the head on its own.
+swaps UVA's MLP-AdaLN denoiser for uva.heads.TemporalUNetDenoiser (Diffusion Policy's head shape,
+64 channels) to test the head on its own.
 
     python scripts/state_policy_probe.py --data data/pusht.zarr --out outputs/state_probe_pusht
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
@@ -33,7 +32,7 @@ from uva.config import UVAConfig  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer, split_episodes  # noqa: E402
 from uva.envs.pusht import PushTEnv  # noqa: E402
 from uva.evaluate import rollout  # noqa: E402
-from uva.heads import AdaLNDenoiser, DiffusionSampler, timestep_embedding  # noqa: E402
+from uva.heads import AdaLNDenoiser, DiffusionSampler, TemporalUNetDenoiser  # noqa: E402
 from uva.normalizer import MinMaxNormalizer  # noqa: E402
 
 
@@ -61,46 +60,6 @@ def replay_states(buf, env: PrivilegedPushT) -> np.ndarray:
             obs = env.step(buf.action[t]).obs
         start = int(end)
     return np.asarray(states)
-
-
-class FiLMConvBlock(nn.Module):
-    """Two conv-GroupNorm-Mish layers over time; the condition scales and shifts the first."""
-
-    def __init__(self, c_in: int, c_out: int, cond_dim: int):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv1d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.Mish())
-        self.conv2 = nn.Sequential(nn.Conv1d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.Mish())
-        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
-        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x, cond):
-        scale, shift = self.film(cond)[..., None].chunk(2, dim=1)
-        return self.conv2(self.conv1(x) * (1 + scale) + shift) + self.skip(x)
-
-
-class UNet1DDenoiser(nn.Module):
-    """(noisy flat chunk, timestep, condition) -> predicted noise, through a two-level temporal
-    U-Net (Diffusion Policy's head shape, sized for an 8-16 step chunk)."""
-
-    def __init__(self, horizon: int, action_dim: int, cond_dim: int, width: int = 64):
-        super().__init__()
-        self.horizon, self.action_dim, self.width = horizon, action_dim, width
-        c = width + cond_dim
-        self.time_embed = nn.Sequential(nn.Linear(width, width), nn.Mish(), nn.Linear(width, width))
-        self.down1, self.down2 = FiLMConvBlock(action_dim, width, c), FiLMConvBlock(width, 2 * width, c)
-        self.pool = nn.Conv1d(width, width, 3, stride=2, padding=1)
-        self.mid = FiLMConvBlock(2 * width, 2 * width, c)
-        self.up = nn.ConvTranspose1d(2 * width, width, 4, stride=2, padding=1)
-        self.up1 = FiLMConvBlock(2 * width, width, c)
-        self.out = nn.Conv1d(width, action_dim, 1)
-
-    def forward(self, x, t, cond):
-        c = torch.cat([self.time_embed(timestep_embedding(t, self.width)), cond], dim=-1)
-        h = x.reshape(-1, self.horizon, self.action_dim).transpose(1, 2)
-        skip = self.down1(h, c)
-        h = self.mid(self.down2(self.pool(skip), c), c)
-        h = self.up1(torch.cat([self.up(h), skip], dim=1), c)
-        return self.out(h).transpose(1, 2).reshape(x.shape)
 
 
 class StatePolicy:
@@ -150,7 +109,8 @@ def main() -> None:
     index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
     target_dim, cond_dim = cfg.horizon * cfg.action_dim, cfg.n_frames * states.shape[1]
     denoiser = (AdaLNDenoiser(target_dim, cond_dim, cfg.action_head_width, cfg.action_head_depth)
-                if a.head == "mlp" else UNet1DDenoiser(cfg.horizon, cfg.action_dim, cond_dim))
+                if a.head == "mlp" else TemporalUNetDenoiser(cfg.horizon, cfg.action_dim,
+                                                             cond_dim, width=64))
     sampler = DiffusionSampler(cfg.train_diffusion_steps, cfg.action_inference_steps)
     ema = EMAModel(denoiser.parameters(), decay=0.999)
     opt = torch.optim.AdamW(denoiser.parameters(), lr=3e-4, weight_decay=1e-4)

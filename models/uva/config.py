@@ -44,6 +44,9 @@ class UVAConfig:
     # how the action head reads each frame's grid: "mean" (global average, the first shipped
     # checkpoints) or "flatten" (keeps where things are; heads.ACTION_POOLINGS)
     action_pooling: str = "mean"
+    # the action head's noise predictor: "mlp" (MLP-AdaLN, action_head_width x action_head_depth)
+    # or "unet" (temporal-conv U-Net, action_head_width channels in its first level; depth unused)
+    action_denoiser: str = "mlp"
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10
@@ -79,6 +82,9 @@ class UVAConfig:
             )
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps must be in [1, {self.horizon}]")
+        if self.action_denoiser == "unet" and (self.horizon % 2 or self.action_head_width % 8):
+            raise ValueError("action_denoiser 'unet' needs an even chunk length and "
+                             "action_head_width a multiple of 8")
 
     # --- derived sizes
     @property

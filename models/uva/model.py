@@ -62,7 +62,8 @@ class UVAModel(nn.Module):
         self.action_head = ActionDiffusionHead(
             w, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
-            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.action_pooling)
+            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.action_pooling,
+            cfg.action_denoiser)
         self.mask_law = MaskRatioLaw(cfg.mask_ratio_min, cfg.mask_ratio_std)
 
     # ------------------------------------------------------------------ tokens
