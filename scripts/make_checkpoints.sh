@@ -150,8 +150,7 @@ $UVA2 eval --ckpt runs/gpu3/ship_4/pusht_fine2 --env pusht --episodes 50 --seed 
 # where the PushT gap is: the same action head on the simulator's true state (the first run
 # replays the demos for the block poses and caches them in its out dir as states.npy)
 .venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht
-for variant in "h16 --actions-per-frame 8 --action-steps 8" "unet --head unet" \
-               "40k --steps 40000 --action-steps 4"; do
+for variant in "h16 --actions-per-frame 8 --action-steps 8" "unet --head unet"; do
   out=outputs/state_probe_pusht_${variant%% *}
   mkdir -p "$out" && cp outputs/state_probe_pusht/states.npy "$out/"
   .venv/bin/python scripts/state_policy_probe.py --out "$out" ${variant#* }
