@@ -115,13 +115,9 @@ if [ "${1:-}" = extract-vaes ]; then
   for env in pusht panda; do
     $PY - "models/checkpoints/$env" "runs/gpu_vae/$env" <<'EOF'
 import sys, torch
-from uva.checkpoint import load_vae, save_checkpoint
-from uva.vae import build_vae
+from uva.checkpoint import load_vae, save_vae
 cfg, norms, meta, state = load_vae(sys.argv[1])
-holder = torch.nn.Module()  # state_dict names "vae.*", the names load_vae reads
-holder.vae = build_vae(cfg)
-holder.vae.load_state_dict(state)
-save_checkpoint(sys.argv[2], holder, cfg, norms, {"vae_of": sys.argv[1]}, dtype=torch.float16)
+save_vae(sys.argv[2], state, cfg, norms, {"vae_of": sys.argv[1]}, dtype=torch.float16)
 print("wrote", sys.argv[2])
 EOF
   done

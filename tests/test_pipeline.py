@@ -189,20 +189,15 @@ def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
 
 def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp_path, capsys):
     import torch
-    from safetensors.torch import load_file, save_file
     from uva import UVAConfig
     from uva.bench import random_checkpoint
-    from uva.checkpoint import CheckpointError, load_checkpoint, load_vae
+    from uva.checkpoint import CheckpointError, load_checkpoint, load_vae, save_vae
     source = tmp_path / "source"
     random_checkpoint(source, UVAConfig(**TINY))
     # a VAE-only file (what scripts/gpu_recipe.sh extract-vaes ships to a GPU machine) serves too
     vae_only = tmp_path / "vae_only"
-    vae_only.mkdir()
-    for name in ("config.json", "normalizer.json"):
-        (vae_only / name).write_text((source / name).read_text())
-    full = load_file(str(source / "model.safetensors"))
-    save_file({k: v for k, v in full.items() if k.startswith("vae.")},
-              str(vae_only / "model.safetensors"))
+    src_cfg, src_norms, _, src_vae = load_vae(source)
+    save_vae(vae_only, src_vae, src_cfg, src_norms)
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(vae_only)  # not a whole model
     run = tmp_path / "run"
@@ -211,7 +206,6 @@ def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp
                      "--config", '{"patch_size": 1}', "--joint-steps", "2", "--batch-size", "4",
                      "--eval-every", "2"]) == 0
     model, cfg, _, meta = load_checkpoint(run / "joint" / "final")
-    src_cfg, _, _, src_vae = load_vae(source)
     assert cfg.patch_size == 1 and cfg.tokens_per_frame == 4 * src_cfg.tokens_per_frame
     assert cfg.latent_scale == src_cfg.latent_scale and meta["total_steps"] == 2
     assert all(torch.equal(v, src_vae[k]) for k, v in model.vae.state_dict().items())

@@ -58,9 +58,22 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: UVAConfig,
                     dtype: torch.dtype | None = None) -> None:
     """`dtype` (e.g. torch.float16) stores floating weights smaller, for shipping; loading
     always restores the model's own dtype."""
-    path = Path(path)
+    _write(Path(path), model.state_dict(), cfg, normalizers, extra, dtype)
+
+
+def save_vae(path: str | Path, vae_state: dict[str, torch.Tensor], cfg: UVAConfig,
+             normalizers: dict[str, MinMaxNormalizer], extra: dict | None = None,
+             dtype: torch.dtype | None = None) -> None:
+    """The frame VAE's tensors alone (as `vae.*`, what `load_vae` reads) with the config and
+    normalizers: a 2 MB file that carries a trained VAE to another run (`uva train --vae-from`)."""
+    _write(Path(path), {f"vae.{k}": v for k, v in vae_state.items()}, cfg, normalizers, extra,
+           dtype)
+
+
+def _write(path: Path, state: dict[str, torch.Tensor], cfg: UVAConfig,
+           normalizers: dict[str, MinMaxNormalizer], extra: dict | None, dtype) -> None:
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
-               .detach().cpu().contiguous() for k, v in model.state_dict().items()}
+               .detach().cpu().contiguous() for k, v in state.items()}
     atomic_write(path / WEIGHTS, lambda tmp: save_file(tensors, tmp))
     atomic_write_json(path / NORMALIZER, {k: n.to_dict() for k, n in normalizers.items()})
     atomic_write_json(path / CONFIG, {"uva_config": cfg.to_dict(), **(extra or {})})
