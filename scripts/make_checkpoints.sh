@@ -148,10 +148,8 @@ done
 $UVA2 eval --ckpt runs/gpu3/ship_4/pusht_fine2 --env pusht --episodes 50 --seed 200000 --gifs 0 \
     --out outputs/tune_pusht_fine2_exec4
 # where the PushT gap is: the same action head on the simulator's true state (the first run
-# replays the demos for the block poses and caches them in its out dir as states.npy)
+# replays the demos for the block poses; the others reuse data/pusht.zarr.true_state.npy)
 .venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht
-for variant in "h16 --actions-per-frame 8 --action-steps 8" "unet --head unet"; do
-  out=outputs/state_probe_pusht_${variant%% *}
-  mkdir -p "$out" && cp outputs/state_probe_pusht/states.npy "$out/"
-  .venv/bin/python scripts/state_policy_probe.py --out "$out" ${variant#* }
-done
+.venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht_h16 \
+    --actions-per-frame 8 --action-steps 8
+.venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht_unet --head unet

@@ -110,6 +110,12 @@ GPU_RUNS = (
 """scripts/gpu_recipe.sh runs (one H200, batch 128): first command, then its continuation."""
 
 
+def gpu_evals(run) -> list[dict]:
+    """A GPU run's eval JSONs: outputs/eval_gpu_<run>/ and its _exec4/_exec8 variants."""
+    evals = [load(f"outputs/eval_gpu_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
+    return [r for r in evals if r]
+
+
 def gpu_rows():
     """From `uva eval --episodes 50` of each GPU run: outputs/eval_gpu_<run>/ (with `--data`, so
     it holds the dynamics metrics) and outputs/eval_gpu_<run>_exec<N>/ (another number of
@@ -120,8 +126,7 @@ def gpu_rows():
     print("|---|---|---|---|---|---|---|---|---|")
     for env, name, runs in GPU_RUNS:
         for run in runs:
-            evals = [load(f"outputs/eval_gpu_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
-            evals = [r for r in evals if r]
+            evals = gpu_evals(run)
             dyn = next((r["dynamics"] for r in evals if "dynamics" in r), None)
             for r in sorted(evals, key=lambda r: -r["n_action_steps"]):
                 mean, sem = score_stats(r)
@@ -143,12 +148,8 @@ def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for _, name, runs in (r for r in GPU_RUNS if r[0] == "pusht"):
         for n_exec, marker in ((4, "o-"), (8, "s--")):
-            pts = []
-            for run in runs:
-                for tag in ("", "_exec4", "_exec8"):
-                    r = load(f"outputs/eval_gpu_{run}{tag}/eval.json")
-                    if r and r["n_action_steps"] == n_exec:
-                        pts.append((r["training_steps"], *score_stats(r)))
+            pts = [(r["training_steps"], *score_stats(r)) for run in runs
+                   for r in gpu_evals(run) if r["n_action_steps"] == n_exec]
             if pts:
                 x, y, e = map(np.array, zip(*sorted(pts)))
                 ax.errorbar(x, y, e, fmt=marker, capsize=3, label=f"{name}, {n_exec} executed")

@@ -12,6 +12,8 @@ swaps UVA's MLP-AdaLN denoiser for uva.heads.TemporalUNetDenoiser (Diffusion Pol
 64 channels) to test the head on its own.
 
     python scripts/state_policy_probe.py --data data/pusht.zarr --out outputs/state_probe_pusht
+
+The replayed states are cached beside the data (data/pusht.zarr.true_state.npy) for later probes.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "models"))
 
+from uva.checkpoint import atomic_write, atomic_write_json  # noqa: E402
 from uva.config import UVAConfig  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer, split_episodes  # noqa: E402
 from uva.envs.pusht import PushTEnv  # noqa: E402
@@ -99,9 +102,15 @@ def main() -> None:
     cfg = UVAConfig(actions_per_frame=a.actions_per_frame)  # default: the shipped PushT chunking
     buf = read_replay_buffer(a.data)
     env = PrivilegedPushT()
-    cache = out / "states.npy"
-    states = np.load(cache) if cache.is_file() else replay_states(buf, env)
-    np.save(cache, states)
+    cache = Path(f"{a.data}.true_state.npy")  # one replay serves every probe of this data
+    states = np.load(cache) if cache.is_file() else None
+    if states is None or len(states) != len(buf.action):
+        states = replay_states(buf, env)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, states)
+        atomic_write(cache, write)
     norms = {"state": MinMaxNormalizer.fit(states), "action": MinMaxNormalizer.fit(buf.action)}
     s = torch.as_tensor(norms["state"].normalize(states), dtype=torch.float32)
     act = torch.as_tensor(norms["action"].normalize(buf.action), dtype=torch.float32)
@@ -133,7 +142,8 @@ def main() -> None:
     denoiser.eval()
     policy = StatePolicy(cfg, denoiser, sampler, norms)
     result = {"data": a.data, "train_steps": a.steps, "horizon": cfg.horizon, "head": a.head,
-              "head_parameters": sum(p.numel() for p in denoiser.parameters()), "batch_size": a.batch_size,
+              "head_parameters": sum(p.numel() for p in denoiser.parameters()),
+              "batch_size": a.batch_size,
               "final_loss_mean_last_500": float(np.mean(losses[-500:])), "episodes": a.episodes,
               "first_seed": a.seed, "by_action_steps": {}}
     for n_exec in a.action_steps:
@@ -145,7 +155,7 @@ def main() -> None:
             "score_sem": float(scores.std(ddof=1) / np.sqrt(len(scores))),
             "success_rate": float(np.mean([r["success"] for r in runs]))}
         print(n_exec, result["by_action_steps"][str(n_exec)], flush=True)
-    (out / "probe.json").write_text(json.dumps(result, indent=2))
+    atomic_write_json(out / "probe.json", result)
     print(json.dumps(result, indent=2))
 
 
