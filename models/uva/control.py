@@ -44,6 +44,11 @@ class StampedBuffer:
     def latest_stamp(self) -> float | None:
         return self.stamps[-1] if self.stamps else None
 
+    def newest_stamp_until(self, t: float) -> float | None:
+        """Stamp of the newest sample at or before `t` (None if every sample is later)."""
+        i = bisect.bisect_right(self.stamps, t) - 1
+        return self.stamps[i] if i >= 0 else None
+
     def nearest(self, t: float) -> tuple[float, object] | None:
         if not self.stamps:
             return None
@@ -64,21 +69,30 @@ class AlignedObservation:
 def align_history(image_buffers: list[StampedBuffer], state_buffer: StampedBuffer, now: float,
                   n_frames: int, frame_period_s: float, sync_slop_s: float,
                   max_age_s: float) -> tuple[AlignedObservation | None, str]:
-    """Assemble F frames spaced `frame_period_s` apart, ending at the newest frame of camera 0,
-    each matched to the other cameras and joint states within `sync_slop_s`. Before the buffers
-    reach back far enough the oldest available frame is repeated (episode-start padding, as in
-    training). Returns (observation, "") or (None, reason)."""
-    anchor = image_buffers[0].latest_stamp
-    if anchor is None:
-        return None, "no image received yet"
+    """Assemble F frames spaced `frame_period_s` apart, ending at the newest frame of camera 0
+    whose partners can have arrived, each matched to the other cameras and joint states within
+    `sync_slop_s`. Before the buffers reach back far enough the oldest available frame is
+    repeated (episode-start padding, as in training). Returns (observation, "") or (None, reason).
+
+    A camera frame newer than another stream's newest sample by more than the slop cannot be
+    matched yet (its joint state may still be in flight), so the anchor is the newest frame that
+    can; anchoring on the newest frame regardless would refuse a tick that has a good match one
+    frame earlier. message_filters' ApproximateTime waits for complete sets the same way."""
+    for k, buf in enumerate(image_buffers):
+        if buf.latest_stamp is None:
+            return None, "no image received yet" if k == 0 else f"camera {k}: no image received yet"
     if state_buffer.latest_stamp is None:
         return None, "no joint state received yet"
+    partners_until = min(b.latest_stamp for b in (*image_buffers[1:], state_buffer)) + sync_slop_s
+    anchor = image_buffers[0].newest_stamp_until(partners_until)
+    if anchor is None:  # every frame is newer than its partners: the sync check below says so
+        anchor = image_buffers[0].latest_stamp
+    state_age = now - state_buffer.latest_stamp  # first: dead joints also hold the anchor back
+    if state_age > max_age_s:
+        return None, f"joint states are stale ({state_age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
     age = now - anchor
     if age > max_age_s:
         return None, f"camera is stale ({age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
-    state_age = now - state_buffer.latest_stamp
-    if state_age > max_age_s:
-        return None, f"joint states are stale ({state_age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
     images, states = [], []
     for i in range(n_frames):
         t = anchor - (n_frames - 1 - i) * frame_period_s

@@ -135,15 +135,15 @@ class VideoNode(Node):
         if self.policy is None:
             response.success, response.message = False, "no checkpoint loaded"
             return response
+        n = request.horizon * request.action_dim
+        if request.action_dim != self.policy.cfg.action_dim or n == 0 or len(request.actions) != n:
+            response.success = False  # the request's own fault, whatever the cameras are doing
+            response.message = (f"actions must be horizon x {self.policy.cfg.action_dim} "
+                                f"(got {request.horizon}x{request.action_dim}, {len(request.actions)} values)")
+            return response
         obs, _, reason = self._observation()
         if obs is None:
             response.success, response.message = False, f"no current observation: {reason}"
-            return response
-        n = request.horizon * request.action_dim
-        if request.action_dim != self.policy.cfg.action_dim or n == 0 or len(request.actions) != n:
-            response.success = False
-            response.message = (f"actions must be horizon x {self.policy.cfg.action_dim} "
-                                f"(got {request.horizon}x{request.action_dim}, {len(request.actions)} values)")
             return response
         chunk = np.asarray(request.actions, dtype=np.float64).reshape(request.horizon, request.action_dim)
         try:
