@@ -65,6 +65,20 @@ def replay_states(buf, env: PrivilegedPushT) -> np.ndarray:
     return np.asarray(states)
 
 
+def true_states(data: str, buf) -> np.ndarray:
+    """Privileged states of `data`, replayed once and cached beside it for every later probe."""
+    cache = Path(f"{data}.true_state.npy")
+    states = np.load(cache) if cache.is_file() else None
+    if states is None or len(states) != len(buf.action):
+        states = replay_states(buf, PrivilegedPushT())
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.save(f, states)
+        atomic_write(cache, write)
+    return states
+
+
 class StatePolicy:
     """Just enough of UVAPolicy's interface for uva.evaluate.rollout."""
 
@@ -102,15 +116,7 @@ def main() -> None:
     cfg = UVAConfig(actions_per_frame=a.actions_per_frame)  # default: the shipped PushT chunking
     buf = read_replay_buffer(a.data)
     env = PrivilegedPushT()
-    cache = Path(f"{a.data}.true_state.npy")  # one replay serves every probe of this data
-    states = np.load(cache) if cache.is_file() else None
-    if states is None or len(states) != len(buf.action):
-        states = replay_states(buf, env)
-
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.save(f, states)
-        atomic_write(cache, write)
+    states = true_states(a.data, buf)
     norms = {"state": MinMaxNormalizer.fit(states), "action": MinMaxNormalizer.fit(buf.action)}
     s = torch.as_tensor(norms["state"].normalize(states), dtype=torch.float32)
     act = torch.as_tensor(norms["action"].normalize(buf.action), dtype=torch.float32)

@@ -219,3 +219,47 @@ def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp
                      "--vae-from", str(source)]) == 2
     assert "replaces the vae stage" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
+    """`--stage head` swaps in a U-Net action head and trains it on the frozen backbone: every
+    other tensor stays the source's, the head's loss falls, and the file is a working policy."""
+    import torch
+    from uva import UVAConfig, UVAModel
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    from uva.heads import TemporalUNetDenoiser
+    from uva.normalizer import MinMaxNormalizer
+    from uva.policy import UVAPolicy
+    buf = read_replay_buffer(tiny_data)
+    source = tmp_path / "source"
+    torch.manual_seed(0)
+    save_checkpoint(source, UVAModel(UVAConfig(**TINY)), UVAConfig(**TINY),
+                    {"action": MinMaxNormalizer.fit(buf.action),
+                     "proprio": MinMaxNormalizer.fit(buf.state)})
+    run = tmp_path / "run"
+    assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
+                     "--stage", "head", "--init", str(source), "--config",
+                     '{"action_denoiser": "unet", "action_head_width": 32, "n_action_steps": 4}',
+                     "--head-steps", "60", "--batch-size", "16", "--lr", "1e-3",
+                     "--eval-every", "30"]) == 0
+    before, _, _, _ = load_checkpoint(source)
+    model, cfg, norms, meta = load_checkpoint(run / "head" / "final")
+    assert isinstance(model.action_head.denoiser, TemporalUNetDenoiser)
+    assert cfg.n_action_steps == 4 and meta["fresh_head"] and meta["total_steps"] == 60
+    old = before.state_dict()
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("action_head."):
+            assert torch.equal(tensor, old[name]), name
+    rows = [json.loads(line) for line in (run / "head" / "log.jsonl").read_text().splitlines()]
+    losses = [r["train/policy_model/action"] for r in rows]
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5]), losses
+    assert "val/policy_model" in rows[-1]
+    policy = UVAPolicy(model, cfg, norms)
+    obs = {"image": buf.img[:cfg.n_frames], "state": buf.state[:cfg.n_frames]}
+    assert policy.predict_action(obs, seed=0).shape == (cfg.horizon, cfg.action_dim)
+    # the head stage keeps the backbone: other fields are refused before anything is written
+    bad = tmp_path / "bad"
+    assert uva_main(["train", "--data", str(tiny_data), "--out", str(bad), "--stage", "head",
+                     "--init", str(source), "--config", '{"width": 32}']) == 2
+    assert "cannot override ['width']" in capsys.readouterr().err
+    assert not bad.exists()

@@ -41,7 +41,8 @@ def cmd_collect(a) -> dict:
 def cmd_train(a) -> dict:
     from .train import TrainArgs, train
     overrides = json.loads(a.config) if a.config else {}
-    steps = {"vae": a.vae_steps, "video": a.video_steps, "joint": a.joint_steps}
+    steps = {"vae": a.vae_steps, "video": a.video_steps, "joint": a.joint_steps,
+             "head": a.head_steps}
     args = TrainArgs(data=a.data, out=a.out, stage=a.stage, steps=steps, batch_size=a.batch_size,
                      lr=a.lr, ckpt_every=a.ckpt_every, eval_every=a.eval_every, seed=a.seed,
                      resume=a.resume, device=a.device, bf16=a.bf16, init=a.init,
@@ -100,10 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True)
-    t.add_argument("--stage", default="all", choices=["vae", "video", "joint", "all"])
+    t.add_argument("--stage", default="all", choices=["vae", "video", "joint", "all", "head"],
+                   help="'head' (only when named) refits the action head of --init on its frozen "
+                        "policy-mode latents; --config may change action-head fields")
     t.add_argument("--vae-steps", type=int, default=1500)
     t.add_argument("--video-steps", type=int, default=1000)
     t.add_argument("--joint-steps", type=int, default=4000)
+    t.add_argument("--head-steps", type=int, default=5000)
     t.add_argument("--batch-size", type=int, default=32, help="global batch (split over ranks)")
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--ckpt-every", type=int, default=250)

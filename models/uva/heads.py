@@ -241,6 +241,11 @@ class ActionDiffusionHead(nn.Module):
         per_step = F.interpolate(per_frame, size=self.horizon, mode="linear", align_corners=True)
         return rearrange(per_step, "b c h -> b (h c)")
 
+    def forward(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
+                batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
+        """The loss, as forward() so DDP can wrap the head alone (the `head` training stage)."""
+        return self.loss(z, actions, repeats, generator, batch_slice, global_batch)
+
     def loss(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
              batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
         target = rearrange(actions, "b h a -> b (h a)")

@@ -111,6 +111,13 @@ class UVAModel(nn.Module):
         dec_pos = (self.decoder_temporal_pos[:, None] + self.decoder_spatial_pos[None]).reshape(N, -1)
         return self.decoder(self.decoder_embed(x) + dec_pos)
 
+    def policy_latent(self, history_latents: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """Policy mode's joint latent: history + proprio in, every future token masked, no
+        actions. (B, F, C, h, w) scaled latents, (B, F, P) normalised proprio -> (B, N, width)."""
+        mask = history_latents.new_ones(history_latents.shape[0],
+                                        self.cfg.n_frames * self.cfg.tokens_per_frame)
+        return self.joint_latent(self.tokenize(history_latents), None, mask, None, proprio)
+
     # ------------------------------------------------------------------ training
     def mode_inputs(self, mode: str, batch: dict, mask: torch.Tensor) -> torch.Tensor:
         spec = MODE_SPECS[mode]

@@ -100,11 +100,8 @@ class UVAPolicy:
         """obs: {'image': (F, S, S, 3) uint8 oldest->newest, 'state': (F, proprio_dim)}.
         Returns the action chunk (horizon, action_dim) in environment units."""
         images, state = self._check_obs(obs)
-        cfg, m = self.cfg, self.model
-        hist = m.tokenize(self.encode(images))
-        mask = torch.ones(1, cfg.n_frames * cfg.tokens_per_frame, device=self.device)
-        z = m.joint_latent(hist, None, mask, None, self._proprio(state))
-        return self._actions_out(m.action_head.sample(z, self._generator(seed))[0])
+        z = self.model.policy_latent(self.encode(images), self._proprio(state))
+        return self._actions_out(self.model.action_head.sample(z, self._generator(seed))[0])
 
     def _actions_out(self, normalized: torch.Tensor) -> np.ndarray:
         """Clip to the demonstrated range ([-1, 1] normalised) before mapping to env units:
