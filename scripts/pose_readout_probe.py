@@ -106,12 +106,15 @@ def pose_errors(pred: torch.Tensor, true_pose: np.ndarray) -> dict[str, float]:
 
 def plot(results: dict, path: Path) -> None:
     names = list(results)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, label in zip(axes, ("position_px_mean", "angle_deg_mean"),
+    x = np.arange(len(names))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, label in zip(axes, ("position_px", "angle_deg"),
                               ("block position error (px of 512)", "block angle error (deg)")):
-        ax.bar(names, [results[n][key] for n in names], color="tab:blue")
+        ax.bar(x - 0.2, [results[n][f"{key}_median"] for n in names], 0.4, label="median")
+        ax.bar(x + 0.2, [results[n][f"{key}_mean"] for n in names], 0.4, label="mean")
+        ax.set_xticks(x, names, rotation=25, fontsize=8)
         ax.set_title(label, fontsize=10)
-        ax.tick_params(axis="x", rotation=25, labelsize=8)
+    axes[0].legend(fontsize=8)
     fig.suptitle("PushT: T-block pose read out of each representation (held-out episodes)",
                  fontsize=10)
     fig.tight_layout()
