@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "models"))
 from state_policy_probe import true_states  # noqa: E402
 from uva.checkpoint import atomic_write, atomic_write_json, load_checkpoint  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer, split_episodes  # noqa: E402
-from uva.train import policy_latents  # noqa: E402
+from uva.train import head_latents  # noqa: E402
 from uva.vae import encode_frames, images_to_tensor  # noqa: E402
 
 WORKSPACE_PX = 512.0  # PushT's world is 512 x 512
@@ -53,8 +53,8 @@ def representations(ckpt: str, buf, batch: int = 256) -> dict[str, torch.Tensor]
                                        cfg.latent_scale)
                          for i in tqdm(range(0, len(buf.img), batch), desc="VAE latents")])
     proprio = torch.as_tensor(norms["proprio"].normalize(buf.state), dtype=torch.float32)
-    z = policy_latents(model, latents, proprio,
-                       WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame), "cpu")
+    z = head_latents(model, "policy_model", latents, proprio,
+                     WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame), "cpu")
     newest = slice((cfg.n_frames - 1) * cfg.tokens_per_frame, None)
     condition = torch.cat([model.action_head.condition(z[i:i + batch])
                            for i in range(0, len(z), batch)])

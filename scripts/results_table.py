@@ -140,6 +140,27 @@ def gpu_rows():
                           f"{dyn['copy_last_frame_psnr_db']:.2f} dB |" if dyn else "– | – | – |"))
 
 
+HEAD_RUNS = (("gpu_pusht2", "none: the shipped file (joint stage only)"),
+             ("pusht_head_mlp", "its MLP head continued"),
+             ("pusht_head_unet", "fresh U-Net head (width 64)"),
+             ("pusht_head_unet_wide", "fresh U-Net head, 256-channel grid readout"))
+"""`uva train --stage head` refits of the shipped PushT file (outputs/eval_<run>[_exec8])."""
+
+
+def head_rows():
+    print("| head refit on the frozen shipped backbone | head-stage steps (batch 256) "
+          "| actions executed | score (50 seeds, ± s.e.) | success |")
+    print("|---|---|---|---|---|")
+    for run, name in HEAD_RUNS:
+        evals = [load(f"outputs/eval_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
+        for r in sorted((r for r in evals if r), key=lambda r: r["n_action_steps"]):
+            mean, sem = score_stats(r)
+            refit = load(f"{r['ckpt']}/config.json") if run != "gpu_pusht2" else None
+            n_steps = refit["steps"] if refit else 0
+            print(f"| {name} | {n_steps} | {r['n_action_steps']} | {mean:.3f} ± {sem:.3f} | "
+                  f"{r['success_rate']:.2f} |")
+
+
 def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
     """PushT score vs joint steps of the GPU runs, beside the state-based probes and the expert."""
     import matplotlib
@@ -174,4 +195,5 @@ def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
 
 if __name__ == "__main__":
     {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows,
-     "architecture": architecture_rows, "gpu": gpu_rows, "gpu-plot": gpu_plot}[sys.argv[1]]()
+     "architecture": architecture_rows, "gpu": gpu_rows, "gpu-plot": gpu_plot,
+     "head": head_rows}[sys.argv[1]]()

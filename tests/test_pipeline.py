@@ -222,8 +222,9 @@ def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp
 
 
 def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
-    """`--stage head` swaps in a U-Net action head and trains it on the frozen backbone: every
-    other tensor stays the source's, the head's loss falls, and the file is a working policy."""
+    """`--stage head` swaps in a U-Net action head and trains it on the frozen backbone's policy
+    and inverse-dynamics latents: every other tensor stays the source's, the head's loss falls in
+    both modes, and the file is a working policy and inverse-dynamics model."""
     import torch
     from uva import UVAConfig, UVAModel
     from uva.checkpoint import load_checkpoint, save_checkpoint
@@ -251,12 +252,14 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
         if not name.startswith("action_head."):
             assert torch.equal(tensor, old[name]), name
     rows = [json.loads(line) for line in (run / "head" / "log.jsonl").read_text().splitlines()]
-    losses = [r["train/policy_model/action"] for r in rows]
-    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5]), losses
-    assert "val/policy_model" in rows[-1]
+    for mode in ("policy_model", "inverse_model"):  # the head's two uses, both refitted
+        losses = [r[f"train/{mode}/action"] for r in rows if f"train/{mode}/action" in r]
+        assert len(losses) > 15 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3]), losses
+        assert f"val/{mode}" in rows[-1]
     policy = UVAPolicy(model, cfg, norms)
     obs = {"image": buf.img[:cfg.n_frames], "state": buf.state[:cfg.n_frames]}
     assert policy.predict_action(obs, seed=0).shape == (cfg.horizon, cfg.action_dim)
+    assert policy.inverse_dynamics(obs["image"], seed=0).shape == (cfg.horizon, cfg.action_dim)
     # the head stage keeps the backbone: other fields are refused before anything is written
     bad = tmp_path / "bad"
     assert uva_main(["train", "--data", str(tiny_data), "--out", str(bad), "--stage", "head",

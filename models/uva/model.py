@@ -118,6 +118,13 @@ class UVAModel(nn.Module):
                                         self.cfg.n_frames * self.cfg.tokens_per_frame)
         return self.joint_latent(self.tokenize(history_latents), None, mask, None, proprio)
 
+    def inverse_latent(self, future_latents: torch.Tensor) -> torch.Tensor:
+        """Inverse dynamics' joint latent: the reached frames visible, no history, proprio or
+        actions. (B, F, C, h, w) scaled latents -> (B, N, width)."""
+        mask = future_latents.new_zeros(future_latents.shape[0],
+                                        self.cfg.n_frames * self.cfg.tokens_per_frame)
+        return self.joint_latent(None, self.tokenize(future_latents), mask, None, None)
+
     # ------------------------------------------------------------------ training
     def mode_inputs(self, mode: str, batch: dict, mask: torch.Tensor) -> torch.Tensor:
         spec = MODE_SPECS[mode]

@@ -170,12 +170,8 @@ class UVAPolicy:
     def inverse_dynamics(self, frames, seed: int | None = None) -> np.ndarray:
         """frames: the F frames reached after each group of `actions_per_frame` actions,
         (F, S, S, 3) uint8. Returns the actions (horizon, action_dim) that led there."""
-        frames = self._check_frames(frames, "frames")
-        cfg, m = self.cfg, self.model
-        fut = m.tokenize(self.encode(frames))
-        mask = torch.zeros(1, cfg.n_frames * cfg.tokens_per_frame, device=self.device)
-        z = m.joint_latent(None, fut, mask, None, None)
-        return self._actions_out(m.action_head.sample(z, self._generator(seed))[0])
+        z = self.model.inverse_latent(self.encode(self._check_frames(frames, "frames")))
+        return self._actions_out(self.model.action_head.sample(z, self._generator(seed))[0])
 
 
 def load_policy(path, device: str = "cpu") -> UVAPolicy:

@@ -3,7 +3,7 @@
 Stages: `vae` (frame autoencoder, then frozen) -> `video` (video_model only) -> `joint` (all five
 task modes, from the video stage's weights). `all` runs the three in order. `head` (asked for by
 name, beyond the paper's recipe) refits only the action head on a trained model's frozen
-policy-mode latents, optionally as a different head (--config action-head fields). Every stage uses AdamW
+policy- and inverse-mode latents, optionally as a different head (--config action-head fields). Every stage uses AdamW
 (betas 0.9/0.95, wd 0.02), cosine LR with warmup, EMA weights (diffusers EMAModel), validation
 losses per mode, PNG loss curves, and atomic resumable checkpoints.
 
@@ -414,22 +414,34 @@ def train_transformer(stage, buf, init: Path, args, out, info):
                      {"val_episodes": val_eps}, prior_steps)
 
 
+HEAD_MODES = ("policy_model", "inverse_model")
+"""The modes whose action-head input is a fixed function of the window (every future token
+hidden, or every one shown), i.e. the head's two uses at inference: the policy and inverse
+dynamics. The head stage fits both so the refitted head keeps serving inverse dynamics."""
+
+
 @torch.no_grad()
-def policy_latents(model: UVAModel, latents, proprio, index: WindowIndex, device: str,
-                   batch: int = 256) -> torch.Tensor:
-    """Policy-mode joint latent of every window, computed once: with the backbone frozen (and
-    in eval mode, as at control time) it is a fixed function of the window."""
+def head_latents(model: UVAModel, mode: str, latents, proprio, index: WindowIndex, device: str,
+                 batch: int = 256) -> torch.Tensor:
+    """Joint latent of every window in one of HEAD_MODES, computed once: with the backbone
+    frozen (and in eval mode, as at inference) it is a fixed function of the window."""
     model.eval()
-    return torch.cat([model.policy_latent(latents[index.history[i:i + batch]].to(device),
-                                          proprio[index.history[i:i + batch]].to(device))
-                      for i in tqdm(range(0, len(index), batch), desc="policy latents")])
+    out = []
+    for i in tqdm(range(0, len(index), batch), desc=f"{mode} latents"):
+        rows = slice(i, i + batch)
+        out.append(model.policy_latent(latents[index.history[rows]].to(device),
+                                       proprio[index.history[rows]].to(device))
+                   if mode == "policy_model" else
+                   model.inverse_latent(latents[index.future[rows]].to(device)))
+    return torch.cat(out)
 
 
 def train_head(buf, init: Path, args, out, info):
-    """Refit the action head alone on the frozen backbone's policy-mode latents. Overriding
-    action-head fields (e.g. action_denoiser "unet") starts a fresh head of that shape; without
-    overrides the existing head continues. The VAE, transformer and video head are unchanged,
-    so the refitted file is still a full UVA model (video, dynamics, inverse dynamics)."""
+    """Refit the action head alone on the frozen backbone's policy- and inverse-mode latents
+    (HEAD_MODES the checkpoint was trained with, one mode per step). Overriding action-head
+    fields (e.g. action_denoiser "unet") starts a fresh head of that shape; without overrides
+    the existing head continues. The VAE, transformer and video head are unchanged, so the
+    refitted file is still a full UVA model (video, dynamics, inverse dynamics)."""
     source, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
     check_dataset_fits(buf, cfg, args.data, init)
     cfg = UVAConfig.from_dict({**cfg.to_dict(), **args.config_overrides})
@@ -446,23 +458,26 @@ def train_head(buf, init: Path, args, out, info):
     params = list(head.parameters())
     latents, actions, proprio, train_idx, val_idx, val_eps = training_windows(
         model, buf, normalizers, args, out, info)
-    train_z = policy_latents(model, latents, proprio, train_idx, args.device)
+    modes = [m for m in HEAD_MODES if m in cfg.task_weights]  # UVA-action: the policy only
     val_rows = np.linspace(0, len(val_idx) - 1, min(128, len(val_idx))).astype(int)
-    val_z = policy_latents(model, latents, proprio, val_idx, args.device)[val_rows]
+    train_z = {m: head_latents(model, m, latents, proprio, train_idx, args.device) for m in modes}
+    val_z = {m: head_latents(model, m, latents, proprio, val_idx, args.device)[val_rows]
+             for m in modes}
     val_actions = actions[val_idx.actions[val_rows]].to(args.device)
 
     def loss_fn(module, step, gen, part):
         rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
+        mode = modes[np.random.default_rng([args.seed, step, 1]).integers(len(modes))]
         mine = rows[part]
-        loss = module(train_z[mine], actions[train_idx.actions[mine]].to(args.device),
+        loss = module(train_z[mode][mine], actions[train_idx.actions[mine]].to(args.device),
                       cfg.diffusion_batch_mul, gen, part, len(rows))
-        return loss, {"policy_model/action": loss.item()}
+        return loss, {f"{mode}/action": loss.item()}
 
     @torch.no_grad()
     def val_fn(m):
-        loss = m.action_head.loss(val_z, val_actions, cfg.diffusion_batch_mul,
-                                  torch.Generator().manual_seed(1234))
-        return {"policy_model": loss.item()}
+        return {mode: m.action_head.loss(val_z[mode], val_actions, cfg.diffusion_batch_mul,
+                                         torch.Generator().manual_seed(1234)).item()
+                for mode in modes}
 
     prior_steps = (total_steps(init_meta) or 0) if init_meta.get("stage") == HEAD_STAGE else 0
     extra = {"val_episodes": val_eps, "head_of": str(init),
