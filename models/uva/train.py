@@ -3,9 +3,9 @@
 Stages: `vae` (frame autoencoder, then frozen) -> `video` (video_model only) -> `joint` (all five
 task modes, from the video stage's weights). `all` runs the three in order. `head` (asked for by
 name, beyond the paper's recipe) refits only the action head on a trained model's frozen
-policy- and inverse-mode latents, optionally as a different head (--config action-head fields). Every stage uses AdamW
-(betas 0.9/0.95, wd 0.02), cosine LR with warmup, EMA weights (diffusers EMAModel), validation
-losses per mode, PNG loss curves, and atomic resumable checkpoints.
+policy- and inverse-mode latents, optionally as a different head (--config action-head fields).
+Every stage uses AdamW (betas 0.9/0.95, wd 0.02), cosine LR with warmup, EMA weights (diffusers
+EMAModel), validation losses per mode, PNG loss curves, and atomic resumable checkpoints.
 
 Resume is exact: every random draw of step k (batch order, task mode, mask ratio, masks, noise,
 dropout) is derived from (seed, k), so a run killed at any moment and resumed from its last
