@@ -153,3 +153,33 @@ $UVA2 eval --ckpt runs/gpu3/ship_4/pusht_fine2 --env pusht --episodes 50 --seed 
 .venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht_h16 \
     --actions-per-frame 8 --action-steps 8
 .venv/bin/python scripts/state_policy_probe.py --out outputs/state_probe_pusht_unet --head unet
+# Session 6 (CPU): where the T's pose is lost, then the action head refitted alone on the shipped
+# file's frozen backbone (runs/pusht_head_unet and runs/pusht_head_mlp fitted policy latents only:
+# the code before the head stage learned inverse-mode latents too)
+.venv/bin/python scripts/pose_readout_probe.py --steps 4000 --out outputs/pose_readout_pusht
+HEAD="$UVA2 train --data data/pusht.zarr --stage head --init models/checkpoints/pusht --head-steps 10000 \
+    --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 5000"
+$HEAD --out runs/pusht_head_unet --config '{"action_denoiser": "unet", "action_head_width": 64}'
+$HEAD --out runs/pusht_head_mlp
+$HEAD --out runs/pusht_head_mlp2
+for run in pusht_head_unet pusht_head_mlp2; do
+  $UVA2 eval --ckpt "runs/$run/head/final" --env pusht --episodes 50 --data data/pusht.zarr \
+      --action-steps 4 --out "outputs/eval_$run"
+done
+$UVA2 eval --ckpt runs/pusht_head_mlp/head/final --env pusht --episodes 50 --action-steps 4 --gifs 0 \
+    --out outputs/eval_pusht_head_mlp
+for run in pusht_head_unet pusht_head_mlp; do
+  $UVA2 eval --ckpt "runs/$run/head/final" --env pusht --episodes 50 --action-steps 8 --gifs 0 \
+      --out "outputs/eval_${run}_exec8"
+done
+$UVA2 eval --ckpt runs/pusht_head_mlp2/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_mlp2_exec4
+$UVA2 eval --ckpt runs/pusht_head_mlp/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_mlp_exec4
+# shipped (session 6): the policy-latent MLP refit (its head_of names the session-4 file it refitted)
+.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_head_mlp/head/final --env pusht --n-action-steps 4 \
+    --out outputs/ship_pusht_head
+$UVA2 eval --ckpt outputs/ship_pusht_head --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr \
+    --out outputs/eval_pusht_shipped_v4
+.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_head_mlp/head/final --env pusht --n-action-steps 4 \
+    --eval-json outputs/eval_pusht_shipped_v4/eval.json --out models/checkpoints/pusht

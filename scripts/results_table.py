@@ -141,24 +141,28 @@ def gpu_rows():
 
 
 HEAD_RUNS = (("gpu_pusht2", "none: the shipped file (joint stage only)"),
-             ("pusht_head_mlp", "its MLP head continued"),
-             ("pusht_head_unet", "fresh U-Net head (width 64)"),
-             ("pusht_head_unet_wide", "fresh U-Net head, 256-channel grid readout"))
+             ("pusht_head_unet", "fresh U-Net head (width 64), policy latents"),
+             ("pusht_head_mlp", "its MLP head continued, policy latents"),
+             ("pusht_head_mlp2", "its MLP head continued, policy + inverse latents"))
 """`uva train --stage head` refits of the shipped PushT file (outputs/eval_<run>[_exec8])."""
 
 
 def head_rows():
     print("| head refit on the frozen shipped backbone | head-stage steps (batch 256) "
-          "| actions executed | score (50 seeds, ± s.e.) | success |")
-    print("|---|---|---|---|---|")
+          "| actions executed | score (50 seeds, ± s.e.) | success "
+          "| policy open-loop MAE normalised | inverse dynamics MAE normalised |")
+    print("|---|---|---|---|---|---|---|")
     for run, name in HEAD_RUNS:
         evals = [load(f"outputs/eval_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
-        for r in sorted((r for r in evals if r), key=lambda r: r["n_action_steps"]):
+        evals = [r for r in evals if r]
+        dyn = next((r["dynamics"] for r in evals if "dynamics" in r), None)
+        for r in sorted(evals, key=lambda r: r["n_action_steps"]):
             mean, sem = score_stats(r)
             refit = load(f"{r['ckpt']}/config.json") if run != "gpu_pusht2" else None
-            n_steps = refit["steps"] if refit else 0
-            print(f"| {name} | {n_steps} | {r['n_action_steps']} | {mean:.3f} ± {sem:.3f} | "
-                  f"{r['success_rate']:.2f} |")
+            print(f"| {name} | {refit['steps'] if refit else 0} | {r['n_action_steps']} | "
+                  f"{mean:.3f} ± {sem:.3f} | {r['success_rate']:.2f} | " + (
+                      f"{dyn['policy_open_loop_mae_normalized']:.3f} | "
+                      f"{dyn['inverse_dynamics_mae_normalized']:.3f} |" if dyn else "– | – |"))
 
 
 def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
