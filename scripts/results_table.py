@@ -140,27 +140,35 @@ def gpu_rows():
                           f"{dyn['copy_last_frame_psnr_db']:.2f} dB |" if dyn else "– | – | – |"))
 
 
-HEAD_RUNS = (("gpu_pusht2", "none: the shipped file (joint stage only)"),
-             ("pusht_head_unet", "fresh U-Net head (width 64), policy latents"),
-             ("pusht_head_mlp", "its MLP head continued, policy latents"),
-             ("pusht_head_mlp2", "its MLP head continued, policy + inverse latents"))
-"""`uva train --stage head` refits of the shipped PushT file (outputs/eval_<run>[_exec8])."""
+HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "tune_pusht_exec4"),
+             ("pusht_head_unet", "fresh U-Net head (width 64), policy latents", None),
+             ("pusht_head_mlp", "its MLP head continued, policy latents",
+              "tune_pusht_head_mlp_exec4"),
+             ("pusht_shipped_v4", "the same, as the shipped fp16 file", None),
+             ("pusht_head_mlp2", "its MLP head continued, policy + inverse latents",
+              "tune_pusht_head_mlp2_exec4"))
+"""`uva train --stage head` refits of the session-4 PushT file: (run, name, fresh-seed eval),
+scored in outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
 
 
 def head_rows():
-    print("| head refit on the frozen shipped backbone | head-stage steps (batch 256) "
-          "| actions executed | score (50 seeds, ± s.e.) | success "
+    print("| head refit on the frozen GPU-trained backbone | head-stage steps (batch 256) "
+          "| actions executed | score (50 seeds, ± s.e.) | success | fresh seeds: score, success "
           "| policy open-loop MAE normalised | inverse dynamics MAE normalised |")
-    print("|---|---|---|---|---|---|---|")
-    for run, name in HEAD_RUNS:
+    print("|---|---|---|---|---|---|---|---|")
+    for run, name, fresh_run in HEAD_RUNS:
         evals = [load(f"outputs/eval_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
         evals = [r for r in evals if r]
         dyn = next((r["dynamics"] for r in evals if "dynamics" in r), None)
+        fresh = load(f"outputs/{fresh_run}/eval.json") if fresh_run else None
         for r in sorted(evals, key=lambda r: r["n_action_steps"]):
             mean, sem = score_stats(r)
             refit = load(f"{r['ckpt']}/config.json") if run != "gpu_pusht2" else None
+            other = (f"{score_stats(fresh)[0]:.3f} ± {score_stats(fresh)[1]:.3f}, "
+                     f"{fresh['success_rate']:.2f}"
+                     if fresh and fresh["n_action_steps"] == r["n_action_steps"] else "–")
             print(f"| {name} | {refit['steps'] if refit else 0} | {r['n_action_steps']} | "
-                  f"{mean:.3f} ± {sem:.3f} | {r['success_rate']:.2f} | " + (
+                  f"{mean:.3f} ± {sem:.3f} | {r['success_rate']:.2f} | {other} | " + (
                       f"{dyn['policy_open_loop_mae_normalized']:.3f} | "
                       f"{dyn['inverse_dynamics_mae_normalized']:.3f} |" if dyn else "– | – |"))
 

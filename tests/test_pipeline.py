@@ -260,9 +260,20 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
     obs = {"image": buf.img[:cfg.n_frames], "state": buf.state[:cfg.n_frames]}
     assert policy.predict_action(obs, seed=0).shape == (cfg.horizon, cfg.action_dim)
     assert policy.inverse_dynamics(obs["image"], seed=0).shape == (cfg.horizon, cfg.action_dim)
+    # --modes picks the head's uses (the shipped PushT refit fitted the policy alone)
+    only = tmp_path / "policy_only"
+    assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(only),
+                     "--stage", "head", "--init", str(source), "--modes", "policy_model",
+                     "--head-steps", "4", "--batch-size", "8", "--eval-every", "4"]) == 0
+    logged = {k for line in (only / "head" / "log.jsonl").read_text().splitlines()
+              for k in json.loads(line)}
+    assert "val/policy_model" in logged and not any("inverse" in k for k in logged)
     # the head stage keeps the backbone: other fields are refused before anything is written
     bad = tmp_path / "bad"
     assert uva_main(["train", "--data", str(tiny_data), "--out", str(bad), "--stage", "head",
                      "--init", str(source), "--config", '{"width": 32}']) == 2
     assert "cannot override ['width']" in capsys.readouterr().err
+    assert uva_main(["train", "--data", str(tiny_data), "--out", str(bad), "--stage", "head",
+                     "--init", str(source), "--modes", "video_model"]) == 2
+    assert "names neither" in capsys.readouterr().err
     assert not bad.exists()

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(--config may change transformer fields, e.g. patch_size)")
     t.add_argument("--modes", default=None,
                    help="comma-separated task modes for the joint stage (e.g. policy_model for "
-                        "the UVA-action baseline)")
+                        "the UVA-action baseline), or for the head stage (policy_model, "
+                        "inverse_model; default both)")
     t.add_argument("--config", default=None, help="JSON overrides of UVAConfig fields")
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--keep-every", type=int, default=None,

@@ -438,7 +438,7 @@ def head_latents(model: UVAModel, mode: str, latents, proprio, index: WindowInde
 
 def train_head(buf, init: Path, args, out, info):
     """Refit the action head alone on the frozen backbone's policy- and inverse-mode latents
-    (HEAD_MODES the checkpoint was trained with, one mode per step). Overriding action-head
+    (the HEAD_MODES the checkpoint was trained with, or those in --modes; one mode per step). Overriding action-head
     fields (e.g. action_denoiser "unet") starts a fresh head of that shape; without overrides
     the existing head continues. The VAE, transformer and video head are unchanged, so the
     refitted file is still a full UVA model (video, dynamics, inverse dynamics)."""
@@ -458,7 +458,8 @@ def train_head(buf, init: Path, args, out, info):
     params = list(head.parameters())
     latents, actions, proprio, train_idx, val_idx, val_eps = training_windows(
         model, buf, normalizers, args, out, info)
-    modes = [m for m in HEAD_MODES if m in cfg.task_weights]  # UVA-action: the policy only
+    wanted = args.modes or list(cfg.task_weights)  # a UVA-action file: the policy only
+    modes = [m for m in HEAD_MODES if m in wanted]
     val_rows = np.linspace(0, len(val_idx) - 1, min(128, len(val_idx))).astype(int)
     train_z = {m: head_latents(model, m, latents, proprio, train_idx, args.device) for m in modes}
     val_z = {m: head_latents(model, m, latents, proprio, val_idx, args.device)[val_rows]
@@ -540,20 +541,23 @@ def train(args: TrainArgs) -> dict:
     stages = STAGES if args.stage == "all" else (args.stage,)
     finals: dict[str, str] = {}
     init = Path(args.init) if args.init else None
-    if args.vae_from:
-        if args.stage in ("vae", HEAD_STAGE) or init is not None:
-            raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
-                             "use it with --stage video, joint or all, and without --init")
     if args.stage == HEAD_STAGE:
         bad = sorted(set(args.config_overrides) - set(ACTION_HEAD_FIELDS))
         if bad:
             raise ValueError(f"--stage head changes only action-head fields "
                              f"{ACTION_HEAD_FIELDS}; cannot override {bad}")
-    if args.stage == HEAD_STAGE and init is None:
-        init = root / "joint" / "final"
-        if not init.is_dir():
-            raise CheckpointError(f"--stage head refits a trained model's action head: pass "
-                                  f"--init CKPT (or train {init} first)")
+        if args.modes and not set(args.modes) & set(HEAD_MODES):
+            raise ValueError(f"--stage head fits the action head in {HEAD_MODES}; "
+                             f"--modes {args.modes} names neither")
+        if init is None:
+            init = root / "joint" / "final"
+            if not init.is_dir():
+                raise CheckpointError(f"--stage head refits a trained model's action head: "
+                                      f"pass --init CKPT (or train {init} first)")
+    if args.vae_from:
+        if args.stage in ("vae", HEAD_STAGE) or args.init:
+            raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
+                             "use it with --stage video, joint or all, and without --init")
         stages = tuple(s for s in stages if s != "vae")
         init = root / "vae" / "final"
         if info.is_main:
