@@ -156,7 +156,8 @@ $UVA2 eval --ckpt runs/gpu3/ship_4/pusht_fine2 --env pusht --episodes 50 --seed 
 # Session 6 (CPU): where the T's pose is lost, then the action head refitted alone on the shipped
 # file's frozen backbone (runs/pusht_head_unet and runs/pusht_head_mlp on policy latents only,
 # runs/pusht_head_mlp2 on policy and inverse latents, the default)
-.venv/bin/python scripts/pose_readout_probe.py --steps 4000 --out outputs/pose_readout_pusht
+.venv/bin/python scripts/pose_readout_probe.py --steps 4000 --ckpt outputs/ship_pusht_gpu \
+    --out outputs/pose_readout_pusht  # the session-4 file (shipped then), written above
 HEAD="$UVA2 train --data data/pusht.zarr --stage head --init models/checkpoints/pusht --head-steps 10000 \
     --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 5000"
 $HEAD --out runs/pusht_head_unet --modes policy_model --config '{"action_denoiser": "unet", "action_head_width": 64}'
