@@ -184,3 +184,5 @@ $UVA2 eval --ckpt outputs/ship_pusht_head --env pusht --episodes 50 --gifs 2 --d
     --out outputs/eval_pusht_shipped_v4
 .venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_head_mlp/head/final --env pusht --n-action-steps 4 \
     --eval-json outputs/eval_pusht_shipped_v4/eval.json --out models/checkpoints/pusht
+.venv/bin/python scripts/pose_readout_probe.py --steps 4000 --ckpt models/checkpoints/pusht \
+    --out outputs/pose_readout_pusht_refit  # the refitted (shipped) file
