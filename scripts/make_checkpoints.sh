@@ -30,6 +30,13 @@ done
 # PushT learning curve: the UVA run continued twice with --init (fresh cosine each time, 2 torch
 # threads, machine otherwise idle), keeping milestones; not shipped (no better than 3276 steps)
 UVA2=".venv/bin/uva --threads 2"
+ship_pusht_exec4() {  # <run checkpoint> <staging dir> <eval dir>: fp16 file, its own 50-seed eval
+  # (rollouts + dynamics), then shipped with that eval and a fresh 3-seed check; 4 of 8 executed
+  .venv/bin/python scripts/ship_checkpoint.py --ckpt "$1" --env pusht --n-action-steps 4 --out "$2"
+  $UVA2 eval --ckpt "$2" --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr --out "$3"
+  .venv/bin/python scripts/ship_checkpoint.py --ckpt "$1" --env pusht --n-action-steps 4 \
+      --eval-json "$3/eval.json" --out models/checkpoints/pusht
+}
 export OMP_NUM_THREADS=2
 $UVA2 train --data data/pusht.zarr --out runs/pusht_more --stage joint --init runs/pusht/joint/final \
     --joint-steps 2800 --ckpt-every 250
@@ -111,12 +118,7 @@ for run in pusht2 pusht_action2; do  # 4 of the 8 actions executed per chunk
 done
 .venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/panda2 --env panda \
     --eval-json outputs/eval_gpu_panda2/eval.json --out models/checkpoints/panda
-.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/pusht2 --env pusht --n-action-steps 4 \
-    --out outputs/ship_pusht_gpu
-$UVA2 eval --ckpt outputs/ship_pusht_gpu --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr \
-    --out outputs/eval_pusht_shipped_v3
-.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/gpu/ship_2/pusht2 --env pusht --n-action-steps 4 \
-    --eval-json outputs/eval_pusht_shipped_v3/eval.json --out models/checkpoints/pusht
+ship_pusht_exec4 runs/gpu/ship_2/pusht2 outputs/ship_pusht_gpu outputs/eval_pusht_shipped_v3
 # actions executed per chunk, checked on fresh seeds (the choice above was made on 100000-)
 for env in pusht panda; do for k in 8 4; do
   $UVA2 eval --ckpt "models/checkpoints/$env" --env "$env" --episodes 50 --seed 200000 --gifs 0 \
@@ -178,11 +180,6 @@ $UVA2 eval --ckpt runs/pusht_head_mlp2/head/final --env pusht --episodes 50 --ac
 $UVA2 eval --ckpt runs/pusht_head_mlp/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_head_mlp_exec4
 # shipped (session 6): the policy-latent MLP refit (its head_of names the session-4 file it refitted)
-.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_head_mlp/head/final --env pusht --n-action-steps 4 \
-    --out outputs/ship_pusht_head
-$UVA2 eval --ckpt outputs/ship_pusht_head --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr \
-    --out outputs/eval_pusht_shipped_v4
-.venv/bin/python scripts/ship_checkpoint.py --ckpt runs/pusht_head_mlp/head/final --env pusht --n-action-steps 4 \
-    --eval-json outputs/eval_pusht_shipped_v4/eval.json --out models/checkpoints/pusht
+ship_pusht_exec4 runs/pusht_head_mlp/head/final outputs/ship_pusht_head outputs/eval_pusht_shipped_v4
 .venv/bin/python scripts/pose_readout_probe.py --steps 4000 --ckpt models/checkpoints/pusht \
     --out outputs/pose_readout_pusht_refit  # the refitted (shipped) file

@@ -110,10 +110,14 @@ GPU_RUNS = (
 """scripts/gpu_recipe.sh runs (one H200, batch 128): first command, then its continuation."""
 
 
-def gpu_evals(run) -> list[dict]:
-    """A GPU run's eval JSONs: outputs/eval_gpu_<run>/ and its _exec4/_exec8 variants."""
-    evals = [load(f"outputs/eval_gpu_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
+def evals_of(name) -> list[dict]:
+    """A run's eval JSONs: outputs/eval_<name>/ and its _exec4/_exec8 variants."""
+    evals = [load(f"outputs/eval_{name}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
     return [r for r in evals if r]
+
+
+def gpu_evals(run) -> list[dict]:
+    return evals_of(f"gpu_{run}")
 
 
 def gpu_rows():
@@ -157,15 +161,13 @@ def head_rows():
           "| policy open-loop MAE normalised | inverse dynamics MAE normalised |")
     print("|---|---|---|---|---|---|---|---|")
     for run, name, fresh_run in HEAD_RUNS:
-        evals = [load(f"outputs/eval_{run}{tag}/eval.json") for tag in ("", "_exec4", "_exec8")]
-        evals = [r for r in evals if r]
+        evals = evals_of(run)
         dyn = next((r["dynamics"] for r in evals if "dynamics" in r), None)
         fresh = load(f"outputs/{fresh_run}/eval.json") if fresh_run else None
         for r in sorted(evals, key=lambda r: r["n_action_steps"]):
             mean, sem = score_stats(r)
             refit = load(f"{r['ckpt']}/config.json") if run != "gpu_pusht2" else None
-            other = (f"{score_stats(fresh)[0]:.3f} ± {score_stats(fresh)[1]:.3f}, "
-                     f"{fresh['success_rate']:.2f}"
+            other = ("{:.3f} ± {:.3f}, ".format(*score_stats(fresh)) + f"{fresh['success_rate']:.2f}"
                      if fresh and fresh["n_action_steps"] == r["n_action_steps"] else "–")
             print(f"| {name} | {refit['steps'] if refit else 0} | {r['n_action_steps']} | "
                   f"{mean:.3f} ± {sem:.3f} | {r['success_rate']:.2f} | {other} | " + (

@@ -438,9 +438,9 @@ def head_latents(model: UVAModel, mode: str, latents, proprio, index: WindowInde
 
 def train_head(buf, init: Path, args, out, info):
     """Refit the action head alone on the frozen backbone's policy- and inverse-mode latents
-    (the HEAD_MODES the checkpoint was trained with, or those in --modes; one mode per step). Overriding action-head
-    fields (e.g. action_denoiser "unet") starts a fresh head of that shape; without overrides
-    the existing head continues. The VAE, transformer and video head are unchanged, so the
+    (the HEAD_MODES the checkpoint was trained with, or those in --modes; one mode per step).
+    Overriding action-head fields (e.g. action_denoiser "unet") starts a fresh head of that
+    shape; without overrides the existing head continues. The VAE, transformer and video head are unchanged, so the
     refitted file is still a full UVA model (video, dynamics, inverse dynamics)."""
     source, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
     check_dataset_fits(buf, cfg, args.data, init)
