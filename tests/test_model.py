@@ -38,6 +38,54 @@ def test_flatten_readout_sees_where_mean_pooling_does_not():
         ActionDiffusionHead(z_dim, grid, 1, 4, 2, 5, 16, 1, 100, 2, pooling="max")
 
 
+def test_attention_readout_sees_where_and_learns(tiny_cfg, tmp_path):
+    """The attention readout (a learned query per action step over all tokens) tells two
+    positions of the same feature apart, gives each action step its own condition, trains down
+    on a fixed batch and round-trips through a checkpoint."""
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    from uva.heads import ActionDiffusionHead
+    from uva.normalizer import MinMaxNormalizer
+    torch.manual_seed(0)
+    grid, z_dim, horizon, channels = 4, 6, 4, 8
+    head = ActionDiffusionHead(z_dim, grid, 1, horizon, 2, channels, 16, 1, 100, 2,
+                               pooling="attention")
+    z = torch.zeros(2, grid * grid, z_dim)
+    z[0, 5, 0] = z[1, 10, 0] = 3.0
+    with torch.no_grad():
+        cond = head.condition(z).reshape(2, horizon, channels)
+    assert (cond[0] - cond[1]).abs().max() > 1e-3
+    assert (cond[0, 0] - cond[0, 1]).abs().max() > 1e-3
+    cfg = UVAConfig(**{**tiny_cfg.to_dict(), "action_pooling": "attention"})
+    _assert_overfits(cfg, "policy_model")
+    model = UVAModel(cfg).eval()
+    norms = {k: MinMaxNormalizer(np.zeros(2), np.ones(2)) for k in ("action", "proprio")}
+    save_checkpoint(tmp_path / "ck", model, cfg, norms)
+    loaded, _, _, _ = load_checkpoint(tmp_path / "ck")
+    z = torch.randn(3, cfg.n_frames * cfg.tokens_per_frame, cfg.width)
+    assert torch.equal(model.action_head.sample(z, torch.Generator().manual_seed(0)),
+                       loaded.action_head.sample(z, torch.Generator().manual_seed(0)))
+
+
+def test_inverse_action_head_decodes_inverse_dynamics_alone(tiny_cfg):
+    """With `inverse_action_head` the inverse mode's action loss trains that head and no other
+    action head, the policy mode's trains the shared head alone; without it both use one head."""
+    cfg = UVAConfig(**{**tiny_cfg.to_dict(), "inverse_action_head": True})
+    torch.manual_seed(0)
+    model = UVAModel(cfg)
+    batch = random_batch(cfg, batch=2)
+    for mode, trained, untouched in (("inverse_model", "inverse_action_head.", "action_head."),
+                                     ("policy_model", "action_head.", "inverse_action_head.")):
+        model.zero_grad(set_to_none=True)
+        model(batch, mode, 0.8, torch.Generator().manual_seed(0))[0].backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        assert any(g is not None and g.abs().sum() > 0
+                   for n, g in grads.items() if n.startswith(trained)), mode
+        assert all(g is None for n, g in grads.items() if n.startswith(untouched)), mode
+    shared = UVAModel(tiny_cfg)
+    assert shared.inverse_action_head is None
+    assert shared.head_for("inverse_model") is shared.head_for("policy_model")
+
+
 def test_mask_ratio_law_is_truncated_normal():
     law = MaskRatioLaw(0.7, 0.25)
     rng = np.random.default_rng(0)

@@ -277,3 +277,42 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
                      "--init", str(source), "--modes", "video_model"]) == 2
     assert "names neither" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_head_stage_splits_off_an_inverse_head(tiny_data, tmp_path):
+    """`inverse_action_head: true` with `--modes inverse_model` gives inverse dynamics its own
+    head, started from the shared one and refitted on inverse latents, while the policy's head
+    and every other tensor stay the source's bit for bit (the policy acts exactly as before)."""
+    import torch
+    from uva import UVAConfig, UVAModel
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    from uva.normalizer import MinMaxNormalizer
+    from uva.policy import UVAPolicy
+    buf = read_replay_buffer(tiny_data)
+    source = tmp_path / "source"
+    torch.manual_seed(0)
+    norms = {"action": MinMaxNormalizer.fit(buf.action), "proprio": MinMaxNormalizer.fit(buf.state)}
+    save_checkpoint(source, UVAModel(UVAConfig(**TINY)), UVAConfig(**TINY), norms)
+    run = tmp_path / "run"
+    assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
+                     "--stage", "head", "--init", str(source), "--modes", "inverse_model",
+                     "--config", '{"inverse_action_head": true}', "--head-steps", "40",
+                     "--batch-size", "16", "--lr", "1e-3", "--eval-every", "20"]) == 0
+    before, _, _, _ = load_checkpoint(source)
+    model, cfg, norms, meta = load_checkpoint(run / "head" / "final")
+    assert cfg.inverse_action_head and not meta["fresh_head"]
+    old = before.state_dict()
+    for name, tensor in model.state_dict().items():
+        if name.startswith("inverse_action_head."):  # trained from the shared head's weights
+            assert not torch.equal(tensor, old[name.removeprefix("inverse_")]), name
+        else:
+            assert torch.equal(tensor, old[name]), name
+    rows = [json.loads(line) for line in (run / "head" / "log.jsonl").read_text().splitlines()]
+    losses = [r["train/inverse_model/action"] for r in rows]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+    assert not any("policy_model" in k for r in rows for k in r)
+    obs = {"image": buf.img[:cfg.n_frames], "state": buf.state[:cfg.n_frames]}
+    was, now = UVAPolicy(before, cfg, norms), UVAPolicy(model, cfg, norms)
+    assert np.array_equal(was.predict_action(obs, seed=0), now.predict_action(obs, seed=0))
+    assert not np.allclose(was.inverse_dynamics(obs["image"], seed=0),
+                           now.inverse_dynamics(obs["image"], seed=0))

@@ -41,12 +41,17 @@ class UVAConfig:
     action_head_width: int = 256
     action_head_depth: int = 3
     action_conv_channels: int = 64
-    # how the action head reads each frame's grid: "mean" (global average, the first shipped
-    # checkpoints) or "flatten" (keeps where things are; heads.ACTION_POOLINGS)
+    # how the action head reads the joint latent: "mean" (global average per frame, the first
+    # shipped checkpoints), "flatten" (keeps where things are) or "attention" (a learned query per
+    # action step over all tokens; action_conv_channels is its width); heads.ACTION_POOLINGS
     action_pooling: str = "mean"
     # the action head's noise predictor: "mlp" (MLP-AdaLN, action_head_width x action_head_depth)
     # or "unet" (temporal-conv U-Net, action_head_width channels in its first level; depth unused)
     action_denoiser: str = "mlp"
+    # inverse dynamics decoded by its own action head (same shape) instead of the policy's: the
+    # two uses read different latents, and fitting both in one head traded one for the other
+    # (README, session 6); False = one head for both, as the paper
+    inverse_action_head: bool = False
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10

@@ -2,11 +2,11 @@
 
 * `VideoDiffusionHead`: denoises each future-frame token from its own latent vector (per-token
   MLP with AdaLN, as MAR's DiffLoss).
-* `ActionDiffusionHead`: reads each future frame's latent grid with a small conv stack into one
-  feature vector (by averaging over the grid, or by a linear map of the whole grid so *where*
-  things are survives), maps the frame features to the action steps by interpolation, and
-  denoises the whole action chunk with an MLP-AdaLN or a temporal-conv U-Net (Diffusion
-  Policy's head shape). At control time only this head runs.
+* `ActionDiffusionHead`: reads the joint latent into one feature vector per action step —
+  either per frame with a small conv stack (averaging over the grid, or a linear map of the whole
+  grid so *where* things are survives) interpolated over the steps, or with one learned query per
+  action step attending over every token — and denoises the whole action chunk with an MLP-AdaLN
+  or a temporal-conv U-Net (Diffusion Policy's head shape). At control time only this head runs.
 
 Noise schedules come from diffusers: DDPM (cosine) for training, DDIM for few-step sampling.
 """
@@ -197,10 +197,32 @@ class VideoDiffusionHead(nn.Module):
         return self.diffusion.sample(self.denoiser, z, self.token_dim, generator, temperature)
 
 
-ACTION_POOLINGS = ("mean", "flatten")
-"""How the action head reads a frame's conv features: `mean` averages over the grid (position
-only survives through the transformer's position embeddings); `flatten` maps the whole grid
-linearly, as Diffusion Policy keeps spatial layout (spatial softmax) instead of a global pool."""
+ACTION_POOLINGS = ("mean", "flatten", "attention")
+"""How the action head reads the joint latent: `mean` averages each frame's conv features over
+the grid (position only survives through the transformer's position embeddings); `flatten` maps
+the whole grid linearly, as Diffusion Policy keeps spatial layout (spatial softmax) instead of a
+global pool; `attention` gives each action step a learned query that attends over all tokens, so
+the condition is not squeezed through one vector per frame (the pose probe's narrowest point)."""
+
+
+class QueryReadout(nn.Module):
+    """One learned query per action step; two pre-norm transformer-decoder layers (self-attention
+    among the steps, cross-attention to every token of every frame). Tokens get their own learned
+    position embedding here, so the readout does not rely on position surviving the backbone."""
+
+    def __init__(self, z_dim: int, n_tokens: int, horizon: int, channels: int, heads: int = 4,
+                 layers: int = 2):
+        super().__init__()
+        self.token_proj = nn.Linear(z_dim, channels)
+        self.token_pos = nn.Parameter(torch.randn(n_tokens, channels) * 0.02)
+        self.queries = nn.Parameter(torch.randn(horizon, channels) * 0.02)
+        layer = nn.TransformerDecoderLayer(channels, heads, 4 * channels, dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(channels))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        memory = self.token_proj(z) + self.token_pos
+        return self.decoder(self.queries.expand(z.shape[0], -1, -1), memory)
 
 ACTION_DENOISERS = ("mlp", "unet")
 """The action head's noise predictor: `mlp` (MLP-AdaLN over the flattened chunk, every shipped
@@ -219,14 +241,18 @@ class ActionDiffusionHead(nn.Module):
             raise ValueError(f"unknown action denoiser '{denoiser}'; choose from {ACTION_DENOISERS}")
         self.grid_size, self.n_frames, self.horizon, self.action_dim = (
             grid_size, n_frames, horizon, action_dim)
-        readout, cells = ((nn.AdaptiveAvgPool2d(1), 1) if pooling == "mean"
-                          else (nn.Identity(), grid_size**2))
-        self.frame_conv = nn.Sequential(
-            nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
-            readout,
-        )
-        self.frame_fc = nn.Linear(conv_channels * cells, conv_channels)
+        if pooling == "attention":
+            self.query_readout = QueryReadout(z_dim, n_frames * grid_size**2, horizon,
+                                              conv_channels)
+        else:  # attribute names kept: they are the tensor names in every shipped file
+            readout, cells = ((nn.AdaptiveAvgPool2d(1), 1) if pooling == "mean"
+                              else (nn.Identity(), grid_size**2))
+            self.frame_conv = nn.Sequential(
+                nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
+                nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
+                readout,
+            )
+            self.frame_fc = nn.Linear(conv_channels * cells, conv_channels)
         self.denoiser = (
             AdaLNDenoiser(horizon * action_dim, horizon * conv_channels, width, depth)
             if denoiser == "mlp" else
@@ -235,6 +261,8 @@ class ActionDiffusionHead(nn.Module):
 
     def condition(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, F*S, C) -> flat per-action-step condition (B, horizon * conv_channels)."""
+        if hasattr(self, "query_readout"):
+            return rearrange(self.query_readout(z), "b h c -> b (h c)")
         grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=self.n_frames, h=self.grid_size)
         per_frame = self.frame_fc(self.frame_conv(grid).flatten(1))
         per_frame = rearrange(per_frame, "(b f) c -> b c f", f=self.n_frames)

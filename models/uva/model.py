@@ -59,12 +59,24 @@ class UVAModel(nn.Module):
         self.video_head = VideoDiffusionHead(
             cfg.token_dim, w, cfg.video_head_width, cfg.video_head_depth,
             cfg.train_diffusion_steps, cfg.video_inference_steps)
-        self.action_head = ActionDiffusionHead(
-            w, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
+        self.action_head = self._action_head(cfg)
+        self.inverse_action_head = self._action_head(cfg) if cfg.inverse_action_head else None
+        self.mask_law = MaskRatioLaw(cfg.mask_ratio_min, cfg.mask_ratio_std)
+
+    @staticmethod
+    def _action_head(cfg: UVAConfig) -> ActionDiffusionHead:
+        return ActionDiffusionHead(
+            cfg.width, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
             cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.action_pooling,
             cfg.action_denoiser)
-        self.mask_law = MaskRatioLaw(cfg.mask_ratio_min, cfg.mask_ratio_std)
+
+    def head_for(self, mode: str) -> ActionDiffusionHead:
+        """The action head that decodes `mode`'s latent: the inverse head for inverse dynamics
+        when the config has one, else the shared (policy) head."""
+        if mode == "inverse_model" and self.inverse_action_head is not None:
+            return self.inverse_action_head
+        return self.action_head
 
     # ------------------------------------------------------------------ tokens
     def tokenize(self, latents: torch.Tensor) -> torch.Tensor:
@@ -165,7 +177,7 @@ class UVAModel(nn.Module):
                                                   **noise_args)
             total = total + parts["video"]
         if spec.action_loss:
-            parts["action"] = self.action_head.loss(z, batch["actions"], cfg.diffusion_batch_mul,
-                                                    **noise_args)
+            parts["action"] = self.head_for(mode).loss(z, batch["actions"],
+                                                       cfg.diffusion_batch_mul, **noise_args)
             total = total + parts["action"]
         return total, {k: v.item() for k, v in parts.items()}

@@ -171,7 +171,8 @@ class UVAPolicy:
         """frames: the F frames reached after each group of `actions_per_frame` actions,
         (F, S, S, 3) uint8. Returns the actions (horizon, action_dim) that led there."""
         z = self.model.inverse_latent(self.encode(self._check_frames(frames, "frames")))
-        return self._actions_out(self.model.action_head.sample(z, self._generator(seed))[0])
+        head = self.model.head_for("inverse_model")
+        return self._actions_out(head.sample(z, self._generator(seed))[0])
 
 
 def load_policy(path, device: str = "cpu") -> UVAPolicy:

@@ -42,7 +42,7 @@ STAGES = ("vae", "video", "joint")
 HEAD_STAGE = "head"
 ACTION_HEAD_FIELDS = ("action_denoiser", "action_head_width", "action_head_depth",
                       "action_conv_channels", "action_pooling", "action_inference_steps",
-                      "n_action_steps")
+                      "n_action_steps", "inverse_action_head")
 """Config fields the `head` stage may change: the rest of the model is kept, frozen."""
 
 
@@ -419,6 +419,16 @@ HEAD_MODES = ("policy_model", "inverse_model")
 hidden, or every one shown), i.e. the head's two uses at inference: the policy and inverse
 dynamics. The head stage fits both so the refitted head keeps serving inverse dynamics."""
 
+HEAD_PREFIXES = ("action_head.", "inverse_action_head.")
+
+
+class HeadsByMode(torch.nn.ModuleDict):
+    """The action head(s) the head stage trains, keyed by the mode each decodes (one module,
+    possibly listed twice, so DDP can wrap them with a single forward)."""
+
+    def forward(self, mode: str, *args):
+        return self[mode](*args)
+
 
 @torch.no_grad()
 def head_latents(model: UVAModel, mode: str, latents, proprio, index: WindowIndex, device: str,
@@ -437,29 +447,37 @@ def head_latents(model: UVAModel, mode: str, latents, proprio, index: WindowInde
 
 
 def train_head(buf, init: Path, args, out, info):
-    """Refit the action head alone on the frozen backbone's policy- and inverse-mode latents
-    (the HEAD_MODES the checkpoint was trained with, or those in --modes; one mode per step).
-    Overriding action-head fields (e.g. action_denoiser "unet") starts a fresh head of that
-    shape; without overrides the existing head continues. The VAE, transformer and video head are unchanged, so the
-    refitted file is still a full UVA model (video, dynamics, inverse dynamics)."""
+    """Refit the action head(s) alone on the frozen backbone's policy- and inverse-mode latents
+    (the HEAD_MODES the checkpoint was trained with, or those in --modes; one mode per step),
+    each mode training the head that decodes it (`UVAModel.head_for`). Overriding action-head
+    fields (e.g. action_denoiser "unet") starts fresh heads of that shape; without overrides the
+    existing heads continue. `inverse_action_head: true` on a file with one shared head splits
+    it: the new inverse head starts as a copy of the shared one. The VAE, transformer and video
+    head are unchanged, so the refitted file is still a full UVA model (video, dynamics, inverse
+    dynamics)."""
     source, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
     check_dataset_fits(buf, cfg, args.data, init)
     cfg = UVAConfig.from_dict({**cfg.to_dict(), **args.config_overrides})
     model = UVAModel(cfg).to(args.device)
     fresh_head = any(getattr(source.cfg, k) != getattr(cfg, k) for k in args.config_overrides
-                     if k not in ("action_inference_steps", "n_action_steps"))
-    keep = {k: v for k, v in source.state_dict().items()
-            if not (fresh_head and k.startswith("action_head."))}
+                     if k not in ("action_inference_steps", "n_action_steps",
+                                  "inverse_action_head"))
+    state = source.state_dict()
+    if cfg.inverse_action_head and source.inverse_action_head is None:
+        state |= {"inverse_" + k: v for k, v in state.items() if k.startswith("action_head.")}
+    keep = {k: v for k, v in state.items()
+            if not (fresh_head and k.startswith(HEAD_PREFIXES))
+            and not (k.startswith("inverse_action_head.") and not cfg.inverse_action_head)}
     missing, unexpected = model.load_state_dict(keep, strict=False)
-    if unexpected or any(not k.startswith("action_head.") for k in missing):
+    if unexpected or any(not k.startswith(HEAD_PREFIXES) for k in missing):
         raise CheckpointError(f"{init}: weights do not fit the head stage's model")
-    model.requires_grad_(False)
-    head = model.action_head.requires_grad_(True)
-    params = list(head.parameters())
     latents, actions, proprio, train_idx, val_idx, val_eps = training_windows(
         model, buf, normalizers, args, out, info)
     wanted = args.modes or list(cfg.task_weights)  # a UVA-action file: the policy only
     modes = [m for m in HEAD_MODES if m in wanted]
+    model.requires_grad_(False)
+    heads = HeadsByMode({m: model.head_for(m) for m in modes}).requires_grad_(True)
+    params = list(heads.parameters())
     val_rows = np.linspace(0, len(val_idx) - 1, min(128, len(val_idx))).astype(int)
     train_z = {m: head_latents(model, m, latents, proprio, train_idx, args.device) for m in modes}
     val_z = {m: head_latents(model, m, latents, proprio, val_idx, args.device)[val_rows]
@@ -470,14 +488,14 @@ def train_head(buf, init: Path, args, out, info):
         rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
         mode = modes[np.random.default_rng([args.seed, step, 1]).integers(len(modes))]
         mine = rows[part]
-        loss = module(train_z[mode][mine], actions[train_idx.actions[mine]].to(args.device),
+        loss = module(mode, train_z[mode][mine], actions[train_idx.actions[mine]].to(args.device),
                       cfg.diffusion_batch_mul, gen, part, len(rows))
         return loss, {f"{mode}/action": loss.item()}
 
     @torch.no_grad()
     def val_fn(m):
-        return {mode: m.action_head.loss(val_z[mode], val_actions, cfg.diffusion_batch_mul,
-                                         torch.Generator().manual_seed(1234)).item()
+        return {mode: m.head_for(mode).loss(val_z[mode], val_actions, cfg.diffusion_batch_mul,
+                                            torch.Generator().manual_seed(1234)).item()
                 for mode in modes}
 
     prior_steps = (total_steps(init_meta) or 0) if init_meta.get("stage") == HEAD_STAGE else 0
@@ -485,7 +503,7 @@ def train_head(buf, init: Path, args, out, info):
              "backbone_total_steps": init_meta.get("backbone_total_steps", total_steps(init_meta)),
              "fresh_head": fresh_head}
     return run_stage(HEAD_STAGE, model, cfg, normalizers, args, out, info, loss_fn, val_fn,
-                     params, extra, prior_steps, trained=head)
+                     params, extra, prior_steps, trained=heads)
 
 
 VAE_FIELDS = ("image_size", "vae_block_channels", "vae_latent_channels", "vae_kl_weight",
