@@ -160,7 +160,8 @@ $UVA2 eval --ckpt runs/gpu3/ship_4/pusht_fine2 --env pusht --episodes 50 --seed 
 # runs/pusht_head_mlp2 on policy and inverse latents, the default)
 .venv/bin/python scripts/pose_readout_probe.py --steps 4000 --ckpt outputs/ship_pusht_gpu \
     --out outputs/pose_readout_pusht  # the session-4 file (shipped then), written above
-HEAD="$UVA2 train --data data/pusht.zarr --stage head --init models/checkpoints/pusht --head-steps 10000 \
+# (--init: the session-4 file as staged above; it was models/checkpoints/pusht until the refit shipped)
+HEAD="$UVA2 train --data data/pusht.zarr --stage head --init outputs/ship_pusht_gpu --head-steps 10000 \
     --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 5000"
 $HEAD --out runs/pusht_head_unet --modes policy_model --config '{"action_denoiser": "unet", "action_head_width": 64}'
 $HEAD --out runs/pusht_head_mlp --modes policy_model

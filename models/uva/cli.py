@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True)
     t.add_argument("--stage", default="all", choices=["vae", "video", "joint", "all", "head"],
                    help="'head' (only when named) refits the action head of --init on its frozen "
-                        "policy/inverse-mode latents; --config may change action-head fields")
+                        "policy/inverse-mode latents; --config may change action-head fields "
+                        "(inverse_action_head: true splits off an inverse-dynamics head)")
     t.add_argument("--vae-steps", type=int, default=1500)
     t.add_argument("--video-steps", type=int, default=1000)
     t.add_argument("--joint-steps", type=int, default=4000)
