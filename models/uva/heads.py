@@ -224,6 +224,7 @@ class QueryReadout(nn.Module):
         memory = self.token_proj(z) + self.token_pos
         return self.decoder(self.queries.expand(z.shape[0], -1, -1), memory)
 
+
 ACTION_DENOISERS = ("mlp", "unet")
 """The action head's noise predictor: `mlp` (MLP-AdaLN over the flattened chunk, every shipped
 file) or `unet` (TemporalUNetDenoiser; on PushT's true state it matched or beat the MLP with a
@@ -239,8 +240,8 @@ class ActionDiffusionHead(nn.Module):
             raise ValueError(f"unknown action pooling '{pooling}'; choose from {ACTION_POOLINGS}")
         if denoiser not in ACTION_DENOISERS:
             raise ValueError(f"unknown action denoiser '{denoiser}'; choose from {ACTION_DENOISERS}")
-        self.grid_size, self.n_frames, self.horizon, self.action_dim = (
-            grid_size, n_frames, horizon, action_dim)
+        self.grid_size, self.n_frames, self.horizon, self.action_dim, self.pooling = (
+            grid_size, n_frames, horizon, action_dim, pooling)
         if pooling == "attention":
             self.query_readout = QueryReadout(z_dim, n_frames * grid_size**2, horizon,
                                               conv_channels)
@@ -261,7 +262,7 @@ class ActionDiffusionHead(nn.Module):
 
     def condition(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, F*S, C) -> flat per-action-step condition (B, horizon * conv_channels)."""
-        if hasattr(self, "query_readout"):
+        if self.pooling == "attention":
             return rearrange(self.query_readout(z), "b h c -> b (h c)")
         grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=self.n_frames, h=self.grid_size)
         per_frame = self.frame_fc(self.frame_conv(grid).flatten(1))
