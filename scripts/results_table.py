@@ -150,7 +150,9 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
               "tune_pusht_head_mlp_exec4"),
              ("pusht_shipped_v4", "the same, as the shipped fp16 file", None),
              ("pusht_head_mlp2", "its MLP head continued, policy + inverse latents",
-              "tune_pusht_head_mlp2_exec4"))
+              "tune_pusht_head_mlp2_exec4"),
+             ("pusht_head_attn", "fresh MLP head with the attention readout (128 wide; session 7), "
+              "policy latents", "tune_pusht_head_attn_exec4"))
 """`uva train --stage head` refits of the session-4 PushT file: (run, name, fresh-seed eval),
 scored in outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
 
