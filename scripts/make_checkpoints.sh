@@ -184,3 +184,25 @@ $UVA2 eval --ckpt runs/pusht_head_mlp/head/final --env pusht --episodes 50 --act
 ship_pusht_exec4 runs/pusht_head_mlp/head/final outputs/ship_pusht_head outputs/eval_pusht_shipped_v4
 .venv/bin/python scripts/pose_readout_probe.py --steps 4000 --ckpt models/checkpoints/pusht \
     --out outputs/pose_readout_pusht_refit  # the refitted (shipped) file
+# Session 7 (CPU): a fresh head with the attention readout (the session-4 file's frozen backbone),
+# inverse dynamics split off into its own head of the session-6 file (staged as
+# outputs/ship_pusht_head), and one more DAgger round refitting that file's policy head
+$UVA2 train --data data/pusht.zarr --stage head --init outputs/ship_pusht_gpu --modes policy_model \
+    --head-steps 8000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+    --out runs/pusht_head_attn --config '{"action_pooling": "attention", "action_conv_channels": 128}'
+$UVA2 eval --ckpt runs/pusht_head_attn/head/final --env pusht --episodes 50 --data data/pusht.zarr \
+    --action-steps 4 --out outputs/eval_pusht_head_attn
+$UVA2 train --data data/pusht.zarr --stage head --init outputs/ship_pusht_head --modes inverse_model \
+    --config '{"inverse_action_head": true}' --head-steps 3000 --batch-size 256 --lr 3e-4 \
+    --ckpt-every 1000 --eval-every 500 --out runs/pusht_split
+$UVA2 eval --ckpt runs/pusht_split/head/final --env pusht --episodes 0 --data data/pusht.zarr \
+    --out outputs/dynamics_pusht_split
+$UVA2 collect --env pusht --episodes 100 --seed 300060 --corrections-from outputs/ship_pusht_head \
+    --base data/pusht_dagger.zarr --out data/pusht_dagger2.zarr
+$UVA2 train --data data/pusht_dagger2.zarr --stage head --init outputs/ship_pusht_head --modes policy_model \
+    --head-steps 6000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+    --out runs/pusht_head_dagger
+$UVA2 eval --ckpt runs/pusht_head_dagger/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
+    --out outputs/eval_pusht_head_dagger
+$UVA2 eval --ckpt runs/pusht_head_dagger/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_dagger_exec4

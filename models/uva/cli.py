@@ -60,7 +60,8 @@ def cmd_eval(a) -> dict:
     if not a.ckpt:
         raise ValueError("eval needs --ckpt (or --expert)")
     return evaluate(a.ckpt, a.env, a.episodes, a.out, seed=a.seed, device=a.device,
-                    n_gifs=a.gifs, data=a.data, n_action_steps=a.action_steps)
+                    n_gifs=a.gifs, data=a.data, n_action_steps=a.action_steps,
+                    action_temperature=a.action_temperature)
 
 
 def cmd_bench(a) -> dict:
@@ -144,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--gifs", type=int, default=3)
     e.add_argument("--data", default=None, help="held-out demos for dynamics metrics")
     e.add_argument("--action-steps", type=int, default=None)
+    e.add_argument("--action-temperature", type=float, default=None,
+                   help="action head's starting-noise scale (default: the checkpoint's)")
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="latency of predict_action vs predict_video")

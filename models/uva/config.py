@@ -52,6 +52,9 @@ class UVAConfig:
     # two uses read different latents, and fitting both in one head traded one for the other
     # (README, session 6); False = one head for both, as the paper
     inverse_action_head: bool = False
+    # scale of the action head's starting noise (inference only): 1 = the trained distribution;
+    # lower keeps successive chunks nearer the mode instead of switching between modes
+    action_temperature: float = 1.0
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10
@@ -87,6 +90,8 @@ class UVAConfig:
             )
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps must be in [1, {self.horizon}]")
+        if self.action_temperature < 0 or self.video_temperature < 0:
+            raise ValueError("action_temperature and video_temperature must be >= 0")
         if self.action_denoiser == "unet" and (self.horizon % 2 or self.action_head_width % 8):
             raise ValueError("action_denoiser 'unet' needs an even chunk length and "
                              "action_head_width a multiple of 8")

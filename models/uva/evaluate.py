@@ -164,7 +164,7 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
 
 def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 100000,
              device: str = "cpu", n_gifs: int = 3, data: str | None = None,
-             n_action_steps: int | None = None) -> dict:
+             n_action_steps: int | None = None, action_temperature: float | None = None) -> dict:
     """Closed-loop rollouts on fixed seeds (+ dynamics metrics with `data`); episodes=0 with
     `data` measures the dynamics metrics alone."""
     from .envs import make_env
@@ -172,6 +172,8 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
     if episodes < 0 or (episodes == 0 and not data):
         raise ValueError("evaluate needs episodes > 0, or episodes = 0 with held-out data")
     policy = load_policy(ckpt, device)
+    if action_temperature is not None:
+        policy.cfg.action_temperature = action_temperature
     env = make_env(env_name)
     if (env.action_dim, env.proprio_dim) != (policy.cfg.action_dim, policy.cfg.proprio_dim):
         raise ValueError(f"checkpoint {ckpt} has action/proprio dims "
@@ -188,7 +190,7 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
         results.append(res)
     env.close()
     summary = {"ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
-               "n_action_steps": n_exec,
+               "n_action_steps": n_exec, "action_temperature": policy.cfg.action_temperature,
                "training_steps": total_steps(policy.meta)}
     if results:
         lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000

@@ -283,7 +283,7 @@ class ActionDiffusionHead(nn.Module):
         return self.diffusion.training_loss(self.denoiser, target, self.condition(z),
                                             t[:, batch_slice], noise[:, batch_slice])
 
-    def sample(self, z: torch.Tensor, generator=None) -> torch.Tensor:
+    def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
         flat = self.diffusion.sample(self.denoiser, self.condition(z),
-                                     self.horizon * self.action_dim, generator)
+                                     self.horizon * self.action_dim, generator, temperature)
         return rearrange(flat, "b (h a) -> b h a", h=self.horizon)

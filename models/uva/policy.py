@@ -101,7 +101,8 @@ class UVAPolicy:
         Returns the action chunk (horizon, action_dim) in environment units."""
         images, state = self._check_obs(obs)
         z = self.model.policy_latent(self.encode(images), self._proprio(state))
-        return self._actions_out(self.model.action_head.sample(z, self._generator(seed))[0])
+        return self._actions_out(self.model.action_head.sample(
+            z, self._generator(seed), self.cfg.action_temperature)[0])
 
     def _actions_out(self, normalized: torch.Tensor) -> np.ndarray:
         """Clip to the demonstrated range ([-1, 1] normalised) before mapping to env units:
@@ -172,7 +173,8 @@ class UVAPolicy:
         (F, S, S, 3) uint8. Returns the actions (horizon, action_dim) that led there."""
         z = self.model.inverse_latent(self.encode(self._check_frames(frames, "frames")))
         head = self.model.head_for("inverse_model")
-        return self._actions_out(head.sample(z, self._generator(seed))[0])
+        return self._actions_out(head.sample(z, self._generator(seed),
+                                             self.cfg.action_temperature)[0])
 
 
 def load_policy(path, device: str = "cpu") -> UVAPolicy:

@@ -42,7 +42,7 @@ STAGES = ("vae", "video", "joint")
 HEAD_STAGE = "head"
 ACTION_HEAD_FIELDS = ("action_denoiser", "action_head_width", "action_head_depth",
                       "action_conv_channels", "action_pooling", "action_inference_steps",
-                      "n_action_steps", "inverse_action_head")
+                      "n_action_steps", "inverse_action_head", "action_temperature")
 """Config fields the `head` stage may change: the rest of the model is kept, frozen."""
 
 
@@ -461,7 +461,7 @@ def train_head(buf, init: Path, args, out, info):
     model = UVAModel(cfg).to(args.device)
     fresh_head = any(getattr(source.cfg, k) != getattr(cfg, k) for k in args.config_overrides
                      if k not in ("action_inference_steps", "n_action_steps",
-                                  "inverse_action_head"))
+                                  "action_temperature", "inverse_action_head"))
     state = source.state_dict()
     if cfg.inverse_action_head and source.inverse_action_head is None:
         state |= {"inverse_" + k: v for k, v in state.items() if k.startswith("action_head.")}
