@@ -206,3 +206,11 @@ $UVA2 eval --ckpt runs/pusht_head_dagger/head/final --env pusht --episodes 50 --
     --out outputs/eval_pusht_head_dagger
 $UVA2 eval --ckpt runs/pusht_head_dagger/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_head_dagger_exec4
+for t in 0.5 0; do  # the action head's starting-noise scale, on the session-6 file
+  $UVA2 eval --ckpt outputs/ship_pusht_head --env pusht --episodes 50 --gifs 0 --action-temperature "$t" \
+      --out "outputs/eval_pusht_shipped_temp$t"
+done
+# shipped (session 7): the session-6 policy with inverse dynamics in its own head (runs/pusht_split)
+ship_pusht_exec4 runs/pusht_split/head/final outputs/ship_pusht_split outputs/eval_pusht_shipped_v5
+$UVA2 eval --ckpt outputs/ship_pusht_split --env pusht --episodes 50 --gifs 0 --action-steps 2 \
+    --out outputs/eval_pusht_shipped_v5_exec2

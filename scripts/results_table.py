@@ -34,13 +34,34 @@ def policy_rows():
             e = load(f"outputs/{ref}_{env}/eval.json")
             if e:
                 print(f"| {env} | {e['policy']} | – | {e['episodes']} | {e['score']:.3f} | {e['success_rate']:.2f} | – |")
-        for run, name in ((env, "UVA (all five modes)"), (f"{env}_action", "UVA-action (policy mode only)"),
-                          (f"{env}_shipped_v2", "UVA, recipe 2 (shipped fp16 file)")):
+        for run, name in POLICY_RUNS[env]:
             r = load(f"outputs/eval_{run}/eval.json")
             if r:
-                n_steps = r.get("training_steps") or steps(run)
-                print(f"| {env} | {name} | {n_steps} | {r['episodes']} | {r['score']:.3f} | "
-                      f"{r['success_rate']:.2f} | {r['predict_action_ms_p50']:.1f} / {r['predict_action_ms_p95']:.1f} |")
+                print(f"| {env} | {name} | {training_steps(r) or steps(run)} | {r['episodes']} | "
+                      f"{r['score']:.3f} | {r['success_rate']:.2f} | "
+                      f"{r['predict_action_ms_p50']:.1f} / {r['predict_action_ms_p95']:.1f} |")
+
+
+POLICY_RUNS = {
+    "pusht": (("pusht", "UVA (all five modes)"), ("pusht_action", "UVA-action (policy mode only)"),
+              ("pusht_shipped_v2", "UVA, recipe 2 on the CPU (shipped in session 3)"),
+              ("pusht_shipped_v3", "UVA, recipe 2 on a GPU, 4 of 8 actions executed (shipped in "
+                                   "sessions 4–5)"),
+              ("pusht_shipped_v4", "the same with its action head refitted (session 6)"),
+              ("pusht_shipped_v5", "the same with inverse dynamics in their own head (session 7, "
+                                   "shipped)")),
+    "panda": (("panda", "UVA (all five modes)"), ("panda_action", "UVA-action (policy mode only)"),
+              ("gpu_panda2", "UVA, recipe 2 on a GPU (shipped)")),
+}
+"""outputs/eval_<run>/ of each policy row (a missing file drops its row)."""
+
+
+def training_steps(r) -> str | None:
+    """Joint-stage steps of an eval's checkpoint; `backbone + head` for a head-stage refit."""
+    cfg = load(f"{r['ckpt']}/config.json") or {}
+    if cfg.get("stage") == "head":
+        return f"{cfg['backbone_total_steps']} + {cfg['total_steps']}"
+    return r.get("training_steps")
 
 
 def dynamics_rows():
@@ -50,7 +71,12 @@ def dynamics_rows():
           "normalised | hold-state MAE normalised |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for env in ("pusht", "panda"):
-        for run, name in ((f"gpu_{env}2", "UVA recipe 2 on a GPU (shipped)"), (env, "UVA recipe 1"),
+        shipped = " (shipped in sessions 4–5)" if env == "pusht" else " (shipped)"
+        for run, name in ((f"gpu_{env}2", "UVA recipe 2 on a GPU" + shipped),
+                          (f"{env}_shipped_v4", "the same, action head refitted (session 6)"),
+                          (f"{env}_shipped_v5", "the same, inverse dynamics in their own head "
+                                                "(session 7, shipped)"),
+                          (env, "UVA recipe 1"),
                           (f"{env}_shipped_v2", "UVA recipe 2 on the CPU"),
                           (f"{env}_long", "UVA continued (not shipped)"),
                           (f"{env}_more", "UVA continued (not shipped)"), (f"{env}_action", "UVA-action")):
@@ -152,7 +178,9 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
              ("pusht_head_mlp2", "its MLP head continued, policy + inverse latents",
               "tune_pusht_head_mlp2_exec4"),
              ("pusht_head_attn", "fresh MLP head with the attention readout (128 wide; session 7), "
-              "policy latents", "tune_pusht_head_attn_exec4"))
+              "policy latents", "tune_pusht_head_attn_exec4"),
+             ("pusht_head_dagger", "the shipped (session-6) head continued on the demos + 160 "
+              "DAgger episodes (session 7), policy latents", None))
 """`uva train --stage head` refits of the session-4 PushT file: (run, name, fresh-seed eval),
 scored in outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
 
