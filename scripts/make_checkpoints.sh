@@ -214,3 +214,5 @@ done
 ship_pusht_exec4 runs/pusht_split/head/final outputs/ship_pusht_split outputs/eval_pusht_shipped_v5
 $UVA2 eval --ckpt outputs/ship_pusht_split --env pusht --episodes 50 --gifs 0 --action-steps 2 \
     --out outputs/eval_pusht_shipped_v5_exec2
+$UVA2 eval --ckpt runs/pusht_head_attn/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_attn_exec4
