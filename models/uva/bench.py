@@ -62,7 +62,7 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30) ->
     video_ms = _times(lambda: policy.predict_video(obs), max(repeats // 3, 5))
     one = torch.from_numpy(frames[:1]).to(device)
     vae_ms = _times(lambda: encode_frames(m.vae, one, cfg.latent_scale), repeats)
-    count = lambda mod: int(sum(p.numel() for p in mod.parameters())) if mod else 0
+    count = lambda mod: 0 if mod is None else int(sum(p.numel() for p in mod.parameters()))
     heads = {"vae": count(m.vae), "video_head": count(m.video_head),
              "action_head": count(m.action_head),
              "inverse_action_head": count(m.inverse_action_head)}

@@ -53,7 +53,8 @@ class UVAConfig:
     # (README, session 6); False = one head for both, as the paper
     inverse_action_head: bool = False
     # scale of the action head's starting noise (inference only): 1 = the trained distribution;
-    # lower keeps successive chunks nearer the mode instead of switching between modes
+    # lower keeps successive chunks nearer the mode instead of switching between modes (on PushT
+    # 0.5 and 0 were no better, README)
     action_temperature: float = 1.0
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10

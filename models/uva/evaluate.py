@@ -1,6 +1,7 @@
 """Closed-loop evaluation in simulation, plus forward/inverse dynamics metrics on held-out demos."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -172,8 +173,8 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
     if episodes < 0 or (episodes == 0 and not data):
         raise ValueError("evaluate needs episodes > 0, or episodes = 0 with held-out data")
     policy = load_policy(ckpt, device)
-    if action_temperature is not None:
-        policy.cfg.action_temperature = action_temperature
+    if action_temperature is not None:  # replace() re-runs the config's checks
+        policy.cfg = dataclasses.replace(policy.cfg, action_temperature=action_temperature)
     env = make_env(env_name)
     if (env.action_dim, env.proprio_dim) != (policy.cfg.action_dim, policy.cfg.proprio_dim):
         raise ValueError(f"checkpoint {ckpt} has action/proprio dims "
