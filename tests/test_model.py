@@ -66,6 +66,21 @@ def test_attention_readout_sees_where_and_learns(tiny_cfg, tmp_path):
                        loaded.action_head.sample(z, torch.Generator().manual_seed(0)))
 
 
+def test_action_proprio_reaches_the_action_head(tiny_cfg):
+    """With `action_proprio` the head's condition depends on the history proprio directly (and
+    treats a missing one, inverse dynamics', as zeros); the policy mode still trains down."""
+    cfg = UVAConfig(**{**tiny_cfg.to_dict(), "action_proprio": True})
+    torch.manual_seed(0)
+    head = UVAModel(cfg).action_head
+    z = torch.randn(2, cfg.n_frames * cfg.tokens_per_frame, cfg.width)
+    p = torch.rand(2, cfg.n_frames, cfg.proprio_dim)
+    with torch.no_grad():
+        assert (head.condition(z, p) - head.condition(z, -p)).abs().max() > 1e-4
+        assert torch.equal(head.condition(z), head.condition(z, torch.zeros_like(p)))
+    assert UVAModel(tiny_cfg).action_head.proprio_embed is None  # shipped files: no new tensors
+    _assert_overfits(cfg, "policy_model")
+
+
 def test_inverse_action_head_decodes_inverse_dynamics_alone(tiny_cfg):
     """With `inverse_action_head` the inverse mode's action loss trains that head and no other
     action head, the policy mode's trains the shared head alone; without it both use one head."""

@@ -240,12 +240,14 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
                      "--stage", "head", "--init", str(source), "--config",
-                     '{"action_denoiser": "unet", "action_head_width": 32, "n_action_steps": 4}',
+                     '{"action_denoiser": "unet", "action_head_width": 32, "n_action_steps": 4, '
+                     '"action_proprio": true}',
                      "--head-steps", "60", "--batch-size", "16", "--lr", "1e-3",
                      "--eval-every", "30"]) == 0
     before, _, _, _ = load_checkpoint(source)
     model, cfg, norms, meta = load_checkpoint(run / "head" / "final")
     assert isinstance(model.action_head.denoiser, TemporalUNetDenoiser)
+    assert model.action_head.proprio_embed is not None  # history proprio fed to the head too
     assert cfg.n_action_steps == 4 and meta["fresh_head"] and meta["total_steps"] == 60
     old = before.state_dict()
     for name, tensor in model.state_dict().items():
@@ -279,7 +281,7 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
     assert not bad.exists()
 
 
-def test_head_stage_splits_off_an_inverse_head(tiny_data, tmp_path):
+def test_head_stage_splits_off_an_inverse_head(tiny_data, tmp_path, capsys):
     """`inverse_action_head: true` with `--modes inverse_model` gives inverse dynamics its own
     head, started from the shared one and refitted on inverse latents, while the policy's head
     and every other tensor stay the source's bit for bit (the policy acts exactly as before)."""
@@ -316,3 +318,8 @@ def test_head_stage_splits_off_an_inverse_head(tiny_data, tmp_path):
     assert np.array_equal(was.predict_action(obs, seed=0), now.predict_action(obs, seed=0))
     assert not np.allclose(was.inverse_dynamics(obs["image"], seed=0),
                            now.inverse_dynamics(obs["image"], seed=0))
+    # a new head shape would replace the split-off inverse head too: refused unless it is fitted
+    assert uva_main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "again"),
+                     "--stage", "head", "--init", str(run / "head" / "final"), "--modes",
+                     "policy_model", "--config", '{"action_head_depth": 1}']) == 2
+    assert "replaces the inverse-dynamics head too" in capsys.readouterr().err

@@ -52,6 +52,9 @@ class UVAConfig:
     # two uses read different latents, and fitting both in one head traded one for the other
     # (README, session 6); False = one head for both, as the paper
     inverse_action_head: bool = False
+    # the action head also conditions on the history's proprio directly (policy mode; inverse
+    # dynamics has none and gets zeros), so the agent's own position need not survive the backbone
+    action_proprio: bool = False
     # scale of the action head's starting noise (inference only): 1 = the trained distribution;
     # lower keeps successive chunks nearer the mode instead of switching between modes (on PushT
     # 0.5 and 0 were no better, README)

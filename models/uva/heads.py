@@ -234,7 +234,8 @@ quarter of the parameters, README)."""
 class ActionDiffusionHead(nn.Module):
     def __init__(self, z_dim: int, grid_size: int, n_frames: int, horizon: int, action_dim: int,
                  conv_channels: int, width: int, depth: int, train_steps: int,
-                 inference_steps: int, pooling: str = "mean", denoiser: str = "mlp"):
+                 inference_steps: int, pooling: str = "mean", denoiser: str = "mlp",
+                 proprio_dim: int = 0):
         super().__init__()
         if pooling not in ACTION_POOLINGS:
             raise ValueError(f"unknown action pooling '{pooling}'; choose from {ACTION_POOLINGS}")
@@ -254,36 +255,51 @@ class ActionDiffusionHead(nn.Module):
                 readout,
             )
             self.frame_fc = nn.Linear(conv_channels * cells, conv_channels)
+        # proprio_dim: flattened history proprio fed straight to the condition (0 = none)
+        self.proprio_dim = proprio_dim
+        self.proprio_embed = nn.Linear(proprio_dim, conv_channels) if proprio_dim else None
+        cond_dim = (horizon + (1 if proprio_dim else 0)) * conv_channels
         self.denoiser = (
-            AdaLNDenoiser(horizon * action_dim, horizon * conv_channels, width, depth)
+            AdaLNDenoiser(horizon * action_dim, cond_dim, width, depth)
             if denoiser == "mlp" else
-            TemporalUNetDenoiser(horizon, action_dim, horizon * conv_channels, width))
+            TemporalUNetDenoiser(horizon, action_dim, cond_dim, width))
         self.diffusion = DiffusionSampler(train_steps, inference_steps)
 
-    def condition(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, F*S, C) -> flat per-action-step condition (B, horizon * conv_channels)."""
+    def condition(self, z: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, F*S, C) -> flat per-action-step condition (B, horizon * conv_channels), plus one
+        proprio feature when the head takes proprio ((B, F, P) normalised; None = zeros)."""
         if self.pooling == "attention":
-            return rearrange(self.query_readout(z), "b h c -> b (h c)")
-        grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=self.n_frames, h=self.grid_size)
-        per_frame = self.frame_fc(self.frame_conv(grid).flatten(1))
-        per_frame = rearrange(per_frame, "(b f) c -> b c f", f=self.n_frames)
-        per_step = F.interpolate(per_frame, size=self.horizon, mode="linear", align_corners=True)
-        return rearrange(per_step, "b c h -> b (h c)")
+            cond = rearrange(self.query_readout(z), "b h c -> b (h c)")
+        else:
+            grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=self.n_frames, h=self.grid_size)
+            per_frame = self.frame_fc(self.frame_conv(grid).flatten(1))
+            per_frame = rearrange(per_frame, "(b f) c -> b c f", f=self.n_frames)
+            per_step = F.interpolate(per_frame, size=self.horizon, mode="linear",
+                                     align_corners=True)
+            cond = rearrange(per_step, "b c h -> b (h c)")
+        if self.proprio_embed is None:
+            return cond
+        flat = (z.new_zeros(z.shape[0], self.proprio_dim) if proprio is None
+                else rearrange(proprio, "b f p -> b (f p)"))
+        return torch.cat([cond, self.proprio_embed(flat)], dim=-1)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
-                batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
+                batch_slice: slice = slice(None), global_batch: int | None = None,
+                proprio: torch.Tensor | None = None) -> torch.Tensor:
         """The loss, as forward() so DDP can wrap the head alone (the `head` training stage)."""
-        return self.loss(z, actions, repeats, generator, batch_slice, global_batch)
+        return self.loss(z, actions, repeats, generator, batch_slice, global_batch, proprio)
 
     def loss(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
-             batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
+             batch_slice: slice = slice(None), global_batch: int | None = None,
+             proprio: torch.Tensor | None = None) -> torch.Tensor:
         target = rearrange(actions, "b h a -> b (h a)")
         t, noise = self.diffusion.draw((repeats, global_batch or z.shape[0], target.shape[-1]),
                                        generator, z.device)
-        return self.diffusion.training_loss(self.denoiser, target, self.condition(z),
+        return self.diffusion.training_loss(self.denoiser, target, self.condition(z, proprio),
                                             t[:, batch_slice], noise[:, batch_slice])
 
-    def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
-        flat = self.diffusion.sample(self.denoiser, self.condition(z),
+    def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0,
+               proprio: torch.Tensor | None = None) -> torch.Tensor:
+        flat = self.diffusion.sample(self.denoiser, self.condition(z, proprio),
                                      self.horizon * self.action_dim, generator, temperature)
         return rearrange(flat, "b (h a) -> b h a", h=self.horizon)

@@ -100,9 +100,10 @@ class UVAPolicy:
         """obs: {'image': (F, S, S, 3) uint8 oldest->newest, 'state': (F, proprio_dim)}.
         Returns the action chunk (horizon, action_dim) in environment units."""
         images, state = self._check_obs(obs)
-        z = self.model.policy_latent(self.encode(images), self._proprio(state))
+        proprio = self._proprio(state)
+        z = self.model.policy_latent(self.encode(images), proprio)
         return self._actions_out(self.model.action_head.sample(
-            z, self._generator(seed), self.cfg.action_temperature)[0])
+            z, self._generator(seed), self.cfg.action_temperature, proprio)[0])
 
     def _actions_out(self, normalized: torch.Tensor) -> np.ndarray:
         """Clip to the demonstrated range ([-1, 1] normalised) before mapping to env units:

@@ -42,7 +42,8 @@ STAGES = ("vae", "video", "joint")
 HEAD_STAGE = "head"
 ACTION_HEAD_FIELDS = ("action_denoiser", "action_head_width", "action_head_depth",
                       "action_conv_channels", "action_pooling", "action_inference_steps",
-                      "n_action_steps", "inverse_action_head", "action_temperature")
+                      "n_action_steps", "inverse_action_head", "action_temperature",
+                      "action_proprio")
 """Config fields the `head` stage may change: the rest of the model is kept, frozen."""
 
 
@@ -426,8 +427,8 @@ class HeadsByMode(torch.nn.ModuleDict):
     """The action head(s) the head stage trains, keyed by the mode each decodes (one module,
     possibly listed twice, so DDP can wrap them with a single forward)."""
 
-    def forward(self, mode: str, *args):
-        return self[mode](*args)
+    def forward(self, mode: str, *args, **kwargs):
+        return self[mode](*args, **kwargs)
 
 
 @torch.no_grad()
@@ -471,10 +472,13 @@ def train_head(buf, init: Path, args, out, info):
     missing, unexpected = model.load_state_dict(keep, strict=False)
     if unexpected or any(not k.startswith(HEAD_PREFIXES) for k in missing):
         raise CheckpointError(f"{init}: weights do not fit the head stage's model")
-    latents, actions, proprio, train_idx, val_idx, val_eps = training_windows(
-        model, buf, normalizers, args, out, info)
     wanted = args.modes or list(cfg.task_weights)  # a UVA-action file: the policy only
     modes = [m for m in HEAD_MODES if m in wanted]
+    if fresh_head and cfg.inverse_action_head and "inverse_model" not in modes:
+        raise ValueError("a new action-head shape replaces the inverse-dynamics head too: "
+                         "fit it as well (--modes policy_model inverse_model)")
+    latents, actions, proprio, train_idx, val_idx, val_eps = training_windows(
+        model, buf, normalizers, args, out, info)
     model.requires_grad_(False)
     heads = HeadsByMode({m: model.head_for(m) for m in modes}).requires_grad_(True)
     params = list(heads.parameters())
@@ -484,18 +488,24 @@ def train_head(buf, init: Path, args, out, info):
              for m in modes}
     val_actions = actions[val_idx.actions[val_rows]].to(args.device)
 
+    def head_proprio(mode, index, rows):
+        """What the head gets as proprio: the history's (policy mode), none for inverse."""
+        return proprio[index.history[rows]].to(args.device) if mode == "policy_model" else None
+
     def loss_fn(module, step, gen, part):
         rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
         mode = modes[np.random.default_rng([args.seed, step, 1]).integers(len(modes))]
         mine = rows[part]
         loss = module(mode, train_z[mode][mine], actions[train_idx.actions[mine]].to(args.device),
-                      cfg.diffusion_batch_mul, gen, part, len(rows))
+                      cfg.diffusion_batch_mul, gen, part, len(rows),
+                      proprio=head_proprio(mode, train_idx, mine))
         return loss, {f"{mode}/action": loss.item()}
 
     @torch.no_grad()
     def val_fn(m):
         return {mode: m.head_for(mode).loss(val_z[mode], val_actions, cfg.diffusion_batch_mul,
-                                            torch.Generator().manual_seed(1234)).item()
+                                            torch.Generator().manual_seed(1234),
+                                            proprio=head_proprio(mode, val_idx, val_rows)).item()
                 for mode in modes}
 
     prior_steps = (total_steps(init_meta) or 0) if init_meta.get("stage") == HEAD_STAGE else 0
