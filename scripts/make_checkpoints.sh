@@ -216,3 +216,8 @@ $UVA2 eval --ckpt outputs/ship_pusht_split --env pusht --episodes 50 --gifs 0 --
     --out outputs/eval_pusht_shipped_v5_exec2
 $UVA2 eval --ckpt runs/pusht_head_attn/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_head_attn_exec4
+$UVA2 train --data data/pusht.zarr --stage head --init outputs/ship_pusht_gpu --modes policy_model \
+    --head-steps 8000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+    --out runs/pusht_head_proprio --config '{"action_proprio": true}'
+$UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 --action-steps 4 --gifs 0 \
+    --data data/pusht.zarr --out outputs/eval_pusht_head_proprio
