@@ -53,10 +53,12 @@ def representations(ckpt: str, buf, batch: int = 256) -> dict[str, torch.Tensor]
                                        cfg.latent_scale)
                          for i in tqdm(range(0, len(buf.img), batch), desc="VAE latents")])
     proprio = torch.as_tensor(norms["proprio"].normalize(buf.state), dtype=torch.float32)
-    z = head_latents(model, "policy_model", latents, proprio,
-                     WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame), "cpu")
+    windows = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame)
+    z = head_latents(model, "policy_model", latents, proprio, windows, "cpu")
     newest = slice((cfg.n_frames - 1) * cfg.tokens_per_frame, None)
-    condition = torch.cat([model.action_head.condition(z[i:i + batch])
+    history_proprio = proprio[windows.history]  # what an `action_proprio` head also reads
+    condition = torch.cat([model.action_head.condition(z[i:i + batch],
+                                                       history_proprio[i:i + batch])
                            for i in range(0, len(z), batch)])
     return {"vae_latent": latents.flatten(1), "joint_latent": z[:, newest].flatten(1),
             "action_condition": condition}
