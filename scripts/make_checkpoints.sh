@@ -221,3 +221,5 @@ $UVA2 train --data data/pusht.zarr --stage head --init outputs/ship_pusht_gpu --
     --out runs/pusht_head_proprio --config '{"action_proprio": true}'
 $UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 --action-steps 4 --gifs 0 \
     --data data/pusht.zarr --out outputs/eval_pusht_head_proprio
+$UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_proprio_exec4

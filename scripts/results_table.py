@@ -182,7 +182,7 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
              ("pusht_head_dagger", "the shipped (session-6) head continued on the demos + 160 "
               "DAgger episodes (session 7), policy latents", None),
              ("pusht_head_proprio", "fresh MLP head that also takes the proprio directly "
-              "(`action_proprio`; session 7), policy latents", None))
+              "(`action_proprio`; session 7), policy latents", "tune_pusht_head_proprio_exec4"))
 """`uva train --stage head` refits of the session-4 PushT file: (run, name, fresh-seed eval),
 scored in outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
 
