@@ -183,8 +183,9 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
               "DAgger episodes (session 7), policy latents", None),
              ("pusht_head_proprio", "fresh MLP head that also takes the proprio directly "
               "(`action_proprio`; session 7), policy latents", "tune_pusht_head_proprio_exec4"))
-"""`uva train --stage head` refits of the session-4 PushT file: (run, name, fresh-seed eval),
-scored in outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
+"""`uva train --stage head` refits of the session-4 PushT backbone (the DAgger row refits the
+session-6 head): (run, name, fresh-seed eval), scored in outputs/eval_<run>[_exec8] and, on
+seeds 200000-, outputs/<fresh>."""
 
 
 def head_rows():
@@ -198,10 +199,11 @@ def head_rows():
         fresh = load(f"outputs/{fresh_run}/eval.json") if fresh_run else None
         for r in sorted(evals, key=lambda r: r["n_action_steps"]):
             mean, sem = score_stats(r)
-            refit = load(f"{r['ckpt']}/config.json") if run != "gpu_pusht2" else None
+            cfg = load(f"{r['ckpt']}/config.json") or {}
+            head_steps = cfg["steps"] if cfg.get("stage") == "head" else 0
             other = ("{:.3f} ± {:.3f}, ".format(*score_stats(fresh)) + f"{fresh['success_rate']:.2f}"
                      if fresh and fresh["n_action_steps"] == r["n_action_steps"] else "–")
-            print(f"| {name} | {refit['steps'] if refit else 0} | {r['n_action_steps']} | "
+            print(f"| {name} | {head_steps} | {r['n_action_steps']} | "
                   f"{mean:.3f} ± {sem:.3f} | {r['success_rate']:.2f} | {other} | " + (
                       f"{dyn['policy_open_loop_mae_normalized']:.3f} | "
                       f"{dyn['inverse_dynamics_mae_normalized']:.3f} |" if dyn else "– | – |"))

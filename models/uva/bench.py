@@ -63,13 +63,13 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30) ->
     one = torch.from_numpy(frames[:1]).to(device)
     vae_ms = _times(lambda: encode_frames(m.vae, one, cfg.latent_scale), repeats)
     count = lambda mod: 0 if mod is None else int(sum(p.numel() for p in mod.parameters()))
-    heads = {"vae": count(m.vae), "video_head": count(m.video_head),
+    parts = {"vae": count(m.vae), "video_head": count(m.video_head),
              "action_head": count(m.action_head),
              "inverse_action_head": count(m.inverse_action_head)}
     result = {
         "checkpoint": ckpt_used, "device": device, "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
-        "params": {"total": count(m), "transformer": count(m) - sum(heads.values()), **heads},
+        "params": {"total": count(m), "transformer": count(m) - sum(parts.values()), **parts},
         "predict_action_ms": {"median": float(np.median(action_ms)),
                               "p95": float(np.percentile(action_ms, 95))},
         "predict_video_ms": {"median": float(np.median(video_ms)),

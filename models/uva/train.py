@@ -34,6 +34,7 @@ from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_
                          load_vae, save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, read_replay_buffer, split_episodes
+from .masking import MODE_SPECS
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
 from .vae import encode_frames, images_to_tensor, psnr
@@ -45,6 +46,10 @@ ACTION_HEAD_FIELDS = ("action_denoiser", "action_head_width", "action_head_depth
                       "n_action_steps", "inverse_action_head", "action_temperature",
                       "action_proprio")
 """Config fields the `head` stage may change: the rest of the model is kept, frozen."""
+HEAD_SHAPE_NEUTRAL_FIELDS = ("action_inference_steps", "n_action_steps", "action_temperature",
+                             "inverse_action_head")
+"""Of those, the ones that leave the existing heads' weights usable (sampling and execution
+settings, and splitting off an inverse head, which starts as a copy of the shared one)."""
 
 
 @dataclass
@@ -461,8 +466,7 @@ def train_head(buf, init: Path, args, out, info):
     cfg = UVAConfig.from_dict({**cfg.to_dict(), **args.config_overrides})
     model = UVAModel(cfg).to(args.device)
     fresh_head = any(getattr(source.cfg, k) != getattr(cfg, k) for k in args.config_overrides
-                     if k not in ("action_inference_steps", "n_action_steps",
-                                  "action_temperature", "inverse_action_head"))
+                     if k not in HEAD_SHAPE_NEUTRAL_FIELDS)
     state = source.state_dict()
     if cfg.inverse_action_head and source.inverse_action_head is None:
         state |= {"inverse_" + k: v for k, v in state.items() if k.startswith("action_head.")}
@@ -489,8 +493,10 @@ def train_head(buf, init: Path, args, out, info):
     val_actions = actions[val_idx.actions[val_rows]].to(args.device)
 
     def head_proprio(mode, index, rows):
-        """What the head gets as proprio: the history's (policy mode), none for inverse."""
-        return proprio[index.history[rows]].to(args.device) if mode == "policy_model" else None
+        """What the head gets as proprio: the history's where the mode sees the history (as
+        UVAModel.forward), none for inverse dynamics."""
+        return (proprio[index.history[rows]].to(args.device) if MODE_SPECS[mode].use_history
+                else None)
 
     def loss_fn(module, step, gen, part):
         rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
