@@ -105,6 +105,27 @@ def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
     assert gif.n_frames == result["per_episode"][0]["steps"]
 
 
+def test_collect_with_base_appends_new_expert_demos_and_refuses_reused_seeds(tiny_data, tmp_path,
+                                                                           capsys):
+    """More demonstrations for the same task: the base episodes come first unchanged, the new
+    ones follow on new seeds, and a seed range the base already used is refused (no episode twice)."""
+    base = read_replay_buffer(tiny_data)
+    out = tmp_path / "more.zarr"
+    first_new = max(base.attrs["seeds"]) + 1
+    assert uva_main(["collect", "--env", "pusht", "--episodes", "1", "--out", str(out),
+                     "--base", str(tiny_data), "--seed", str(first_new)]) == 0
+    buf = read_replay_buffer(out)
+    n = len(base.action)
+    assert buf.n_episodes == base.n_episodes + 1
+    assert np.array_equal(buf.img[:n], base.img) and np.array_equal(buf.state[:n], base.state)
+    assert buf.attrs["seeds"][:-1] == base.attrs["seeds"] and buf.attrs["seeds"][-1] >= first_new
+    assert json.loads(open(str(out) + ".json").read())["base_episodes"] == base.n_episodes
+    rc = uva_main(["collect", "--env", "pusht", "--episodes", "1", "--out", str(tmp_path / "x.zarr"),
+                   "--base", str(tiny_data), "--seed", str(base.attrs["seeds"][0])])
+    assert rc == 2 and "already holds seeds" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
+
+
 def test_corrections_extend_the_demos_with_expert_labels_on_policy_states(tiny_data, tiny_ckpt,
                                                                           tmp_path, capsys):
     """DAgger collection: the untrained policy wanders, every state it visits is labelled with the

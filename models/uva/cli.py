@@ -33,7 +33,7 @@ def cmd_collect(a) -> dict:
     else:
         from .data import collect
         summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
-                          keep_failures=a.keep_failures, seed=a.seed)
+                          keep_failures=a.keep_failures, seed=a.seed, base=a.base)
     atomic_write_json(Path(str(a.out) + ".json"), summary)
     return summary
 
@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--corrections-from", default=None, metavar="CKPT",
                    help="DAgger: roll out this policy and label its states with the expert; "
                         "--out gets --base's demos plus these episodes")
-    c.add_argument("--base", default=None, help="demonstrations extended by --corrections-from")
+    c.add_argument("--base", default=None,
+                   help="a replay buffer that --out extends: --out gets its episodes followed by "
+                        "the new expert demos (or --corrections-from episodes)")
     c.set_defaults(fn=cmd_collect)
 
     t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")

@@ -97,17 +97,41 @@ def _episode(imgs: list, states: list, actions: list) -> dict:
             "action": np.array(actions, np.float32)}
 
 
+def base_episodes(base: str | Path, env_name: str) -> tuple[ReplayBuffer, list[dict]]:
+    """The replay buffer a collection extends, and its episodes in `_episode`'s form."""
+    demos = read_replay_buffer(base)
+    if demos.attrs.get("env") != env_name:
+        raise DatasetError(f"{base}: holds env '{demos.attrs.get('env')}', not '{env_name}'")
+    return demos, [{"img": demos.img[s], "state": demos.state[s], "action": demos.action[s]}
+                   for s in demos.episode_slices()]
+
+
 def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 64,
-            keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4) -> dict:
-    """Roll out the scripted expert and save a replay buffer. Returns a summary dict."""
+            keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4,
+            base: str | Path | None = None) -> dict:
+    """Roll out the scripted expert and save a replay buffer. Returns a summary dict. With
+    `base`, `out` holds that buffer's episodes followed by the new ones (more demonstrations
+    for the same task; seeds it already used are refused, so no episode is recorded twice)."""
     from .envs import make_env
 
+    episodes, seeds, base_attrs = [], [], {}
+    if base is not None:
+        demos, episodes = base_episodes(base, env_name)
+        seeds, base_attrs = list(demos.attrs.get("seeds", [])), demos.attrs
+        if int(demos.img.shape[1]) != image_size:
+            raise DatasetError(f"{base}: frames are {demos.img.shape[1]} px, not {image_size}")
+        reused = set(seeds) & set(range(seed, seed + max_attempts_factor * n_episodes))
+        if reused:
+            raise DatasetError(f"{base} already holds seeds {sorted(reused)[:5]}...: "
+                               f"pick --seed above {max(seeds)}")
+    n_base = len(episodes)
     env = make_env(env_name)
-    episodes, seeds, outcomes = [], [], []
+    outcomes = []
     attempt_seed = seed
     bar = tqdm(total=n_episodes, desc=f"collect {env_name}", unit="ep")
     try:
-        while len(episodes) < n_episodes and attempt_seed < seed + max_attempts_factor * n_episodes:
+        while (len(episodes) - n_base < n_episodes
+               and attempt_seed < seed + max_attempts_factor * n_episodes):
             obs = env.reset(attempt_seed)
             imgs, states, actions = [], [], []
             success = False
@@ -131,11 +155,12 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
         bar.close()
         env.close()
     n_success = sum(s for _, s, _ in outcomes)
-    summary = {"env": env_name, "episodes": len(episodes), "attempts": len(outcomes),
+    summary = {"env": env_name, "episodes": len(episodes), "base_episodes": n_base,
+               "attempts": len(outcomes),
                "expert_success_rate": n_success / max(len(outcomes), 1),
                "expert_mean_score": float(np.mean([sc for *_, sc in outcomes])) if outcomes else 0.0,
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
-    write_replay_buffer(out, episodes, {"env": env_name, "image_size": image_size,
+    write_replay_buffer(out, episodes, {**base_attrs, "env": env_name, "image_size": image_size,
                                         "seeds": seeds, "control_hz": env.control_hz})
     return summary
 
@@ -150,14 +175,10 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
     from .evaluate import rollout
     from .policy import load_policy
 
-    demos = read_replay_buffer(base)
-    if demos.attrs.get("env") != env_name:
-        raise DatasetError(f"{base}: holds env '{demos.attrs.get('env')}', not '{env_name}'")
+    demos, episodes = base_episodes(base, env_name)
     image_size = int(demos.img.shape[1])
     policy = load_policy(ckpt)
     env = make_env(env_name)
-    episodes = [{"img": demos.img[s], "state": demos.state[s], "action": demos.action[s]}
-                for s in demos.episode_slices()]
     scores = []
     try:
         for i in tqdm(range(n_episodes), desc=f"corrections {env_name}", unit="ep"):
