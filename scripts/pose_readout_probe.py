@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "models"))
 
 from state_policy_probe import true_states  # noqa: E402
 from uva.checkpoint import atomic_write, atomic_write_json, load_checkpoint  # noqa: E402
-from uva.data import WindowIndex, read_replay_buffer, split_episodes  # noqa: E402
+from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
 from uva.train import head_latents  # noqa: E402
 from uva.vae import encode_frames, images_to_tensor  # noqa: E402
 
@@ -141,7 +141,7 @@ def main() -> None:
     true_pose = np.stack([states[:, 2], states[:, 3], np.arctan2(states[:, 4], states[:, 5])], 1)
     targets = torch.as_tensor(np.concatenate([states[:, 2:4] / WORKSPACE_PX, states[:, 4:6]], 1),
                               dtype=torch.float32)
-    train_eps, val_eps = split_episodes(buf.n_episodes, 0.05)  # the split uva train uses
+    train_eps, val_eps = buf.train_val_episodes(0.05)  # the split uva train uses
     train_rows, val_rows = buf.frame_indices(train_eps), buf.frame_indices(val_eps)
     features = representations(a.ckpt, buf)
     mean_pose = targets[train_rows].mean(0, keepdim=True).expand(len(val_rows), -1)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "models"))
 
 from uva.checkpoint import atomic_write, atomic_write_json  # noqa: E402
 from uva.config import UVAConfig  # noqa: E402
-from uva.data import WindowIndex, read_replay_buffer, split_episodes  # noqa: E402
+from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
 from uva.envs.pusht import PushTEnv  # noqa: E402
 from uva.evaluate import rollout  # noqa: E402
 from uva.heads import AdaLNDenoiser, DiffusionSampler, TemporalUNetDenoiser  # noqa: E402
@@ -120,7 +120,7 @@ def main() -> None:
     norms = {"state": MinMaxNormalizer.fit(states), "action": MinMaxNormalizer.fit(buf.action)}
     s = torch.as_tensor(norms["state"].normalize(states), dtype=torch.float32)
     act = torch.as_tensor(norms["action"].normalize(buf.action), dtype=torch.float32)
-    train_eps, _ = split_episodes(buf.n_episodes, 0.05)  # the split uva train uses
+    train_eps, _ = buf.train_val_episodes(0.05)  # the split uva train uses
     index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
     target_dim, cond_dim = cfg.horizon * cfg.action_dim, cfg.n_frames * states.shape[1]
     denoiser = (AdaLNDenoiser(target_dim, cond_dim, cfg.action_head_width, cfg.action_head_depth)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from uva import load_policy
 from uva.checkpoint import atomic_write_json
-from uva.data import read_replay_buffer, split_episodes
+from uva.data import read_replay_buffer
 from uva.evaluate import psnr_uint8
 
 MOVING_THRESHOLD = 40  # summed |RGB difference| from the median frame that counts as "moving"
@@ -32,7 +32,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(2)
     buf = read_replay_buffer(a.data)
-    _, val_eps = split_episodes(buf.n_episodes)
+    _, val_eps = buf.train_val_episodes()
     frames = buf.frame_indices(val_eps)
     frames = frames[np.linspace(0, len(frames) - 1, min(a.frames, len(frames))).astype(int)]
     originals = buf.img[frames]

@@ -120,6 +120,12 @@ def test_collect_with_base_appends_new_expert_demos_and_refuses_reused_seeds(tin
     assert np.array_equal(buf.img[:n], base.img) and np.array_equal(buf.state[:n], base.state)
     assert buf.attrs["seeds"][:-1] == base.attrs["seeds"] and buf.attrs["seeds"][-1] >= first_new
     assert json.loads(open(str(out) + ".json").read())["base_episodes"] == base.n_episodes
+    # each collection splits on its own: what was held out of the base stays held out
+    assert buf.attrs["segments"] == [base.n_episodes, 1]
+    base_train, base_val = base.train_val_episodes()
+    train, val = buf.train_val_episodes()
+    assert val[:len(base_val)] == base_val and train[:len(base_train)] == base_train
+    assert val[-1] == base.n_episodes  # the one new episode is its segment's validation episode
     rc = uva_main(["collect", "--env", "pusht", "--episodes", "1", "--out", str(tmp_path / "x.zarr"),
                    "--base", str(tiny_data), "--seed", str(base.attrs["seeds"][0])])
     assert rc == 2 and "already holds seeds" in capsys.readouterr().err
@@ -197,6 +203,9 @@ def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
     ep = {"img": np.zeros((10, 64, 64, 3), np.uint8), "state": np.zeros((10, 8), np.float32),
           "action": np.random.rand(10, 8).astype(np.float32)}
     write_replay_buffer(tmp_path / "panda_like.zarr", [ep], {})
+    write_replay_buffer(tmp_path / "segments.zarr", [ep], {"segments": [1, 2]})
+    with pytest.raises(DatasetError, match="do not add up to its 1 episodes"):
+        read_replay_buffer(tmp_path / "segments.zarr")
     from uva.bench import random_checkpoint
     from uva import UVAConfig
     random_checkpoint(tmp_path / "ck", UVAConfig(**TINY))

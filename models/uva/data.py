@@ -35,6 +35,18 @@ class ReplayBuffer:
         starts = np.concatenate([[0], self.episode_ends[:-1]])
         return [slice(int(s), int(e)) for s, e in zip(starts, self.episode_ends)]
 
+    def train_val_episodes(self, val_fraction: float = 0.05) -> tuple[list[int], list[int]]:
+        """(train, validation) episodes. A buffer extended by `collect --base` splits each
+        collection (`segments`, episode counts in order) on its own, so its base episodes keep
+        the split a model trained on the base saw: its held-out episodes stay held out."""
+        train, val, start = [], [], 0
+        for count in self.attrs.get("segments") or [self.n_episodes]:
+            t, v = split_episodes(count, val_fraction)
+            train += [start + e for e in t]
+            val += [start + e for e in v]
+            start += count
+        return train, val
+
     def frame_indices(self, episodes: list[int]) -> np.ndarray:
         """Indices of every frame of the given episodes, in order."""
         slices = self.episode_slices()
@@ -82,6 +94,10 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
     if len(buf.img) != n or len(buf.state) != n or buf.episode_ends[-1] != n:
         raise DatasetError(f"{path}: inconsistent lengths (img {len(buf.img)}, state "
                            f"{len(buf.state)}, action {n}, episode_ends[-1] {buf.episode_ends[-1]})")
+    segments = buf.attrs.get("segments")
+    if segments is not None and (sum(segments) != buf.n_episodes or min(segments) < 1):
+        raise DatasetError(f"{path}: attrs 'segments' {segments} do not add up to its "
+                           f"{buf.n_episodes} episodes")
     if np.any(np.diff(buf.episode_ends) <= 0):
         raise DatasetError(f"{path}: episode_ends must be strictly increasing")
     if buf.img.ndim != 4 or buf.img.shape[-1] != 3 or buf.img.dtype != np.uint8:
@@ -95,6 +111,12 @@ def _episode(imgs: list, states: list, actions: list) -> dict:
     """One recorded episode in the arrays and dtypes `write_replay_buffer` stores."""
     return {"img": np.stack(imgs), "state": np.array(states, np.float32),
             "action": np.array(actions, np.float32)}
+
+
+def extended_attrs(demos: ReplayBuffer, n_new: int) -> dict:
+    """Attributes of `demos` extended by `n_new` episodes: one more collection segment."""
+    return {**demos.attrs, "segments": list(demos.attrs.get("segments") or [demos.n_episodes])
+            + [n_new]}
 
 
 def base_episodes(base: str | Path, env_name: str) -> tuple[ReplayBuffer, list[dict]]:
@@ -114,10 +136,10 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
     for the same task; seeds it already used are refused, so no episode is recorded twice)."""
     from .envs import make_env
 
-    episodes, seeds, base_attrs = [], [], {}
+    episodes, seeds, demos = [], [], None
     if base is not None:
         demos, episodes = base_episodes(base, env_name)
-        seeds, base_attrs = list(demos.attrs.get("seeds", [])), demos.attrs
+        seeds = list(demos.attrs.get("seeds", []))
         if int(demos.img.shape[1]) != image_size:
             raise DatasetError(f"{base}: frames are {demos.img.shape[1]} px, not {image_size}")
         reused = set(seeds) & set(range(seed, seed + max_attempts_factor * n_episodes))
@@ -160,6 +182,7 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
                "expert_success_rate": n_success / max(len(outcomes), 1),
                "expert_mean_score": float(np.mean([sc for *_, sc in outcomes])) if outcomes else 0.0,
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
+    base_attrs = extended_attrs(demos, len(episodes) - n_base) if demos is not None else {}
     write_replay_buffer(out, episodes, {**base_attrs, "env": env_name, "image_size": image_size,
                                         "seeds": seeds, "control_hz": env.control_hz})
     return summary
@@ -199,7 +222,7 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
                "correction_episodes": n_episodes, "correction_policy": str(ckpt),
                "policy_mean_score": float(np.mean(scores)),
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
-    write_replay_buffer(out, episodes, {**demos.attrs, "seeds": seeds,
+    write_replay_buffer(out, episodes, {**extended_attrs(demos, n_episodes), "seeds": seeds,
                                         "correction_episodes": n_episodes,
                                         "correction_policy": str(ckpt)})
     return summary
@@ -209,8 +232,9 @@ SPLIT_SEED = 0
 
 
 def split_episodes(n_episodes: int, val_fraction: float = 0.05) -> tuple[list[int], list[int]]:
-    """(train, validation) episodes. The split belongs to the dataset, not to a run: a run
-    continued with another --seed, and the held-out dynamics metrics, see the same episodes."""
+    """(train, validation) episodes of one collection (see ReplayBuffer.train_val_episodes).
+    The split belongs to the dataset, not to a run: a run continued with another --seed, and
+    the held-out dynamics metrics, see the same episodes."""
     order = np.random.default_rng(SPLIT_SEED).permutation(n_episodes)
     n_val = max(1, int(round(n_episodes * val_fraction))) if n_episodes > 1 else 0
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist()) or sorted(order.tolist())

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import atomic_write_json, total_steps
-from .data import WindowIndex, read_replay_buffer, split_episodes
+from .data import WindowIndex, read_replay_buffer
 from .policy import UVAPolicy, load_policy
 from .vae import psnr as _psnr_t
 from .vae import resize
@@ -126,7 +126,7 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
     position targets of the state (both envs here): what a policy must beat to be steering."""
     cfg = policy.cfg
     buf = read_replay_buffer(data)
-    held = policy.meta.get("val_episodes") or split_episodes(buf.n_episodes)[1]
+    held = policy.meta.get("val_episodes") or buf.train_val_episodes()[1]
     if max(held) >= buf.n_episodes:
         raise ValueError(f"{data}: has {buf.n_episodes} episodes, but the checkpoint's validation "
                          f"episodes go up to {max(held)}: not the dataset it was trained on")

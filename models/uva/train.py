@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
                          load_vae, save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
-from .data import DatasetError, WindowIndex, read_replay_buffer, split_episodes
+from .data import DatasetError, WindowIndex, read_replay_buffer
 from .masking import MODE_SPECS
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
@@ -294,7 +294,7 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     model = UVAModel(cfg).to(args.device)
     model.vae.requires_grad_(True)
     params = list(model.vae.parameters())
-    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction)
+    train_eps, val_eps = buf.train_val_episodes(args.val_fraction)
     train_frames, val_frames = buf.frame_indices(train_eps), buf.frame_indices(val_eps)
     val_frames = val_frames[np.linspace(0, len(val_frames) - 1, min(256, len(val_frames))).astype(int)]
     imgs = torch.from_numpy(buf.img)
@@ -367,7 +367,7 @@ def training_windows(model: UVAModel, buf, normalizers, args, out: Path, info: D
                               dtype=torch.float32)
     proprio = torch.as_tensor(normalizers["proprio"].normalize(buf.state.astype(np.float64)),
                               dtype=torch.float32)
-    train_eps, val_eps = split_episodes(buf.n_episodes, args.val_fraction)
+    train_eps, val_eps = buf.train_val_episodes(args.val_fraction)
     train_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
     val_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, val_eps)
     return latents, actions, proprio, train_idx, val_idx, val_eps
