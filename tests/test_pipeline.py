@@ -132,6 +132,27 @@ def test_collect_with_base_appends_new_expert_demos_and_refuses_reused_seeds(tin
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_joint_stage_from_init_takes_task_weights_and_refuses_shape_changes(tiny_data, tiny_ckpt,
+                                                                           tmp_path, capsys):
+    """--config task_weights tilt a continued joint stage's mode sampling (here: policy only, the
+    rest weighted 0); a field the --init weights fix is refused, not silently ignored."""
+    run = tmp_path / "tilted"
+    weights = {m: 0.0 for m in ("video_model", "dynamic_model", "inverse_model", "full_dynamic_model")}
+    assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
+                     "--stage", "joint", "--init", str(tiny_ckpt), "--joint-steps", "6",
+                     "--batch-size", "4", "--eval-every", "6", "--config",
+                     json.dumps({"task_weights": {**weights, "policy_model": 2.0}})]) == 0
+    rows = [json.loads(l) for l in (run / "joint" / "log.jsonl").read_text().splitlines()]
+    trained = {k.split("/")[1] for r in rows for k in r if k.startswith("train/")}
+    assert trained == {"policy_model"}
+    saved = json.loads((run / "joint" / "final" / "config.json").read_text())["uva_config"]
+    assert saved["task_weights"]["policy_model"] == 2.0
+    bad = tmp_path / "bad"
+    assert uva_main(["train", "--data", str(tiny_data), "--out", str(bad), "--stage", "joint",
+                     "--init", str(tiny_ckpt), "--config", '{"width": 32}']) == 2
+    assert "not ['width']" in capsys.readouterr().err and not bad.exists()
+
+
 def test_corrections_extend_the_demos_with_expert_labels_on_policy_states(tiny_data, tiny_ckpt,
                                                                           tmp_path, capsys):
     """DAgger collection: the untrained policy wanders, every state it visits is labelled with the

@@ -88,7 +88,7 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
 
 
-def _read_config(path: Path) -> tuple[UVAConfig, dict[str, MinMaxNormalizer], dict]:
+def read_config(path: Path) -> tuple[UVAConfig, dict[str, MinMaxNormalizer], dict]:
     """(cfg, normalizers, the rest of config.json) of a checkpoint directory, each checked."""
     if not path.is_dir():
         raise CheckpointError(f"{path}: checkpoint directory not found")
@@ -136,7 +136,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     from .model import UVAModel
 
     path = Path(path)
-    cfg, normalizers, meta = _read_config(path)
+    cfg, normalizers, meta = read_config(path)
     model = UVAModel(cfg)
     model.load_state_dict(_read_weights(path, model.state_dict()))
     return model.to(device).eval(), cfg, normalizers, meta
@@ -149,6 +149,6 @@ def load_vae(path: str | Path):
     from .vae import build_vae
 
     path = Path(path)
-    cfg, normalizers, meta = _read_config(path)
+    cfg, normalizers, meta = read_config(path)
     expected = build_vae(cfg).state_dict()
     return cfg, normalizers, meta, _read_weights(path, expected, prefix="vae.")

@@ -31,7 +31,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
-                         load_vae, save_checkpoint, total_steps)
+                         load_vae, read_config, save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, read_replay_buffer
 from .masking import MODE_SPECS
@@ -379,8 +379,9 @@ def train_transformer(stage, buf, init: Path, args, out, info):
     check_dataset_fits(buf, cfg, args.data, init)
     if stage == "video":
         cfg.task_weights = {"video_model": 1.0}
-    else:
-        cfg.task_weights = {m: 1.0 for m in (args.modes or TASK_MODES)}
+    else:  # --config task_weights tilt the mode sampling (e.g. the policy up); 1 where unnamed
+        weights = args.config_overrides.get("task_weights") or {}
+        cfg.task_weights = {m: float(weights.get(m, 1.0)) for m in (args.modes or TASK_MODES)}
     model.cfg = cfg
     model.vae.requires_grad_(False)
     params = [p for n, p in model.named_parameters() if not n.startswith("vae.")]
@@ -476,7 +477,7 @@ def train_head(buf, init: Path, args, out, info):
     missing, unexpected = model.load_state_dict(keep, strict=False)
     if unexpected or any(not k.startswith(HEAD_PREFIXES) for k in missing):
         raise CheckpointError(f"{init}: weights do not fit the head stage's model")
-    wanted = args.modes or list(cfg.task_weights)  # a UVA-action file: the policy only
+    wanted = args.modes or cfg.active_modes  # a UVA-action file: the policy only
     modes = [m for m in HEAD_MODES if m in wanted]
     if fresh_head and cfg.inverse_action_head and "inverse_model" not in modes:
         raise ValueError("a new action-head shape replaces the inverse-dynamics head too: "
@@ -545,6 +546,22 @@ def vae_stage_from(source: Path, overrides: dict, out: Path, buf, data_path) -> 
     return out
 
 
+STAGE_WEIGHTING_FIELDS = ("task_weights",)
+"""Config fields a transformer stage started from --init may change: they weight its losses."""
+
+
+def check_overrides_fit(init: Path, overrides: dict) -> None:
+    """A stage continuing --init's weights keeps that model's shape: --config fields that would
+    differ from its config are refused up front instead of being silently ignored."""
+    cfg = read_config(init)[0]
+    wanted = UVAConfig.from_dict({**cfg.to_dict(), **overrides})
+    changed = sorted(k for k in overrides
+                     if k not in STAGE_WEIGHTING_FIELDS and getattr(wanted, k) != getattr(cfg, k))
+    if changed:
+        raise ValueError(f"--init {init} fixes the model; --config may change only "
+                         f"{STAGE_WEIGHTING_FIELDS} here, not {changed}")
+
+
 def check_dataset_fits(buf, cfg: UVAConfig, data_path, ckpt_path) -> None:
     if buf.action.shape[1] != cfg.action_dim or buf.state.shape[1] != cfg.proprio_dim:
         raise DatasetError(
@@ -588,6 +605,8 @@ def train(args: TrainArgs) -> dict:
             if not init.is_dir():
                 raise CheckpointError(f"--stage head refits a trained model's action head: "
                                       f"pass --init CKPT (or train {init} first)")
+    if init is not None and args.stage in ("video", "joint"):
+        check_overrides_fit(init, args.config_overrides)
     if args.vae_from:
         if args.stage in ("vae", HEAD_STAGE) or args.init:
             raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
