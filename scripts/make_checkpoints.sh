@@ -223,3 +223,14 @@ $UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 -
     --data data/pusht.zarr --out outputs/eval_pusht_head_proprio
 $UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_head_proprio_exec4
+# Session 8 (CPU): 400 more expert demos on new seeds (the base's 200 first; each collection
+# splits train/validation on its own, so the backbone's held-out episodes stay held out), and the
+# shipped policy head refitted on all 600
+$UVA2 collect --env pusht --episodes 400 --seed 1000 --base data/pusht.zarr --out data/pusht_600.zarr
+$UVA2 train --data data/pusht_600.zarr --stage head --init models/checkpoints/pusht --modes policy_model \
+    --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+    --out runs/pusht_head_600
+$UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
+    --data data/pusht_600.zarr --out outputs/eval_pusht_head_600
+$UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_600_exec4

@@ -135,18 +135,25 @@ def test_collect_with_base_appends_new_expert_demos_and_refuses_reused_seeds(tin
 def test_joint_stage_from_init_takes_task_weights_and_refuses_shape_changes(tiny_data, tiny_ckpt,
                                                                            tmp_path, capsys):
     """--config task_weights tilt a continued joint stage's mode sampling (here: policy only, the
-    rest weighted 0); a field the --init weights fix is refused, not silently ignored."""
+    rest weighted 0); a field the --init weights fix is refused, not silently ignored. Continuing
+    a head refit, the joint steps count on from its backbone's."""
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    model, cfg, norms, _ = load_checkpoint(tiny_ckpt)
+    head_file = tmp_path / "head_refit"
+    save_checkpoint(head_file, model, cfg, norms,
+                    {"stage": "head", "total_steps": 50, "backbone_total_steps": 40})
     run = tmp_path / "tilted"
     weights = {m: 0.0 for m in ("video_model", "dynamic_model", "inverse_model", "full_dynamic_model")}
     assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
-                     "--stage", "joint", "--init", str(tiny_ckpt), "--joint-steps", "6",
+                     "--stage", "joint", "--init", str(head_file), "--joint-steps", "6",
                      "--batch-size", "4", "--eval-every", "6", "--config",
                      json.dumps({"task_weights": {**weights, "policy_model": 2.0}})]) == 0
     rows = [json.loads(l) for l in (run / "joint" / "log.jsonl").read_text().splitlines()]
     trained = {k.split("/")[1] for r in rows for k in r if k.startswith("train/")}
     assert trained == {"policy_model"}
-    saved = json.loads((run / "joint" / "final" / "config.json").read_text())["uva_config"]
-    assert saved["task_weights"]["policy_model"] == 2.0
+    saved = json.loads((run / "joint" / "final" / "config.json").read_text())
+    assert saved["uva_config"]["task_weights"]["policy_model"] == 2.0
+    assert saved["total_steps"] == 40 + 6
     bad = tmp_path / "bad"
     assert uva_main(["train", "--data", str(tiny_data), "--out", str(bad), "--stage", "joint",
                      "--init", str(tiny_ckpt), "--config", '{"width": 32}']) == 2

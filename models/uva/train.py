@@ -373,9 +373,20 @@ def training_windows(model: UVAModel, buf, normalizers, args, out: Path, info: D
     return latents, actions, proprio, train_idx, val_idx, val_eps
 
 
+def steps_before(init_meta: dict, stage: str) -> int:
+    """Steps of `stage` already in --init's chain, so `total_steps` counts the whole history: the
+    init's own total when it is that stage; its backbone's joint steps when the joint stage
+    continues a head refit."""
+    if init_meta.get("stage") == stage:
+        return total_steps(init_meta) or 0
+    if stage == "joint" and init_meta.get("stage") == HEAD_STAGE:
+        return init_meta.get("backbone_total_steps", 0)
+    return 0
+
+
 def train_transformer(stage, buf, init: Path, args, out, info):
     model, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
-    prior_steps = (total_steps(init_meta) or 0) if init_meta.get("stage") == stage else 0
+    prior_steps = steps_before(init_meta, stage)
     check_dataset_fits(buf, cfg, args.data, init)
     if stage == "video":
         cfg.task_weights = {"video_model": 1.0}
@@ -515,7 +526,7 @@ def train_head(buf, init: Path, args, out, info):
                                             proprio=head_proprio(mode, val_idx, val_rows)).item()
                 for mode in modes}
 
-    prior_steps = (total_steps(init_meta) or 0) if init_meta.get("stage") == HEAD_STAGE else 0
+    prior_steps = steps_before(init_meta, HEAD_STAGE)
     extra = {"val_episodes": val_eps, "head_of": str(init),
              "backbone_total_steps": init_meta.get("backbone_total_steps", total_steps(init_meta)),
              "fresh_head": fresh_head}
