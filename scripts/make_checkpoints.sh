@@ -30,10 +30,11 @@ done
 # PushT learning curve: the UVA run continued twice with --init (fresh cosine each time, 2 torch
 # threads, machine otherwise idle), keeping milestones; not shipped (no better than 3276 steps)
 UVA2=".venv/bin/uva --threads 2"
-ship_pusht_exec4() {  # <run checkpoint> <staging dir> <eval dir>: fp16 file, its own 50-seed eval
-  # (rollouts + dynamics), then shipped with that eval and a fresh 3-seed check; 4 of 8 executed
+ship_pusht_exec4() {  # <run checkpoint> <staging dir> <eval dir> [<data>]: fp16 file, its own 50-seed
+  # eval (rollouts + dynamics on the data's held-out episodes), then shipped with that eval and a
+  # fresh 3-seed check; 4 of 8 executed
   .venv/bin/python scripts/ship_checkpoint.py --ckpt "$1" --env pusht --n-action-steps 4 --out "$2"
-  $UVA2 eval --ckpt "$2" --env pusht --episodes 50 --gifs 2 --data data/pusht.zarr --out "$3"
+  $UVA2 eval --ckpt "$2" --env pusht --episodes 50 --gifs 2 --data "${4:-data/pusht.zarr}" --out "$3"
   .venv/bin/python scripts/ship_checkpoint.py --ckpt "$1" --env pusht --n-action-steps 4 \
       --eval-json "$3/eval.json" --out models/checkpoints/pusht
 }
@@ -225,12 +226,15 @@ $UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 -
     --gifs 0 --out outputs/tune_pusht_head_proprio_exec4
 # Session 8 (CPU): 400 more expert demos on new seeds (the base's 200 first; each collection
 # splits train/validation on its own, so the backbone's held-out episodes stay held out), and the
-# shipped policy head refitted on all 600
+# session-7 file's policy head refitted on all 600 (its --init was models/checkpoints/pusht, the
+# same bytes as the staged outputs/ship_pusht_split)
 $UVA2 collect --env pusht --episodes 400 --seed 1000 --base data/pusht.zarr --out data/pusht_600.zarr
-$UVA2 train --data data/pusht_600.zarr --stage head --init models/checkpoints/pusht --modes policy_model \
+$UVA2 train --data data/pusht_600.zarr --stage head --init outputs/ship_pusht_split --modes policy_model \
     --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
     --out runs/pusht_head_600
 $UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
     --data data/pusht_600.zarr --out outputs/eval_pusht_head_600
 $UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_head_600_exec4
+# shipped (session 8): that refit; its eval's held-out dynamics come from the 600-episode data
+ship_pusht_exec4 runs/pusht_head_600/head/final outputs/ship_pusht_600 outputs/eval_pusht_shipped_v6 data/pusht_600.zarr

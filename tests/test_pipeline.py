@@ -160,6 +160,38 @@ def test_joint_stage_from_init_takes_task_weights_and_refuses_shape_changes(tiny
     assert "not ['width']" in capsys.readouterr().err and not bad.exists()
 
 
+def test_latent_cache_reencodes_only_the_frames_an_extended_dataset_adds(tiny_data, tmp_path,
+                                                                          monkeypatch):
+    """The frozen-VAE latent cache knows frames by content: the base's cache copied beside a run
+    on the extended data encodes only the new chunks, and reuses the rest unchanged."""
+    import dataclasses
+    import torch
+    from uva import UVAConfig, UVAModel
+    from uva import train as train_mod
+    monkeypatch.setattr(train_mod, "ENCODE_CHUNK", 64)
+    encoded = []
+    real_encode = train_mod.encode_frames
+    monkeypatch.setattr(train_mod, "encode_frames",
+                        lambda vae, x, scale: encoded.append(len(x)) or real_encode(vae, x, scale))
+    torch.manual_seed(0)
+    cfg = UVAConfig(**TINY)
+    model = UVAModel(cfg).eval()
+    base = read_replay_buffer(tiny_data)
+    cache = tmp_path / "latents.pt"
+    first = train_mod.encode_dataset(model, base, cfg, "cpu", cache)
+    assert sum(encoded) == len(base.img)
+    extra = base.img[:100]  # 100 more frames after the base's
+    extended = dataclasses.replace(base, img=np.concatenate([base.img, extra]))
+    encoded.clear()
+    second = train_mod.encode_dataset(model, extended, cfg, "cpu", cache)
+    reused = (len(base.img) // 64) * 64  # whole chunks of base frames; the partial one re-encodes
+    assert sum(encoded) == len(extended.img) - reused
+    assert torch.equal(second[:reused], first[:reused]) and len(second) == len(extended.img)
+    encoded.clear()
+    assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
+    assert encoded == []  # everything known: nothing encoded
+
+
 def test_corrections_extend_the_demos_with_expert_labels_on_policy_states(tiny_data, tiny_ckpt,
                                                                           tmp_path, capsys):
     """DAgger collection: the untrained policy wanders, every state it visits is labelled with the

@@ -337,19 +337,32 @@ def vae_digest(model: UVAModel, cfg: UVAConfig) -> str:
     return h.hexdigest()
 
 
+ENCODE_CHUNK = 512
+"""Frames encoded per VAE call, and the unit the latent cache recognises frames by."""
+
+
 def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Path) -> torch.Tensor:
-    """Encode every frame once with the frozen VAE (cached on disk beside the run)."""
+    """Encode every frame once with the frozen VAE (cached on disk beside the run). The cache
+    keys each chunk of frames by its content, so a dataset extended by `collect --base` (its
+    base's frames first) re-encodes only the new frames when the base's cache is copied in."""
     digest = vae_digest(model, cfg)
+    spans = [slice(i, min(i + ENCODE_CHUNK, len(buf.img))) for i in range(0, len(buf.img), ENCODE_CHUNK)]
+    keys = [hashlib.blake2b(buf.img[s].tobytes(), digest_size=16).hexdigest() for s in spans]
+    known = {}
     if cache.is_file():
         data = torch.load(cache, weights_only=False)
-        if data.get("vae") == digest and len(data["latents"]) == len(buf.img):
-            return data["latents"]
+        if data.get("vae") == digest and "frame_keys" in data:
+            known = dict(zip(data["frame_keys"], torch.split(data["latents"], ENCODE_CHUNK)))
+    if all(k in known for k in keys):
+        return torch.cat([known[k] for k in keys])
     chunks = []
-    for i in tqdm(range(0, len(buf.img), 512), desc="encode frames"):
-        chunks.append(encode_frames(model.vae, torch.from_numpy(buf.img[i:i + 512]).to(device),
+    for span, key in zip(tqdm(spans, desc="encode frames"), keys):
+        chunks.append(known[key] if key in known else
+                      encode_frames(model.vae, torch.from_numpy(buf.img[span]).to(device),
                                     cfg.latent_scale).cpu())
     latents = torch.cat(chunks)
-    atomic_write(cache, lambda tmp: torch.save({"vae": digest, "latents": latents}, tmp))
+    atomic_write(cache, lambda tmp: torch.save({"vae": digest, "frame_keys": keys,
+                                                "latents": latents}, tmp))
     return latents
 
 
