@@ -48,7 +48,8 @@ POLICY_RUNS = {
               ("pusht_shipped_v3", "UVA, recipe 2 on a GPU, 4 of 8 actions executed (shipped in "
                                    "sessions 4–5)"),
               ("pusht_shipped_v4", "the same with its action head refitted (session 6)"),
-              ("pusht_shipped_v5", "the same with inverse dynamics in their own head (session 7, "
+              ("pusht_shipped_v5", "the same with inverse dynamics in their own head (session 7)"),
+              ("pusht_shipped_v6", "the same with its policy head refitted on 600 demos (session 8, "
                                    "shipped)")),
     "panda": (("panda", "UVA (all five modes)"), ("panda_action", "UVA-action (policy mode only)"),
               ("gpu_panda2", "UVA, recipe 2 on a GPU (shipped)")),
@@ -75,7 +76,9 @@ def dynamics_rows():
         for run, name in ((f"gpu_{env}2", "UVA recipe 2 on a GPU" + shipped),
                           (f"{env}_shipped_v4", "the same, action head refitted (session 6)"),
                           (f"{env}_shipped_v5", "the same, inverse dynamics in their own head "
-                                                "(session 7, shipped)"),
+                                                "(session 7)"),
+                          (f"{env}_shipped_v6", "the same, policy head refitted on 600 demos "
+                                                "(session 8, shipped; 30 held-out episodes)"),
                           (env, "UVA recipe 1"),
                           (f"{env}_shipped_v2", "UVA recipe 2 on the CPU"),
                           (f"{env}_long", "UVA continued (not shipped)"),
@@ -182,10 +185,13 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
              ("pusht_head_dagger", "the shipped (session-6) head continued on the demos + 160 "
               "DAgger episodes (session 7), policy latents", None),
              ("pusht_head_proprio", "fresh MLP head that also takes the proprio directly "
-              "(`action_proprio`; session 7), policy latents", "tune_pusht_head_proprio_exec4"))
-"""`uva train --stage head` refits of the session-4 PushT backbone (the DAgger row refits the
-session-6 head): (run, name, fresh-seed eval), scored in outputs/eval_<run>[_exec8] and, on
-seeds 200000-, outputs/<fresh>."""
+              "(`action_proprio`; session 7), policy latents", "tune_pusht_head_proprio_exec4"),
+             ("pusht_head_600", "the session-7 head continued on 600 demos (200 + 400 new; "
+              "session 8), policy latents", "tune_pusht_head_600_exec4"),
+             ("pusht_shipped_v6", "the same, as the shipped fp16 file", None))
+"""`uva train --stage head` refits of the session-4 PushT backbone (the DAgger and 600-demo
+rows continue the session-6/7 head): (run, name, fresh-seed eval), scored in
+outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
 
 
 def head_rows():
