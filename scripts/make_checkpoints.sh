@@ -238,3 +238,16 @@ $UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --act
     --gifs 0 --out outputs/tune_pusht_head_600_exec4
 # shipped (session 8): that refit; its eval's held-out dynamics come from the 600-episode data
 ship_pusht_exec4 runs/pusht_head_600/head/final outputs/ship_pusht_600 outputs/eval_pusht_shipped_v6 data/pusht_600.zarr
+# 600 more demos (1 200 in all) and that head continued on them; the 600-demo run's latent cache
+# is copied in, so only the new frames are encoded
+$UVA2 collect --env pusht --episodes 600 --seed 2000 --base data/pusht_600.zarr --out data/pusht_1200.zarr
+mkdir -p runs/pusht_head_1200 && cp runs/pusht_head_600/latents.pt runs/pusht_head_1200/
+$UVA2 train --data data/pusht_1200.zarr --stage head --init runs/pusht_head_600/head/final --modes policy_model \
+    --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+    --max-minutes 26 --out runs/pusht_head_1200
+$UVA2 eval --ckpt runs/pusht_head_1200/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
+    --data data/pusht_1200.zarr --out outputs/eval_pusht_head_1200
+$UVA2 eval --ckpt runs/pusht_head_1200/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_1200_exec4
+# shipped (session 8, replacing the 600-demo file): the 1 200-demo refit
+ship_pusht_exec4 runs/pusht_head_1200/head/final outputs/ship_pusht_1200 outputs/eval_pusht_shipped_v7 data/pusht_1200.zarr

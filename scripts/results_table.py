@@ -49,8 +49,8 @@ POLICY_RUNS = {
                                    "sessions 4–5)"),
               ("pusht_shipped_v4", "the same with its action head refitted (session 6)"),
               ("pusht_shipped_v5", "the same with inverse dynamics in their own head (session 7)"),
-              ("pusht_shipped_v6", "the same with its policy head refitted on 600 demos (session 8, "
-                                   "shipped)")),
+              ("pusht_shipped_v6", "the same with its policy head refitted on 600 demos (session 8)"),
+              ("pusht_shipped_v7", "the same, continued on 1 200 demos (session 8, shipped)")),
     "panda": (("panda", "UVA (all five modes)"), ("panda_action", "UVA-action (policy mode only)"),
               ("gpu_panda2", "UVA, recipe 2 on a GPU (shipped)")),
 }
@@ -78,7 +78,9 @@ def dynamics_rows():
                           (f"{env}_shipped_v5", "the same, inverse dynamics in their own head "
                                                 "(session 7)"),
                           (f"{env}_shipped_v6", "the same, policy head refitted on 600 demos "
-                                                "(session 8, shipped; 30 held-out episodes)"),
+                                                "(session 8; 30 held-out episodes)"),
+                          (f"{env}_shipped_v7", "the same, continued on 1 200 demos "
+                                                "(session 8, shipped; 60 held-out episodes)"),
                           (env, "UVA recipe 1"),
                           (f"{env}_shipped_v2", "UVA recipe 2 on the CPU"),
                           (f"{env}_long", "UVA continued (not shipped)"),
@@ -188,7 +190,10 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
               "(`action_proprio`; session 7), policy latents", "tune_pusht_head_proprio_exec4"),
              ("pusht_head_600", "the session-7 head continued on 600 demos (200 + 400 new; "
               "session 8), policy latents", "tune_pusht_head_600_exec4"),
-             ("pusht_shipped_v6", "the same, as the shipped fp16 file", None))
+             ("pusht_shipped_v6", "the same, as the shipped fp16 file", None),
+             ("pusht_head_1200", "that head continued on 1 200 demos (600 more; session 8), "
+              "policy latents", "tune_pusht_head_1200_exec4"),
+             ("pusht_shipped_v7", "the same, as the shipped fp16 file", None))
 """`uva train --stage head` refits of the session-4 PushT backbone (the DAgger and 600-demo
 rows continue the session-6/7 head): (run, name, fresh-seed eval), scored in
 outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
@@ -247,7 +252,47 @@ def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
     print("wrote", out)
 
 
+DEMO_RUNS = ((200, ("eval_pusht_shipped_v5", "tune_pusht_head_mlp_exec4")),
+             (600, ("eval_pusht_head_600", "tune_pusht_head_600_exec4")),
+             (1200, ("eval_pusht_head_1200", "tune_pusht_head_1200_exec4")))
+"""The PushT policy head on the same frozen backbone vs the demos it was fitted on: the 50
+evaluation seeds and the 50 fresh seeds of each (the 200-demo head's fresh run is its fp32 twin)."""
+
+
+def demos_plot(out="docs/media/pusht_score_vs_demos.png"):
+    """Score (100 seeds) and success rate vs demonstrations, with the 0.6 aim and the expert."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = []
+    for n, runs in DEMO_RUNS:
+        evals = [load(f"outputs/{r}/eval.json") for r in runs]
+        if all(evals):
+            scores = np.concatenate([[e["score"] for e in r["per_episode"]] for r in evals])
+            success = np.mean([e["success"] for r in evals for e in r["per_episode"]])
+            rows.append((n, scores.mean(), scores.std(ddof=1) / np.sqrt(len(scores)), success))
+            print(f"| {n} | {len(scores)} | {rows[-1][1]:.3f} ± {rows[-1][2]:.3f} | {success:.2f} |")
+    n, mean, sem, success = map(np.array, zip(*rows))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.errorbar(n, mean, sem, fmt="o-", capsize=3, label="score, 100 seeds (± s.e.)")
+    ax.plot(n, success, "s--", label="success rate")
+    ax.axhline(0.6, color="tab:red", lw=0.8, ls="-.", label="issue's aim 0.6")
+    expert = load("outputs/expert_pusht/eval.json")
+    if expert:
+        ax.axhline(expert["score"], color="k", lw=1, label="scripted expert")
+    ax.set_xscale("log")
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel("demonstrations the action head was fitted on (frozen backbone)")
+    ax.set_ylabel("PushT")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(ROOT / out, dpi=110)
+    print("wrote", out)
+
+
 if __name__ == "__main__":
     {"policy": policy_rows, "dynamics": dynamics_rows, "curve": curve_rows,
      "architecture": architecture_rows, "gpu": gpu_rows, "gpu-plot": gpu_plot,
-     "head": head_rows}[sys.argv[1]]()
+     "head": head_rows, "demos-plot": demos_plot}[sys.argv[1]]()
