@@ -251,3 +251,5 @@ $UVA2 eval --ckpt runs/pusht_head_1200/head/final --env pusht --episodes 50 --ac
     --gifs 0 --out outputs/tune_pusht_head_1200_exec4
 # shipped (session 8, replacing the 600-demo file): the 1 200-demo refit
 ship_pusht_exec4 runs/pusht_head_1200/head/final outputs/ship_pusht_1200 outputs/eval_pusht_shipped_v7 data/pusht_1200.zarr
+$UVA2 eval --ckpt models/checkpoints/pusht --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_shipped_v7_exec4  # the shipped fp16 file on fresh seeds

@@ -193,7 +193,7 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
              ("pusht_shipped_v6", "the same, as the shipped fp16 file", None),
              ("pusht_head_1200", "that head continued on 1 200 demos (600 more; session 8), "
               "policy latents", "tune_pusht_head_1200_exec4"),
-             ("pusht_shipped_v7", "the same, as the shipped fp16 file", None))
+             ("pusht_shipped_v7", "the same, as the shipped fp16 file", "tune_pusht_shipped_v7_exec4"))
 """`uva train --stage head` refits of the session-4 PushT backbone (the DAgger and 600-demo
 rows continue the session-6/7 head): (run, name, fresh-seed eval), scored in
 outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
