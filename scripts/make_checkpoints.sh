@@ -253,3 +253,9 @@ $UVA2 eval --ckpt runs/pusht_head_1200/head/final --env pusht --episodes 50 --ac
 ship_pusht_exec4 runs/pusht_head_1200/head/final outputs/ship_pusht_1200 outputs/eval_pusht_shipped_v7 data/pusht_1200.zarr
 $UVA2 eval --ckpt models/checkpoints/pusht --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_shipped_v7_exec4  # the shipped fp16 file on fresh seeds
+# the inverse-dynamics head refitted on the 1 200 demos too (the policy head stays bit-identical),
+# shipped in its place
+mkdir -p runs/pusht_inv_1200 && cp runs/pusht_head_1200/latents.pt runs/pusht_inv_1200/
+$UVA2 train --data data/pusht_1200.zarr --stage head --init runs/pusht_head_1200/head/final --modes inverse_model \
+    --head-steps 3000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 500 --out runs/pusht_inv_1200
+ship_pusht_exec4 runs/pusht_inv_1200/head/final outputs/ship_pusht_inv1200 outputs/eval_pusht_shipped_v8 data/pusht_1200.zarr

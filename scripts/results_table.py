@@ -50,7 +50,9 @@ POLICY_RUNS = {
               ("pusht_shipped_v4", "the same with its action head refitted (session 6)"),
               ("pusht_shipped_v5", "the same with inverse dynamics in their own head (session 7)"),
               ("pusht_shipped_v6", "the same with its policy head refitted on 600 demos (session 8)"),
-              ("pusht_shipped_v7", "the same, continued on 1 200 demos (session 8, shipped)")),
+              ("pusht_shipped_v7", "the same, continued on 1 200 demos (session 8)"),
+              ("pusht_shipped_v8", "the same, inverse head refitted on 1 200 demos (session 8, "
+                                   "shipped)")),
     "panda": (("panda", "UVA (all five modes)"), ("panda_action", "UVA-action (policy mode only)"),
               ("gpu_panda2", "UVA, recipe 2 on a GPU (shipped)")),
 }
@@ -80,6 +82,8 @@ def dynamics_rows():
                           (f"{env}_shipped_v6", "the same, policy head refitted on 600 demos "
                                                 "(session 8; 30 held-out episodes)"),
                           (f"{env}_shipped_v7", "the same, continued on 1 200 demos "
+                                                "(session 8; 60 held-out episodes)"),
+                          (f"{env}_shipped_v8", "the same, inverse head refitted on 1 200 demos "
                                                 "(session 8, shipped; 60 held-out episodes)"),
                           (env, "UVA recipe 1"),
                           (f"{env}_shipped_v2", "UVA recipe 2 on the CPU"),
