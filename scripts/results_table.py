@@ -224,6 +224,20 @@ def head_rows():
                       f"{dyn['inverse_dynamics_mae_normalized']:.3f} |" if dyn else "– | – |"))
 
 
+def finish_pusht_plot(fig, ax, out: str, legend_size: float) -> None:
+    """What every PushT score plot shares: the expert's score and the issue's 0.6 aim as
+    reference lines, a 0–1 score axis, the legend, and the PNG written under docs/media."""
+    expert = load("outputs/expert_pusht/eval.json")
+    if expert:
+        ax.axhline(expert["score"], color="k", lw=1, label="scripted expert")
+    ax.axhline(0.6, color="tab:red", lw=0.8, ls="-.", label="issue's aim 0.6")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=legend_size, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(ROOT / out, dpi=110)
+    print("wrote", out)
+
+
 def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
     """PushT score vs joint steps of the GPU runs, beside the state-based probes and the expert."""
     import matplotlib
@@ -243,17 +257,9 @@ def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
         if r:
             ax.axhline(r["by_action_steps"]["4"]["score"], color=color, ls=":",
                        label=f"{label} ({r['train_steps']} steps, 4 executed)")
-    expert = load("outputs/expert_pusht/eval.json")
-    if expert:
-        ax.axhline(expert["score"], color="k", lw=1, label="scripted expert")
-    ax.axhline(0.6, color="tab:red", lw=0.8, ls="-.", label="issue's aim 0.6")
     ax.set_xlabel("joint-stage steps (batch 128, one H200)")
     ax.set_ylabel("PushT score, 50 seeds (± s.e.)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=6.5, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(ROOT / out, dpi=110)
-    print("wrote", out)
+    finish_pusht_plot(fig, ax, out, legend_size=6.5)
 
 
 DEMO_RUNS = ((200, ("eval_pusht_shipped_v5", "tune_pusht_head_mlp_exec4")),
@@ -272,28 +278,21 @@ def demos_plot(out="docs/media/pusht_score_vs_demos.png"):
     for n, runs in DEMO_RUNS:
         evals = [load(f"outputs/{r}/eval.json") for r in runs]
         if all(evals):
-            scores = np.concatenate([[e["score"] for e in r["per_episode"]] for r in evals])
-            success = np.mean([e["success"] for r in evals for e in r["per_episode"]])
-            rows.append((n, scores.mean(), scores.std(ddof=1) / np.sqrt(len(scores)), success))
-            print(f"| {n} | {len(scores)} | {rows[-1][1]:.3f} ± {rows[-1][2]:.3f} | {success:.2f} |")
+            episodes = [e for r in evals for e in r["per_episode"]]
+            mean, sem = score_stats({"per_episode": episodes})
+            success = np.mean([e["success"] for e in episodes])
+            rows.append((n, mean, sem, success))
+            print(f"| {n} | {len(episodes)} | {mean:.3f} ± {sem:.3f} | {success:.2f} |")
     n, mean, sem, success = map(np.array, zip(*rows))
     fig, ax = plt.subplots(figsize=(6, 3.8))
     ax.errorbar(n, mean, sem, fmt="o-", capsize=3, label="score, 100 seeds (± s.e.)")
     ax.plot(n, success, "s--", label="success rate")
-    ax.axhline(0.6, color="tab:red", lw=0.8, ls="-.", label="issue's aim 0.6")
-    expert = load("outputs/expert_pusht/eval.json")
-    if expert:
-        ax.axhline(expert["score"], color="k", lw=1, label="scripted expert")
     ax.set_xscale("log")
     ax.set_xticks(n, [str(v) for v in n])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("demonstrations the action head was fitted on (frozen backbone)")
     ax.set_ylabel("PushT")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(ROOT / out, dpi=110)
-    print("wrote", out)
+    finish_pusht_plot(fig, ax, out, legend_size=7)
 
 
 if __name__ == "__main__":
