@@ -105,6 +105,20 @@ def test_collect_train_eval_end_to_end(tiny_data, tmp_path):
     assert gif.n_frames == result["per_episode"][0]["steps"]
 
 
+def test_collect_with_worker_processes_writes_the_same_buffer(tiny_data, tmp_path):
+    """Rollouts spread over processes come back in seed order: the same demos, seeds and attempt
+    count as the one-process collection (tiny_data), not whichever worker finished first."""
+    out = tmp_path / "workers.zarr"
+    assert uva_main(["collect", "--env", "pusht", "--episodes", "3", "--out", str(out),
+                     "--workers", "2"]) == 0
+    one, two = read_replay_buffer(tiny_data), read_replay_buffer(out)
+    for name in ("img", "state", "action", "episode_ends"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    assert one.attrs["seeds"] == two.attrs["seeds"]
+    summaries = [json.loads(open(str(p) + ".json").read()) for p in (tiny_data, out)]
+    assert summaries[0]["attempts"] == summaries[1]["attempts"]
+
+
 def test_collect_with_base_appends_new_expert_demos_and_refuses_reused_seeds(tiny_data, tmp_path,
                                                                            capsys):
     """More demonstrations for the same task: the base episodes come first unchanged, the new

@@ -33,7 +33,8 @@ def cmd_collect(a) -> dict:
     else:
         from .data import collect
         summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
-                          keep_failures=a.keep_failures, seed=a.seed, base=a.base)
+                          keep_failures=a.keep_failures, seed=a.seed, base=a.base,
+                          workers=a.workers)
     atomic_write_json(Path(str(a.out) + ".json"), summary)
     return summary
 
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-size", type=int, default=64)
     c.add_argument("--keep-failures", action="store_true")
     c.add_argument("--seed", type=int, default=0, help="first episode seed")
+    c.add_argument("--workers", type=int, default=1,
+                   help="expert rollouts in this many processes (same buffer as one process)")
     c.add_argument("--bag", default=None,
                    help="instead of zarr, record the expert as a rosbag2 (mcap) at this path")
     c.add_argument("--corrections-from", default=None, metavar="CKPT",

@@ -2,7 +2,9 @@
 collection, and the windowed sample index used for training on cached VAE latents."""
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,54 +130,99 @@ def base_episodes(base: str | Path, env_name: str) -> tuple[ReplayBuffer, list[d
                    for s in demos.episode_slices()]
 
 
+class ExpertAttempts:
+    """One expert episode per seed, on an env this process builds once: the unit of work that
+    `collect` runs in-process or hands to worker processes (an env cannot be pickled)."""
+
+    def __init__(self, env_name: str, image_size: int):
+        from .envs import make_env
+        self.env = make_env(env_name)
+        self.image_size = image_size
+
+    def __call__(self, seed: int) -> tuple[int, bool, float, dict]:
+        env = self.env
+        obs = env.reset(seed)
+        imgs, states, actions = [], [], []
+        success = False
+        for _ in range(env.max_steps):
+            action = env.expert_action()
+            imgs.append(resize(obs.image, self.image_size))
+            states.append(obs.state)
+            actions.append(action)
+            res = env.step(action)
+            obs = res.obs
+            if res.done:
+                success = res.success
+                break
+        return seed, success, env.score, _episode(imgs, states, actions)
+
+
+_worker_attempts: ExpertAttempts | None = None
+
+
+def _start_worker(env_name: str, image_size: int) -> None:
+    global _worker_attempts
+    _worker_attempts = ExpertAttempts(env_name, image_size)
+
+
+def _worker_attempt(seed: int) -> tuple[int, bool, float, dict]:
+    return _worker_attempts(seed)
+
+
+@contextmanager
+def expert_attempts(env_name: str, image_size: int, seeds: range, workers: int):
+    """Yield expert outcomes for `seeds` in seed order. With workers > 1 the seeds run in that
+    many processes (each with its own env) but come back in order, so the buffer is the same as
+    a one-process collection; the consumer stops early and leftover work is cancelled."""
+    if workers <= 1:
+        attempts = ExpertAttempts(env_name, image_size)
+        try:
+            yield map(attempts, seeds)
+        finally:
+            attempts.env.close()
+        return
+    # spawn, not fork: the parent may hold torch's thread pools, which a fork can deadlock
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_start_worker, initargs=(env_name, image_size)) as pool:
+        yield pool.imap(_worker_attempt, seeds)
+
+
 def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 64,
             keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4,
-            base: str | Path | None = None) -> dict:
+            base: str | Path | None = None, workers: int = 1) -> dict:
     """Roll out the scripted expert and save a replay buffer. Returns a summary dict. With
     `base`, `out` holds that buffer's episodes followed by the new ones (more demonstrations
-    for the same task; seeds it already used are refused, so no episode is recorded twice)."""
-    from .envs import make_env
+    for the same task; seeds it already used are refused, so no episode is recorded twice).
+    `workers` processes share the rollouts; the result does not depend on how many."""
+    from .envs import env_class
 
+    env_class(env_name)  # an unknown name fails here, before any worker starts
     episodes, seeds, demos = [], [], None
+    attempt_seeds = range(seed, seed + max_attempts_factor * n_episodes)
     if base is not None:
         demos, episodes = base_episodes(base, env_name)
         seeds = list(demos.attrs.get("seeds", []))
         if int(demos.img.shape[1]) != image_size:
             raise DatasetError(f"{base}: frames are {demos.img.shape[1]} px, not {image_size}")
-        reused = set(seeds) & set(range(seed, seed + max_attempts_factor * n_episodes))
+        reused = set(seeds) & set(attempt_seeds)
         if reused:
             raise DatasetError(f"{base} already holds seeds {sorted(reused)[:5]}...: "
                                f"pick --seed above {max(seeds)}")
     n_base = len(episodes)
-    env = make_env(env_name)
     outcomes = []
-    attempt_seed = seed
     bar = tqdm(total=n_episodes, desc=f"collect {env_name}", unit="ep")
     try:
-        while (len(episodes) - n_base < n_episodes
-               and attempt_seed < seed + max_attempts_factor * n_episodes):
-            obs = env.reset(attempt_seed)
-            imgs, states, actions = [], [], []
-            success = False
-            for _ in range(env.max_steps):
-                action = env.expert_action()
-                imgs.append(resize(obs.image, image_size))
-                states.append(obs.state)
-                actions.append(action)
-                res = env.step(action)
-                obs = res.obs
-                if res.done:
-                    success = res.success
+        with expert_attempts(env_name, image_size, attempt_seeds, workers) as results:
+            for attempt_seed, success, score, episode in results:
+                outcomes.append((attempt_seed, success, score))
+                if success or keep_failures:
+                    episodes.append(episode)
+                    seeds.append(attempt_seed)
+                    bar.update(1)
+                if len(episodes) - n_base >= n_episodes:
                     break
-            outcomes.append((attempt_seed, success, env.score))
-            if success or keep_failures:
-                episodes.append(_episode(imgs, states, actions))
-                seeds.append(attempt_seed)
-                bar.update(1)
-            attempt_seed += 1
     finally:
         bar.close()
-        env.close()
     n_success = sum(s for _, s, _ in outcomes)
     summary = {"env": env_name, "episodes": len(episodes), "base_episodes": n_base,
                "attempts": len(outcomes),
@@ -184,7 +231,7 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
     base_attrs = extended_attrs(demos, len(episodes) - n_base) if demos is not None else {}
     write_replay_buffer(out, episodes, {**base_attrs, "env": env_name, "image_size": image_size,
-                                        "seeds": seeds, "control_hz": env.control_hz})
+                                        "seeds": seeds, "control_hz": env_class(env_name).control_hz})
     return summary
 
 
