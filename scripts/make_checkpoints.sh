@@ -259,3 +259,16 @@ mkdir -p runs/pusht_inv_1200 && cp runs/pusht_head_1200/latents.pt runs/pusht_in
 $UVA2 train --data data/pusht_1200.zarr --stage head --init runs/pusht_head_1200/head/final --modes inverse_model \
     --head-steps 3000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 500 --out runs/pusht_inv_1200
 ship_pusht_exec4 runs/pusht_inv_1200/head/final outputs/ship_pusht_inv1200 outputs/eval_pusht_shipped_v8 data/pusht_1200.zarr
+# Session 9 (CPU): 1 200 more expert demos (2 400 in all), the second 600 collected in two
+# processes (the same buffer one process writes), and the shipped file's policy head continued on
+# all of them (its inverse head and backbone stay)
+$UVA collect --env pusht --episodes 600 --seed 4000 --base data/pusht_1200.zarr --out data/pusht_1800.zarr
+$UVA collect --env pusht --episodes 600 --seed 7000 --workers 2 --base data/pusht_1800.zarr --out data/pusht_2400.zarr
+mkdir -p runs/pusht_head_2400 && cp runs/pusht_inv_1200/latents.pt runs/pusht_head_2400/
+$UVA2 train --data data/pusht_2400.zarr --stage head --init runs/pusht_inv_1200/head/final --modes policy_model \
+    --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+    --out runs/pusht_head_2400
+$UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
+    --data data/pusht_2400.zarr --out outputs/eval_pusht_head_2400
+$UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_head_2400_exec4

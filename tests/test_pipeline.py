@@ -206,6 +206,52 @@ def test_latent_cache_reencodes_only_the_frames_an_extended_dataset_adds(tiny_da
     assert encoded == []  # everything known: nothing encoded
 
 
+def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp_path,
+                                                                 monkeypatch):
+    """The head stage's frozen-backbone latents are cached per episode by content: a repeat
+    computes nothing, more episodes compute only theirs, and other backbone weights recompute."""
+    import torch
+    from uva import UVAConfig, UVAModel
+    from uva import train as train_mod
+    from uva.data import WindowIndex
+    computed = []
+    real = train_mod.head_latents
+    monkeypatch.setattr(train_mod, "head_latents", lambda model, mode, lat, pro, index, device,
+                        **kw: computed.append(len(index)) or real(model, mode, lat, pro, index,
+                                                                  device, **kw))
+    torch.manual_seed(0)
+    cfg = UVAConfig(**TINY)
+    model = UVAModel(cfg).eval()
+    buf = read_replay_buffer(tiny_data)
+    latents = train_mod.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
+    proprio = torch.as_tensor(buf.state, dtype=torch.float32)
+    cache = tmp_path / "policy_latents.pt"
+    lengths = np.diff(np.concatenate([[0], buf.episode_ends]))
+
+    def cached(episodes):
+        return train_mod.cached_head_latents(model, "policy_model", latents, proprio,
+                                             buf.episode_ends, episodes, "cpu", cache, write=True)
+
+    first = cached([0, 1])
+    assert computed == [lengths[0] + lengths[1]] and first.dtype == torch.float16
+    exact = real(model, "policy_model", latents, proprio,
+                 WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, [0, 1]), "cpu")
+    assert torch.allclose(first.float(), exact, rtol=2e-3, atol=2e-3)
+    computed.clear()
+    second = cached([0, 1, 2])
+    assert computed == [lengths[2]] and torch.equal(second[:len(first)], first)
+    computed.clear()
+    reordered = cached([2, 0])
+    assert computed == []
+    assert torch.equal(reordered, torch.cat([second[len(first):], second[:lengths[0]]]))
+    weight = next(p for n, p in model.named_parameters()
+                  if not n.startswith(train_mod.HEAD_PREFIXES + ("vae.",)))
+    with torch.no_grad():
+        weight.add_(0.1)
+    cached([0])
+    assert computed == [lengths[0]]  # a different backbone: nothing reused
+
+
 def test_corrections_extend_the_demos_with_expert_labels_on_policy_states(tiny_data, tiny_ckpt,
                                                                           tmp_path, capsys):
     """DAgger collection: the untrained policy wanders, every state it visits is labelled with the

@@ -463,18 +463,90 @@ class HeadsByMode(torch.nn.ModuleDict):
 
 @torch.no_grad()
 def head_latents(model: UVAModel, mode: str, latents, proprio, index: WindowIndex, device: str,
-                 batch: int = 256) -> torch.Tensor:
+                 batch: int = 256, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Joint latent of every window in one of HEAD_MODES, computed once: with the backbone
-    frozen (and in eval mode, as at inference) it is a fixed function of the window."""
+    frozen (and in eval mode, as at inference) it is a fixed function of the window. Written
+    into one preallocated tensor: concatenating the pieces would double the peak memory."""
     model.eval()
-    out = []
+    out = None
     for i in tqdm(range(0, len(index), batch), desc=f"{mode} latents"):
         rows = slice(i, i + batch)
-        out.append(model.policy_latent(latents[index.history[rows]].to(device),
-                                       proprio[index.history[rows]].to(device))
-                   if mode == "policy_model" else
-                   model.inverse_latent(latents[index.future[rows]].to(device)))
-    return torch.cat(out)
+        z = (model.policy_latent(latents[index.history[rows]].to(device),
+                                 proprio[index.history[rows]].to(device))
+             if mode == "policy_model" else
+             model.inverse_latent(latents[index.future[rows]].to(device)))
+        if out is None:
+            out = torch.empty((len(index), *z.shape[1:]), dtype=dtype, device=z.device)
+        out[rows] = z
+    return out
+
+
+HEAD_LATENT_DTYPE = torch.float16
+"""Cached head latents are half precision: (windows, tokens, width) in fp32 is ~15 GB for the
+2 400 PushT demos. The head casts each batch back to fp32 (relative rounding ~5e-4)."""
+
+
+def backbone_digest(model: UVAModel, mode: str) -> bytes:
+    """Identifies what a head latent depends on: every weight but the action heads', the mode
+    and the window shape."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith(HEAD_PREFIXES):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().numpy().tobytes())
+    h.update(f"{mode} {model.cfg.n_frames} {model.cfg.actions_per_frame}".encode())
+    return h.digest()
+
+
+def cached_head_latents(model: UVAModel, mode: str, latents, proprio, episode_ends: np.ndarray,
+                        episodes: list[int], device: str, cache: Path, write: bool) -> torch.Tensor:
+    """head_latents of the windows of `episodes` (HEAD_LATENT_DTYPE), cached on disk per episode
+    by content (backbone, frame latents, proprio): a resumed or repeated refit computes nothing,
+    and one on a dataset extended by `collect --base` only the new episodes' windows (copy the
+    base run's cache in, as with latents.pt). Known episodes are read from a memory map."""
+    cfg = model.cfg
+    starts = np.concatenate([[0], episode_ends[:-1]]).astype(int)
+    backbone = backbone_digest(model, mode)
+    keys, lengths = [], []
+    for ep in episodes:
+        frames = slice(starts[ep], int(episode_ends[ep]))
+        h = hashlib.blake2b(backbone, digest_size=16)
+        h.update(latents[frames].numpy().tobytes())
+        if mode == "policy_model":
+            h.update(proprio[frames].numpy().tobytes())
+        keys.append(h.hexdigest())
+        lengths.append(int(frames.stop - frames.start))
+    offsets = np.cumsum([0] + lengths)
+    known, stored = {}, None
+    if cache.is_file():
+        stored = torch.load(cache, mmap=True, weights_only=True)
+        ends = np.cumsum([0] + list(stored["lengths"]))
+        known = {k: (ends[j], ends[j + 1]) for j, k in enumerate(stored["keys"])}
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    fresh = None
+    if missing:
+        fresh = head_latents(model, mode, latents, proprio,
+                             WindowIndex(episode_ends, cfg.n_frames, cfg.actions_per_frame,
+                                         [episodes[i] for i in missing]),
+                             device, dtype=HEAD_LATENT_DTYPE)
+    if len(missing) == len(keys):
+        out = fresh
+    else:
+        shape = (fresh if fresh is not None else stored["latents"]).shape[1:]
+        out = torch.empty((offsets[-1], *shape), dtype=HEAD_LATENT_DTYPE, device=device)
+        row = 0
+        for i, key in enumerate(keys):
+            dest = slice(offsets[i], offsets[i + 1])
+            if key in known:
+                out[dest] = stored["latents"][known[key][0]:known[key][1]]
+            else:
+                out[dest] = fresh[row:row + lengths[i]]
+                row += lengths[i]
+    del fresh, stored
+    if missing and write:
+        atomic_write(cache, lambda tmp: torch.save({"keys": keys, "lengths": lengths,
+                                                    "latents": out.cpu()}, tmp))
+    return out
 
 
 def train_head(buf, init: Path, args, out, info):
@@ -512,9 +584,15 @@ def train_head(buf, init: Path, args, out, info):
     heads = HeadsByMode({m: model.head_for(m) for m in modes}).requires_grad_(True)
     params = list(heads.parameters())
     val_rows = np.linspace(0, len(val_idx) - 1, min(128, len(val_idx))).astype(int)
-    train_z = {m: head_latents(model, m, latents, proprio, train_idx, args.device) for m in modes}
-    val_z = {m: head_latents(model, m, latents, proprio, val_idx, args.device)[val_rows]
-             for m in modes}
+    train_eps, _ = buf.train_val_episodes(args.val_fraction)  # train_idx's episodes, in order
+
+    def windows_latents(mode, episodes, split):
+        return cached_head_latents(model, mode, latents, proprio, buf.episode_ends, episodes,
+                                   args.device, out.parent / f"{mode}_{split}_latents.pt",
+                                   write=info.is_main)
+
+    train_z = {m: windows_latents(m, train_eps, "train") for m in modes}
+    val_z = {m: windows_latents(m, val_eps, "val")[val_rows].float() for m in modes}
     val_actions = actions[val_idx.actions[val_rows]].to(args.device)
 
     def head_proprio(mode, index, rows):
@@ -527,8 +605,9 @@ def train_head(buf, init: Path, args, out, info):
         rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
         mode = modes[np.random.default_rng([args.seed, step, 1]).integers(len(modes))]
         mine = rows[part]
-        loss = module(mode, train_z[mode][mine], actions[train_idx.actions[mine]].to(args.device),
-                      cfg.diffusion_batch_mul, gen, part, len(rows),
+        loss = module(mode, train_z[mode][mine].float(),
+                      actions[train_idx.actions[mine]].to(args.device), cfg.diffusion_batch_mul,
+                      gen, part, len(rows),
                       proprio=head_proprio(mode, train_idx, mine))
         return loss, {f"{mode}/action": loss.item()}
 
