@@ -272,3 +272,7 @@ $UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --ac
     --data data/pusht_2400.zarr --out outputs/eval_pusht_head_2400
 $UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_head_2400_exec4
+# shipped (session 9, replacing the 1 200-demo file): the 2 400-demo refit
+ship_pusht_exec4 runs/pusht_head_2400/head/final outputs/ship_pusht_2400 outputs/eval_pusht_shipped_v9 data/pusht_2400.zarr
+$UVA2 eval --ckpt outputs/ship_pusht_2400 --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+    --gifs 0 --out outputs/tune_pusht_shipped_v9_exec4  # the shipped fp16 file on fresh seeds

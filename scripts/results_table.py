@@ -51,7 +51,8 @@ POLICY_RUNS = {
               ("pusht_shipped_v5", "the same with inverse dynamics in their own head (session 7)"),
               ("pusht_shipped_v6", "the same with its policy head refitted on 600 demos (session 8)"),
               ("pusht_shipped_v7", "the same, continued on 1 200 demos (session 8)"),
-              ("pusht_shipped_v8", "the same, inverse head refitted on 1 200 demos (session 8, "
+              ("pusht_shipped_v8", "the same, inverse head refitted on 1 200 demos (session 8)"),
+              ("pusht_shipped_v9", "the same, policy head continued on 2 400 demos (session 9, "
                                    "shipped)")),
     "panda": (("panda", "UVA (all five modes)"), ("panda_action", "UVA-action (policy mode only)"),
               ("gpu_panda2", "UVA, recipe 2 on a GPU (shipped)")),
@@ -84,7 +85,9 @@ def dynamics_rows():
                           (f"{env}_shipped_v7", "the same, continued on 1 200 demos "
                                                 "(session 8; 60 held-out episodes)"),
                           (f"{env}_shipped_v8", "the same, inverse head refitted on 1 200 demos "
-                                                "(session 8, shipped; 60 held-out episodes)"),
+                                                "(session 8; 60 held-out episodes)"),
+                          (f"{env}_shipped_v9", "the same, policy head continued on 2 400 demos "
+                                                "(session 9, shipped; 120 held-out episodes)"),
                           (env, "UVA recipe 1"),
                           (f"{env}_shipped_v2", "UVA recipe 2 on the CPU"),
                           (f"{env}_long", "UVA continued (not shipped)"),
@@ -197,7 +200,10 @@ HEAD_RUNS = (("gpu_pusht2", "none: the session-4 GPU file (joint stage only)", "
              ("pusht_shipped_v6", "the same, as the shipped fp16 file", None),
              ("pusht_head_1200", "that head continued on 1 200 demos (600 more; session 8), "
               "policy latents", "tune_pusht_head_1200_exec4"),
-             ("pusht_shipped_v7", "the same, as the shipped fp16 file", "tune_pusht_shipped_v7_exec4"))
+             ("pusht_shipped_v7", "the same, as the shipped fp16 file", "tune_pusht_shipped_v7_exec4"),
+             ("pusht_head_2400", "that head continued on 2 400 demos (1 200 more; session 9), "
+              "policy latents", "tune_pusht_head_2400_exec4"),
+             ("pusht_shipped_v9", "the same, as the shipped fp16 file", "tune_pusht_shipped_v9_exec4"))
 """`uva train --stage head` refits of the session-4 PushT backbone (the DAgger and 600-demo
 rows continue the session-6/7 head): (run, name, fresh-seed eval), scored in
 outputs/eval_<run>[_exec8] and, on seeds 200000-, outputs/<fresh>."""
@@ -264,7 +270,8 @@ def gpu_plot(out="docs/media/pusht_gpu_scores.png"):
 
 DEMO_RUNS = ((200, ("eval_pusht_shipped_v5", "tune_pusht_head_mlp_exec4")),
              (600, ("eval_pusht_head_600", "tune_pusht_head_600_exec4")),
-             (1200, ("eval_pusht_head_1200", "tune_pusht_head_1200_exec4")))
+             (1200, ("eval_pusht_head_1200", "tune_pusht_head_1200_exec4")),
+             (2400, ("eval_pusht_head_2400", "tune_pusht_head_2400_exec4")))
 """The PushT policy head on the same frozen backbone vs the demos it was fitted on: the 50
 evaluation seeds and the 50 fresh seeds of each (the 200-demo head's fresh run is its fp32 twin)."""
 
