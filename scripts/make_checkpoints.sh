@@ -46,6 +46,9 @@ $UVA2 train --data data/pusht.zarr --out runs/pusht_long --stage joint --init ru
 $UVA2 eval --ckpt runs/pusht_long/joint/final --env pusht --episodes 50 --gifs 0 --action-steps 4 \
     --out outputs/eval_pusht_long_exec4
 export OMP_NUM_THREADS=1
+# the reference points every PushT table and plot uses (expert: 0.930, 56 % success)
+$UVA eval --env pusht --expert --episodes 100 --out outputs/expert_pusht
+$UVA eval --env pusht --random --episodes 50 --out outputs/random_pusht  # 0.156
 .venv/bin/python scripts/learning_curve.py --env pusht --episodes 50 --out outputs/learning_curve_pusht \
     --series "UVA=runs/pusht/joint/final,runs/pusht_more/joint/final,runs/pusht_long/joint/milestones/*,runs/pusht_long/joint/final" \
     --series "UVA-action=runs/pusht_action/joint/final" \

@@ -196,7 +196,7 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
     `workers` processes share the rollouts; the result does not depend on how many."""
     from .envs import env_class
 
-    env_class(env_name)  # an unknown name fails here, before any worker starts
+    control_hz = env_class(env_name).control_hz  # an unknown name fails here, before any worker
     episodes, seeds, demos = [], [], None
     attempt_seeds = range(seed, seed + max_attempts_factor * n_episodes)
     if base is not None:
@@ -231,7 +231,7 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
     base_attrs = extended_attrs(demos, len(episodes) - n_base) if demos is not None else {}
     write_replay_buffer(out, episodes, {**base_attrs, "env": env_name, "image_size": image_size,
-                                        "seeds": seeds, "control_hz": env_class(env_name).control_hz})
+                                        "seeds": seeds, "control_hz": control_hz})
     return summary
 
 

@@ -327,12 +327,17 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     return final
 
 
+def hash_weights(h, named_tensors) -> None:
+    """Feed every (name, tensor) into the hash, in name order."""
+    for name, tensor in sorted(named_tensors):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+
+
 def vae_digest(model: UVAModel, cfg: UVAConfig) -> str:
     """Identifies the frozen VAE + latent scale, so a stale latent cache is never reused."""
     h = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.vae.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().numpy().tobytes())
+    hash_weights(h, model.vae.state_dict().items())
     h.update(repr(cfg.latent_scale).encode())
     return h.hexdigest()
 
@@ -490,10 +495,8 @@ def backbone_digest(model: UVAModel, mode: str) -> bytes:
     """Identifies what a head latent depends on: every weight but the action heads', the mode
     and the window shape."""
     h = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.state_dict().items()):
-        if not name.startswith(HEAD_PREFIXES):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().numpy().tobytes())
+    hash_weights(h, ((n, t) for n, t in model.state_dict().items()
+                     if not n.startswith(HEAD_PREFIXES)))
     h.update(f"{mode} {model.cfg.n_frames} {model.cfg.actions_per_frame}".encode())
     return h.digest()
 
