@@ -204,6 +204,9 @@ def test_latent_cache_reencodes_only_the_frames_an_extended_dataset_adds(tiny_da
     encoded.clear()
     assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
     assert encoded == []  # everything known: nothing encoded
+    cache.write_bytes(cache.read_bytes()[:1000])  # truncated: rebuilt, not fatal
+    assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
+    assert sum(encoded) == len(extended.img)
 
 
 def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp_path,
@@ -244,10 +247,14 @@ def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp
     reordered = cached([2, 0])
     assert computed == []
     assert torch.equal(reordered, torch.cat([second[len(first):], second[:lengths[0]]]))
+    cache.write_bytes(b"not a torch file")  # a corrupt cache is rebuilt, not fatal
+    computed.clear()
+    assert torch.equal(cached([0, 1]), first) and computed == [lengths[0] + lengths[1]]
     weight = next(p for n, p in model.named_parameters()
                   if not n.startswith(train_mod.HEAD_PREFIXES + ("vae.",)))
     with torch.no_grad():
         weight.add_(0.1)
+    computed.clear()
     cached([0])
     assert computed == [lengths[0]]  # a different backbone: nothing reused
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import time
 from contextlib import nullcontext
@@ -327,6 +328,19 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     return final
 
 
+def read_cache(path: Path, **load_kwargs) -> dict | None:
+    """A cache file's contents, or None when it is missing or unreadable: a cache is only ever
+    a shortcut, so a corrupt one is rebuilt (and said so), never trusted or fatal."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, **load_kwargs)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        print(f"ignoring unreadable cache {path} ({type(err).__name__}); recomputing", flush=True)
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def hash_weights(h, named_tensors) -> None:
     """Feed every (name, tensor) into the hash, in name order."""
     for name, tensor in sorted(named_tensors):
@@ -354,10 +368,9 @@ def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Pat
     spans = [slice(i, min(i + ENCODE_CHUNK, len(buf.img))) for i in range(0, len(buf.img), ENCODE_CHUNK)]
     keys = [hashlib.blake2b(buf.img[s].tobytes(), digest_size=16).hexdigest() for s in spans]
     known = {}
-    if cache.is_file():
-        data = torch.load(cache, weights_only=False)
-        if data.get("vae") == digest and "frame_keys" in data:
-            known = dict(zip(data["frame_keys"], torch.split(data["latents"], ENCODE_CHUNK)))
+    data = read_cache(cache, weights_only=False)
+    if data and data.get("vae") == digest and "frame_keys" in data:
+        known = dict(zip(data["frame_keys"], torch.split(data["latents"], ENCODE_CHUNK)))
     if all(k in known for k in keys):
         return torch.cat([known[k] for k in keys])
     chunks = []
@@ -520,9 +533,9 @@ def cached_head_latents(model: UVAModel, mode: str, latents, proprio, episode_en
         keys.append(h.hexdigest())
         lengths.append(int(frames.stop - frames.start))
     offsets = np.cumsum([0] + lengths)
-    known, stored = {}, None
-    if cache.is_file():
-        stored = torch.load(cache, mmap=True, weights_only=True)
+    known = {}
+    stored = read_cache(cache, mmap=True, weights_only=True)
+    if stored:
         ends = np.cumsum([0] + list(stored["lengths"]))
         known = {k: (ends[j], ends[j + 1]) for j, k in enumerate(stored["keys"])}
     missing = [i for i, k in enumerate(keys) if k not in known]
