@@ -279,3 +279,9 @@ $UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --ac
 ship_pusht_exec4 runs/pusht_head_2400/head/final outputs/ship_pusht_2400 outputs/eval_pusht_shipped_v9 data/pusht_2400.zarr
 $UVA2 eval --ckpt outputs/ship_pusht_2400 --env pusht --episodes 50 --action-steps 4 --seed 200000 \
     --gifs 0 --out outputs/tune_pusht_shipped_v9_exec4  # the shipped fp16 file on fresh seeds
+# tried, not shipped (session 9): the inverse head refitted on the 2 400 demos (0.0235 vs 0.0238)
+mkdir -p runs/pusht_inv_2400 && cp runs/pusht_head_2400/latents.pt runs/pusht_inv_2400/
+$UVA2 train --data data/pusht_2400.zarr --stage head --init runs/pusht_head_2400/head/final --modes inverse_model \
+    --head-steps 3000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 500 --out runs/pusht_inv_2400
+$UVA2 eval --ckpt runs/pusht_inv_2400/head/final --env pusht --episodes 0 --data data/pusht_2400.zarr \
+    --out outputs/dynamics_pusht_inv_2400
