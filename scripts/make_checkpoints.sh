@@ -38,6 +38,16 @@ ship_pusht_exec4() {  # <run checkpoint> <staging dir> <eval dir> [<data>]: fp16
   .venv/bin/python scripts/ship_checkpoint.py --ckpt "$1" --env pusht --n-action-steps 4 \
       --eval-json "$3/eval.json" --out models/checkpoints/pusht
 }
+refit_pusht_policy_head() {  # <init> <data> <run> [<train arg>...]: the policy head continued on
+  # <data> (10 000 steps at batch 256), then scored on the 50 evaluation and the 50 fresh seeds
+  $UVA2 train --data "$2" --stage head --init "$1" --modes policy_model --head-steps 10000 \
+      --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
+      --out "runs/$3" "${@:4}"
+  $UVA2 eval --ckpt "runs/$3/head/final" --env pusht --episodes 50 --action-steps 4 --gifs 2 \
+      --data "$2" --out "outputs/eval_$3"
+  $UVA2 eval --ckpt "runs/$3/head/final" --env pusht --episodes 50 --action-steps 4 --seed 200000 \
+      --gifs 0 --out "outputs/tune_$3_exec4"
+}
 export OMP_NUM_THREADS=2
 $UVA2 train --data data/pusht.zarr --out runs/pusht_more --stage joint --init runs/pusht/joint/final \
     --joint-steps 2800 --ckpt-every 250
@@ -232,26 +242,14 @@ $UVA2 eval --ckpt runs/pusht_head_proprio/head/final --env pusht --episodes 50 -
 # session-7 file's policy head refitted on all 600 (its --init was models/checkpoints/pusht, the
 # same bytes as the staged outputs/ship_pusht_split)
 $UVA2 collect --env pusht --episodes 400 --seed 1000 --base data/pusht.zarr --out data/pusht_600.zarr
-$UVA2 train --data data/pusht_600.zarr --stage head --init outputs/ship_pusht_split --modes policy_model \
-    --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
-    --out runs/pusht_head_600
-$UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
-    --data data/pusht_600.zarr --out outputs/eval_pusht_head_600
-$UVA2 eval --ckpt runs/pusht_head_600/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
-    --gifs 0 --out outputs/tune_pusht_head_600_exec4
+refit_pusht_policy_head outputs/ship_pusht_split data/pusht_600.zarr pusht_head_600
 # shipped (session 8): that refit; its eval's held-out dynamics come from the 600-episode data
 ship_pusht_exec4 runs/pusht_head_600/head/final outputs/ship_pusht_600 outputs/eval_pusht_shipped_v6 data/pusht_600.zarr
 # 600 more demos (1 200 in all) and that head continued on them; the 600-demo run's latent cache
 # is copied in, so only the new frames are encoded
 $UVA2 collect --env pusht --episodes 600 --seed 2000 --base data/pusht_600.zarr --out data/pusht_1200.zarr
 mkdir -p runs/pusht_head_1200 && cp runs/pusht_head_600/latents.pt runs/pusht_head_1200/
-$UVA2 train --data data/pusht_1200.zarr --stage head --init runs/pusht_head_600/head/final --modes policy_model \
-    --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
-    --max-minutes 26 --out runs/pusht_head_1200
-$UVA2 eval --ckpt runs/pusht_head_1200/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
-    --data data/pusht_1200.zarr --out outputs/eval_pusht_head_1200
-$UVA2 eval --ckpt runs/pusht_head_1200/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
-    --gifs 0 --out outputs/tune_pusht_head_1200_exec4
+refit_pusht_policy_head runs/pusht_head_600/head/final data/pusht_1200.zarr pusht_head_1200 --max-minutes 26
 # shipped (session 8, replacing the 600-demo file): the 1 200-demo refit
 ship_pusht_exec4 runs/pusht_head_1200/head/final outputs/ship_pusht_1200 outputs/eval_pusht_shipped_v7 data/pusht_1200.zarr
 $UVA2 eval --ckpt models/checkpoints/pusht --env pusht --episodes 50 --action-steps 4 --seed 200000 \
@@ -268,13 +266,7 @@ ship_pusht_exec4 runs/pusht_inv_1200/head/final outputs/ship_pusht_inv1200 outpu
 $UVA collect --env pusht --episodes 600 --seed 4000 --base data/pusht_1200.zarr --out data/pusht_1800.zarr
 $UVA collect --env pusht --episodes 600 --seed 7000 --workers 2 --base data/pusht_1800.zarr --out data/pusht_2400.zarr
 mkdir -p runs/pusht_head_2400 && cp runs/pusht_inv_1200/latents.pt runs/pusht_head_2400/
-$UVA2 train --data data/pusht_2400.zarr --stage head --init runs/pusht_inv_1200/head/final --modes policy_model \
-    --head-steps 10000 --batch-size 256 --lr 3e-4 --ckpt-every 1000 --eval-every 1000 --keep-every 2000 \
-    --out runs/pusht_head_2400
-$UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --action-steps 4 --gifs 2 \
-    --data data/pusht_2400.zarr --out outputs/eval_pusht_head_2400
-$UVA2 eval --ckpt runs/pusht_head_2400/head/final --env pusht --episodes 50 --action-steps 4 --seed 200000 \
-    --gifs 0 --out outputs/tune_pusht_head_2400_exec4
+refit_pusht_policy_head runs/pusht_inv_1200/head/final data/pusht_2400.zarr pusht_head_2400
 # shipped (session 9, replacing the 1 200-demo file): the 2 400-demo refit
 ship_pusht_exec4 runs/pusht_head_2400/head/final outputs/ship_pusht_2400 outputs/eval_pusht_shipped_v9 data/pusht_2400.zarr
 $UVA2 eval --ckpt outputs/ship_pusht_2400 --env pusht --episodes 50 --action-steps 4 --seed 200000 \

@@ -232,8 +232,8 @@ def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp
     lengths = np.diff(np.concatenate([[0], buf.episode_ends]))
 
     def cached(episodes):
-        return train_mod.cached_head_latents(model, "policy_model", latents, proprio,
-                                             buf.episode_ends, episodes, "cpu", cache, write=True)
+        return train_mod.cached_head_latents(model, "policy_model", latents, proprio, buf,
+                                             episodes, "cpu", cache, write=True)
 
     first = cached([0, 1])
     assert computed == [lengths[0] + lengths[1]] and first.dtype == torch.float16

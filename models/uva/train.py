@@ -514,24 +514,24 @@ def backbone_digest(model: UVAModel, mode: str) -> bytes:
     return h.digest()
 
 
-def cached_head_latents(model: UVAModel, mode: str, latents, proprio, episode_ends: np.ndarray,
-                        episodes: list[int], device: str, cache: Path, write: bool) -> torch.Tensor:
+def cached_head_latents(model: UVAModel, mode: str, latents, proprio, buf, episodes: list[int],
+                        device: str, cache: Path, write: bool) -> torch.Tensor:
     """head_latents of the windows of `episodes` (HEAD_LATENT_DTYPE), cached on disk per episode
     by content (backbone, frame latents, proprio): a resumed or repeated refit computes nothing,
     and one on a dataset extended by `collect --base` only the new episodes' windows (copy the
     base run's cache in, as with latents.pt). Known episodes are read from a memory map."""
     cfg = model.cfg
-    starts = np.concatenate([[0], episode_ends[:-1]]).astype(int)
+    slices = buf.episode_slices()
     backbone = backbone_digest(model, mode)
     keys, lengths = [], []
     for ep in episodes:
-        frames = slice(starts[ep], int(episode_ends[ep]))
+        frames = slices[ep]
         h = hashlib.blake2b(backbone, digest_size=16)
         h.update(latents[frames].numpy().tobytes())
         if mode == "policy_model":
             h.update(proprio[frames].numpy().tobytes())
         keys.append(h.hexdigest())
-        lengths.append(int(frames.stop - frames.start))
+        lengths.append(frames.stop - frames.start)
     offsets = np.cumsum([0] + lengths)
     known = {}
     stored = read_cache(cache, mmap=True, weights_only=True)
@@ -542,7 +542,7 @@ def cached_head_latents(model: UVAModel, mode: str, latents, proprio, episode_en
     fresh = None
     if missing:
         fresh = head_latents(model, mode, latents, proprio,
-                             WindowIndex(episode_ends, cfg.n_frames, cfg.actions_per_frame,
+                             WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame,
                                          [episodes[i] for i in missing]),
                              device, dtype=HEAD_LATENT_DTYPE)
     if len(missing) == len(keys):
@@ -603,9 +603,8 @@ def train_head(buf, init: Path, args, out, info):
     train_eps, _ = buf.train_val_episodes(args.val_fraction)  # train_idx's episodes, in order
 
     def windows_latents(mode, episodes, split):
-        return cached_head_latents(model, mode, latents, proprio, buf.episode_ends, episodes,
-                                   args.device, out.parent / f"{mode}_{split}_latents.pt",
-                                   write=info.is_main)
+        return cached_head_latents(model, mode, latents, proprio, buf, episodes, args.device,
+                                   out.parent / f"{mode}_{split}_latents.pt", write=info.is_main)
 
     train_z = {m: windows_latents(m, train_eps, "train") for m in modes}
     val_z = {m: windows_latents(m, val_eps, "val")[val_rows].float() for m in modes}
