@@ -1,7 +1,10 @@
 """Store a trained checkpoint (fp16 weights) in models/checkpoints/<env>/ with its metrics.
 
-metrics.json holds the full evaluation summary (`uva eval` JSON, per-episode rows dropped) and a
-3-seed check that tests re-run to prove the shipped file still behaves as measured.
+metrics.json holds the full evaluation summary (`uva eval` JSON, per-episode rows dropped) and
+the checks tests re-run to prove the shipped file still behaves as measured (uva.checks): an
+open-loop check (one chunk + one forward-dynamics prediction, predicted frames in
+check_video.png) compared tightly on any machine, and a 3-seed closed-loop check compared as
+behaviour. `--checks-only` recomputes the checks of an already shipped directory.
 """
 from __future__ import annotations
 
@@ -14,8 +17,16 @@ import torch
 
 from uva import load_policy
 from uva.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from uva.checks import frames_to_strip, open_loop_check
 from uva.envs import make_env
 from uva.evaluate import rollout
+
+
+def store_open_loop_check(out: Path, policy, env) -> dict:
+    from PIL import Image
+    check = open_loop_check(policy, env)
+    Image.fromarray(frames_to_strip(check.pop("frames"))).save(out / "check_video.png")
+    return check
 
 
 def main():
@@ -29,8 +40,19 @@ def main():
     ap.add_argument("--n-action-steps", type=int, default=None,
                     help="actions executed per chunk, stored in the shipped config (the policy node "
                          "and `uva eval` default to it); the eval JSON must have used the same")
+    ap.add_argument("--checks-only", action="store_true",
+                    help="only (re)compute the open-loop check of the shipped --out directory")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.checks_only:
+        torch.set_num_threads(1)
+        metrics = json.loads((out / "metrics.json").read_text())
+        env = make_env(a.env)
+        metrics["check_open_loop"] = store_open_loop_check(out, load_policy(out), env)
+        env.close()
+        atomic_write_json(out / "metrics.json", metrics)
+        print(json.dumps(metrics["check_open_loop"]))
+        return
     model, cfg, normalizers, meta = load_checkpoint(a.ckpt)
     if a.n_action_steps:
         cfg = dataclasses.replace(cfg, n_action_steps=a.n_action_steps)  # re-runs the checks
@@ -46,11 +68,13 @@ def main():
     env = make_env(a.env)
     seeds = [100000, 100001, 100002]
     scores = [rollout(policy, env, s, n_exec)[0]["score"] for s in seeds]
+    open_loop = store_open_loop_check(out, policy, env)
     env.close()
     if summary:
         summary.pop("per_episode", None)
     metrics = {"eval": summary, "check_3_seeds": {"seeds": seeds, "scores": scores,
-                                                  "n_action_steps": n_exec}}
+                                                  "n_action_steps": n_exec},
+               "check_open_loop": open_loop}
     if a.extra:
         metrics.update(json.loads(Path(a.extra).read_text()))
     atomic_write_json(out / "metrics.json", metrics)

@@ -1,0 +1,65 @@
+"""Reproducibility checks stored beside a shipped checkpoint, and how to compare them on any machine.
+
+Two kinds, because float kernels differ between x86 CPUs (Intel / AMD, AVX2 / AVX-512) by ~1e-5:
+- an **open-loop check**: one action chunk and one forward-dynamics prediction from a fixed
+  simulator observation with fixed sampling seeds. Nothing feeds back, so a different CPU moves
+  the result by ~1e-5 while any change to the weights, the normaliser or the sampling code moves
+  it by orders of magnitude more; compared with tight tolerances.
+- a **closed-loop check**: the scores of three evaluation episodes. A closed loop amplifies the
+  1e-5 differences (the same episode can take another path on another machine), so the scores are
+  compared as behaviour (the mean within a margin), not digit by digit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ACTION_TOLERANCE = 2e-3
+"""Max |difference| of the open-loop chunk, in normalised action units ([-1, 1] = the
+demonstrated range): 100x the cross-CPU drift, far below what a changed weight produces."""
+VIDEO_TOLERANCE = 1.0
+"""Max mean |difference| of the open-loop predicted frames, in uint8 grey levels."""
+CLOSED_LOOP_MARGIN = 0.25
+"""How far the 3-seed mean score may fall below the stored one on another machine."""
+
+
+def open_loop_observation(policy, env, seed: int) -> dict:
+    """The policy's observation at the start of episode `seed` (history padded with the first
+    frame, as at every episode start)."""
+    from .evaluate import ObservationHistory
+    cfg = policy.cfg
+    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size)
+    obs = env.reset(seed)
+    history.append(obs.image, obs.state)
+    return history.window()
+
+
+def open_loop_check(policy, env, seed: int = 100000, sample_seed: int = 0) -> dict:
+    """What `compare_open_loop` re-computes: the normalised action chunk and the predicted
+    future frames (uint8) for one fixed observation."""
+    window = open_loop_observation(policy, env, seed)
+    chunk = policy.predict_action(window, seed=sample_seed)
+    frames = policy.predict_video(window, actions=chunk, seed=sample_seed)
+    normalized = policy.action_norm.normalize(np.asarray(chunk, np.float64))
+    return {"seed": seed, "sample_seed": sample_seed,
+            "actions_normalized": np.round(normalized, 6).tolist(),
+            "frames": np.asarray(frames, np.uint8)}
+
+
+def compare_open_loop(policy, env, stored: dict, stored_frames: np.ndarray) -> dict:
+    """Deviation of this machine's open-loop result from the stored one."""
+    now = open_loop_check(policy, env, stored["seed"], stored["sample_seed"])
+    action_dev = float(np.abs(np.asarray(now["actions_normalized"])
+                              - np.asarray(stored["actions_normalized"])).max())
+    video_dev = float(np.abs(now["frames"].astype(np.float64)
+                             - np.asarray(stored_frames, np.float64)).mean())
+    return {"action_max_abs": action_dev, "video_mean_abs": video_dev,
+            "ok": action_dev <= ACTION_TOLERANCE and video_dev <= VIDEO_TOLERANCE}
+
+
+def frames_to_strip(frames: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) -> (H, F*W, 3): one PNG holds every predicted frame."""
+    return np.concatenate(list(frames), axis=1)
+
+
+def strip_to_frames(strip: np.ndarray, n_frames: int) -> np.ndarray:
+    return np.stack(np.split(strip, n_frames, axis=1))
