@@ -1,0 +1,115 @@
+"""How faithfully does "record over ROS -> uva dataset import" reproduce `uva collect`?
+
+Records N Panda expert episodes through the ROS graph (uva_sim arm over real DDS, the expert as a
+teleoperator publishing JointTrajectory commands, demo_recorder writing one bag per episode),
+imports them with config/record_demos.topics.yaml, collects the same seeds with `uva collect`
+(in-process env, no ROS), and compares episode counts, lengths, per-step joint states, action
+labels and frame PSNR. Writes the numbers to --out (JSON).
+
+    python scripts/dataset_fidelity.py --episodes 20 --out outputs/dataset_fidelity.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bag_seed(bag: Path) -> int:
+    """The simulator's seed of the episode a bag holds (its /franka_sim/episode messages)."""
+    from rosbags.highlevel import AnyReader
+    from uva.rosbag import typestore
+    with AnyReader([bag], default_typestore=typestore()) as r:
+        conns = [c for c in r.connections if c.topic == "/franka_sim/episode"]
+        seeds = [r.deserialize(raw, c.msgtype).data for c, _, raw in r.messages(connections=conns)]
+    values, counts = np.unique(seeds, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def compare(imported, collected) -> dict:
+    per_episode = []
+    for i, (si, sc) in enumerate(zip(imported.episode_slices(), collected.episode_slices())):
+        n = min(si.stop - si.start, sc.stop - sc.start)
+        a, b = slice(si.start, si.start + n), slice(sc.start, sc.start + n)
+        dq = np.abs(imported.state[a] - collected.state[b])
+        da = np.abs(imported.action[a] - collected.action[b])
+        frames = [psnr(x, y) for x, y in zip(imported.img[a], collected.img[b])]
+        finite = [f for f in frames if np.isfinite(f)]
+        per_episode.append({
+            "seed": collected.attrs["seeds"][i], "imported_steps": si.stop - si.start,
+            "collected_steps": sc.stop - sc.start,
+            "state_abs_err_max": float(dq.max()), "state_abs_err_mean": float(dq.mean()),
+            "arm_state_abs_err_max_rad": float(dq[:, :7].max()),
+            "action_abs_err_max": float(da.max()), "action_abs_err_mean": float(da.mean()),
+            "frames_identical": float(np.mean([not np.isfinite(f) for f in frames])),
+            "frame_psnr_db_min": float(min(finite)) if finite else None,
+            "frame_psnr_db_mean_of_differing": float(np.mean(finite)) if finite else None,
+        })
+    pe = per_episode
+    return {
+        "episodes_imported": imported.n_episodes, "episodes_collected": collected.n_episodes,
+        "length_equal": sum(e["imported_steps"] == e["collected_steps"] for e in pe),
+        "length_diff": [e["imported_steps"] - e["collected_steps"] for e in pe],
+        "state_abs_err_max": max(e["state_abs_err_max"] for e in pe),
+        "state_abs_err_mean": float(np.mean([e["state_abs_err_mean"] for e in pe])),
+        "action_abs_err_max": max(e["action_abs_err_max"] for e in pe),
+        "action_abs_err_mean": float(np.mean([e["action_abs_err_mean"] for e in pe])),
+        "frames_identical_fraction": float(np.mean([e["frames_identical"] for e in pe])),
+        "frame_psnr_db_min": min((e["frame_psnr_db_min"] for e in pe
+                                  if e["frame_psnr_db_min"] is not None), default=None),
+        "per_episode": pe,
+    }
+
+
+def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
+    from uva.data import collect, read_replay_buffer
+    from uva.dataset.bag_import import import_bags
+    from uva.topic_map import load_topic_map
+    from uva_bringup.record_demos import TOPIC_MAP, record
+    bags = record(str(work / "bags"), episodes, first_seed=first_seed, timeout_s=60 + 30 * episodes)
+    seeds = [bag_seed(b) for b in bags]
+    summary = import_bags(bags, load_topic_map(TOPIC_MAP), work / "imported.zarr", min_steps=1)
+    imported = read_replay_buffer(work / "imported.zarr")
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise RuntimeError(f"recorded seeds are not consecutive: {seeds}")
+    collect("panda", len(seeds), work / "collected.zarr", image_size=96, keep_failures=True,
+            seed=seeds[0])
+    collected = read_replay_buffer(work / "collected.zarr")
+    return {"recorded_seeds": seeds, "import": {k: summary[k] for k in ("episodes", "steps")},
+            **compare(imported, collected)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--out", default="outputs/dataset_fidelity.json")
+    ap.add_argument("--work", default=None, help="keep bags and buffers here (default: a temp dir)")
+    a = ap.parse_args(argv)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    work = Path(a.work or tempfile.mkdtemp(prefix="uva_fidelity_"))
+    try:
+        report = run(a.episodes, work)
+    finally:
+        if a.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "per_episode"}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "ros2_ws" / "src" / "uva_bringup"))
+    main()
