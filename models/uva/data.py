@@ -411,3 +411,18 @@ class WindowIndex:
 
     def __len__(self) -> int:
         return len(self.history)
+
+
+def dataset_facts(path: str | Path) -> dict:
+    """What a checkpoint trained on `path` should remember of it (read from attrs and array
+    shapes, no frames loaded): cameras and their sizes, joint names, rate and source, so a node
+    can refuse a mismatched robot with a clear reason instead of guessing."""
+    root = zarr.open_group(str(path), mode="r")
+    attrs = dict(root.attrs)
+    cameras = attrs.get("cameras") or [DEFAULT_CAMERA]
+    arrays = {c: root["img"] if "img" in root else root[f"img_{c}"] for c in cameras}
+    return {"dataset": {"path": str(path), "cameras": list(cameras),
+                        "camera_sizes": {c: list(a.shape[1:3]) for c, a in arrays.items()},
+                        "joint_names": attrs.get("joint_names"),
+                        "fps": attrs.get("fps", attrs.get("control_hz")),
+                        "source": attrs.get("source", attrs.get("env"))}}
