@@ -74,22 +74,60 @@ def compare(imported, collected) -> dict:
     }
 
 
+def frame_periods(bags: list[Path]) -> dict:
+    """How steady the simulator's camera ran: intervals between consecutive frame stamps."""
+    from uva.dataset.bag_import import read_bag
+    from uva.topic_map import load_topic_map
+    from uva_bringup.record_demos import TOPIC_MAP
+    tm = load_topic_map(TOPIC_MAP)
+    gaps, late, latency = [], 0, []
+    for b in bags:
+        s = read_bag(b, tm)
+        frames = np.array([t for t, _ in s.frames["scene"]])
+        gaps.append(np.diff(frames))
+        cmds = np.array([t for t, _ in s.commands])
+        # each command answers the newest frame before it; late if the next frame came first
+        idx = np.searchsorted(frames, cmds, side="right") - 1
+        ok = idx >= 0
+        latency.append(cmds[ok] - frames[idx[ok]])
+        late += int(np.sum(np.bincount(idx[ok], minlength=len(frames))[:-1] == 0))
+    gaps, latency = np.concatenate(gaps), np.concatenate(latency)
+    n_frames = len(gaps) + len(bags)
+    return {"frame_period_mean_s": float(gaps.mean()), "frame_period_p05_s": float(np.percentile(gaps, 5)),
+            "frame_period_p95_s": float(np.percentile(gaps, 95)), "frame_period_max_s": float(gaps.max()),
+            "frame_periods_off_by_over_half": float(np.mean(np.abs(gaps - 0.1) > 0.05)),
+            "command_latency_p50_s": float(np.median(latency)),
+            "command_latency_p95_s": float(np.percentile(latency, 95)),
+            "frames_without_a_command_before_the_next": late, "frames": n_frames}
+
+
 def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
+    """Record (or reuse work/bags), collect the same seeds (or reuse), import with both sampling
+    modes and compare each with the collected demos."""
+    from dataclasses import replace
     from uva.data import collect, read_replay_buffer
     from uva.dataset.bag_import import import_bags
     from uva.topic_map import load_topic_map
-    from uva_bringup.record_demos import TOPIC_MAP, record
-    bags = record(str(work / "bags"), episodes, first_seed=first_seed, timeout_s=60 + 30 * episodes)
+    from uva_bringup.record_demos import TOPIC_MAP, kept_episodes, record
+    bags = kept_episodes(work / "bags")[:episodes]
+    if len(bags) < episodes:
+        bags = record(str(work / "bags"), episodes, first_seed=first_seed,
+                      timeout_s=60 + 30 * episodes)
     seeds = [bag_seed(b) for b in bags]
-    summary = import_bags(bags, load_topic_map(TOPIC_MAP), work / "imported.zarr", min_steps=1)
-    imported = read_replay_buffer(work / "imported.zarr")
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise RuntimeError(f"recorded seeds are not consecutive: {seeds}")
-    collect("panda", len(seeds), work / "collected.zarr", image_size=96, keep_failures=True,
-            seed=seeds[0])
+    if not (work / "collected.zarr").exists():
+        collect("panda", len(seeds), work / "collected.zarr", image_size=96, keep_failures=True,
+                seed=seeds[0])
     collected = read_replay_buffer(work / "collected.zarr")
-    return {"recorded_seeds": seeds, "import": {k: summary[k] for k in ("episodes", "steps")},
-            **compare(imported, collected)}
+    report = {"recorded_seeds": seeds, "timing": frame_periods(bags)}
+    for mode in ("clock", "camera"):
+        tm = replace(load_topic_map(TOPIC_MAP), sample_on=mode)
+        out = work / f"imported_{mode}.zarr"
+        summary = import_bags(bags, tm, out, min_steps=1, overwrite=True)
+        report[f"sample_on_{mode}"] = {"import": {k: summary[k] for k in ("episodes", "steps")},
+                                       **compare(read_replay_buffer(out), collected)}
+    return report
 
 
 def main(argv=None):
@@ -107,7 +145,8 @@ def main(argv=None):
             shutil.rmtree(work, ignore_errors=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: v for k, v in report.items() if k != "per_episode"}, indent=2))
+    print(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "per_episode"}
+                          if isinstance(v, dict) else v) for k, v in report.items()}, indent=2))
 
 
 if __name__ == "__main__":

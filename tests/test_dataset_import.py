@@ -213,3 +213,21 @@ def test_bad_topic_maps_are_refused(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert uva_main(["dataset", "import", "--bag", str(good), "--topics", str(tmp_path / "old.yaml"),
                      "--out", str(tmp_path / "old.zarr"), "--overwrite"]) == 0
+
+
+def test_sample_on_camera_takes_every_frame_of_an_unsteady_camera(tmp_path):
+    """A simulator that slows under load: frames 60 / 160 ms apart. The control clock sees what a
+    10 Hz node would (some frames twice); sample_on: camera makes one step per frame."""
+    periods = np.tile([6 * 10**7, 16 * 10**7], 15)[:29]
+    stamps = (T0 + np.concatenate([[0], np.cumsum(periods)])).astype(np.int64).tolist()
+    bag = write_bag(tmp_path / "ep0", stamps=stamps, command=None)
+    tm = topic_map_from_dict(tmap(action_topic=None, sample_on="camera"))
+    import_bags([bag], tm, tmp_path / "cam.zarr")
+    cam = read_replay_buffer(tmp_path / "cam.zarr")
+    assert np.allclose(cam.state, np.stack([q_of(k) for k in range(29)]), atol=1e-6)
+    import_bags([bag], topic_map_from_dict(tmap(action_topic=None)), tmp_path / "clock.zarr")
+    clock = read_replay_buffer(tmp_path / "clock.zarr")
+    repeats = np.all(np.diff(clock.state, axis=0) == 0, axis=1).sum()
+    assert len(clock.state) > 29 and repeats > 0  # 3.2 s at 10 Hz: frames seen twice
+    with pytest.raises(TopicMapError, match="sample_on"):
+        topic_map_from_dict(tmap(sample_on="frames"))

@@ -4,6 +4,7 @@ by `uva replay-eval`. Bags are real rosbag2 (mcap or sqlite3) with message defin
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,10 @@ class BagError(DatasetError):
     """A bag is missing, truncated/corrupt, lacks a required topic, or does not fit the model."""
 
 
+@functools.lru_cache(maxsize=1)
 def typestore():
-    """ROS 2 Jazzy message types plus this project's uva_msgs."""
+    """ROS 2 Jazzy message types plus this project's uva_msgs (built once per process: a
+    recorder opening a bag per episode must not stall on parsing message definitions)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
     store = get_typestore(Stores.ROS2_JAZZY)
     types = {}

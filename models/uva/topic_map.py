@@ -10,6 +10,7 @@ and `uva replay-eval --topics` (one YAML or JSON format, unknown keys refused).
     episode_topic: /uva/reset                   # optional: each message starts a new episode
     episode_gap_s: 2.0                          # optional: a silence longer than this cuts an episode
     control_rate_hz: 10.0
+    sample_on: clock                            # or camera: one step per first-camera frame
     max_obs_age_s: 0.5                          # as the policy node's parameters
     sync_slop_s: 0.05
 
@@ -43,6 +44,7 @@ class TopicMap:
     episode_topic: str | None = None
     episode_gap_s: float | None = None
     control_rate_hz: float = 10.0
+    sample_on: str = "clock"
     max_obs_age_s: float = 0.5
     sync_slop_s: float = 0.05
 
@@ -112,6 +114,8 @@ def topic_map_from_dict(raw: dict, where: str = "topic map") -> TopicMap:
         raise TopicMapError(f"{where}: joint_names has duplicates {names}")
     tm.joint_names = list(names)
     tm.control_rate_hz = _positive(where, "control_rate_hz", tm.control_rate_hz)
+    if tm.sample_on not in ("clock", "camera"):
+        raise TopicMapError(f"{where}: sample_on must be 'clock' or 'camera', got {tm.sample_on!r}")
     tm.max_obs_age_s = _positive(where, "max_obs_age_s", tm.max_obs_age_s)
     tm.sync_slop_s = _positive(where, "sync_slop_s", tm.sync_slop_s)
     tm.episode_gap_s = _positive(where, "episode_gap_s", tm.episode_gap_s, optional=True)

@@ -13,7 +13,10 @@ How a bag becomes training steps (docs/datasets.md says the same for users):
   and the joint positions (by name). A tick the node would refuse (stale or unsynchronised input)
   ends the current episode; the next valid tick starts a new one, so no step ever spans a hole.
   A clock that finds nothing new jumps to the next message, so a message stamped far off (e.g.
-  near zero among ROS-time stamps) costs nothing.
+  near zero among ROS-time stamps) costs nothing. With `sample_on: camera` the ticks are instead
+  the first camera's frames (each at its stamp + sync_slop_s, still through align_history): one
+  step per frame, for recordings whose camera runs at the control rate but not on a steady
+  clock (a simulator that slows down under load).
 - Action labels: with `action_topic`, the command in force when the next step's frame was taken
   (the last command stamped before it: controllers hold their last target; steps before the first
   command are dropped, the arm was at rest); JointTrajectory's first point or JointState
@@ -199,8 +202,14 @@ def sample_steps(s: BagStreams, tm: TopicMap) -> list[list[Step]]:
         if first is None:
             continue
         origin, j, run, k = first + 0.5 * dt, 0, [], 0
+        frame_ticks = [e[0] + tm.sync_slop_s for e in seg if e[1] == cams[0]]
         while j < len(seg):
-            now = origin + k * dt
+            if tm.sample_on == "camera":
+                if k >= len(frame_ticks):
+                    break
+                now = frame_ticks[k]
+            else:
+                now = origin + k * dt
             while j < len(seg) and seg[j][0] <= now + 1e-9:
                 t, stream, value = seg[j]
                 (buffers[stream] if stream else joints).push(t, value)
@@ -213,7 +222,7 @@ def sample_steps(s: BagStreams, tm: TopicMap) -> list[list[Step]]:
                 if run:
                     runs.append(run)
                     run = []
-                if j < len(seg) and seg[j][0] > now + dt:  # nothing new for a while: jump ahead
+                if tm.sample_on == "clock" and j < len(seg) and seg[j][0] > now + dt:  # jump ahead
                     k = max(k + 1, int(math.ceil((seg[j][0] - origin) / dt)))
                     continue
             k += 1

@@ -81,7 +81,8 @@ class SimTeleop(Node):
         for j in FINGER_JOINTS:
             pb.resetJointState(env.robot, j, float(q[7]), physicsClientId=env.client)
         target = env.expert_action()
-        cmd = JointTrajectory()  # header stamp zero: execute now
+        cmd = JointTrajectory()  # stamped now, first point due at once: execute now
+        cmd.header.stamp = self.get_clock().now().to_msg()
         cmd.joint_names = list(franka.MODEL_JOINTS)
         cmd.points = [JointTrajectoryPoint(positions=[float(v) for v in target])]
         self.pub.publish(cmd)
