@@ -39,7 +39,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
-def compare(imported, collected) -> dict:
+def compare(imported, collected, late: list[int]) -> dict:
     per_episode = []
     for i, (si, sc) in enumerate(zip(imported.episode_slices(), collected.episode_slices())):
         n = min(si.stop - si.start, sc.stop - sc.start)
@@ -57,7 +57,11 @@ def compare(imported, collected) -> dict:
             "frames_identical": float(np.mean([not np.isfinite(f) for f in frames])),
             "frame_psnr_db_min": float(min(finite)) if finite else None,
             "frame_psnr_db_mean_of_differing": float(np.mean(finite)) if finite else None,
+            "late_commands": late[i],
+            "first_state_abs_err_max": float(dq[0].max()),
+            "first_frame_psnr_db": frames[0],
         })
+    timely = [e for e in per_episode if e["late_commands"] == 0]
     pe = per_episode
     return {
         "episodes_imported": imported.n_episodes, "episodes_collected": collected.n_episodes,
@@ -70,6 +74,16 @@ def compare(imported, collected) -> dict:
         "frames_identical_fraction": float(np.mean([e["frames_identical"] for e in pe])),
         "frame_psnr_db_min": min((e["frame_psnr_db_min"] for e in pe
                                   if e["frame_psnr_db_min"] is not None), default=None),
+        # episodes where every command reached the arm before its next step: what is left is
+        # the teleop expert computing from measured joints instead of the simulator's own state
+        "timely_episodes": {
+            "count": len(timely),
+            "length_diff": [e["imported_steps"] - e["collected_steps"] for e in timely],
+            "state_abs_err_max": max((e["state_abs_err_max"] for e in timely), default=None),
+            "state_abs_err_mean": float(np.mean([e["state_abs_err_mean"] for e in timely])) if timely else None,
+            "action_abs_err_mean": float(np.mean([e["action_abs_err_mean"] for e in timely])) if timely else None,
+            "frame_psnr_db_min": min((e["frame_psnr_db_min"] for e in timely
+                                      if e["frame_psnr_db_min"] is not None), default=None)},
         "per_episode": pe,
     }
 
@@ -80,7 +94,7 @@ def frame_periods(bags: list[Path]) -> dict:
     from uva.topic_map import load_topic_map
     from uva_bringup.record_demos import TOPIC_MAP
     tm = load_topic_map(TOPIC_MAP)
-    gaps, late, latency = [], 0, []
+    gaps, late, latency = [], [], []
     for b in bags:
         s = read_bag(b, tm)
         frames = np.array([t for t, _ in s.frames["scene"]])
@@ -90,7 +104,7 @@ def frame_periods(bags: list[Path]) -> dict:
         idx = np.searchsorted(frames, cmds, side="right") - 1
         ok = idx >= 0
         latency.append(cmds[ok] - frames[idx[ok]])
-        late += int(np.sum(np.bincount(idx[ok], minlength=len(frames))[:-1] == 0))
+        late.append(int(np.sum(np.bincount(idx[ok], minlength=len(frames))[:-1] == 0)))
     gaps, latency = np.concatenate(gaps), np.concatenate(latency)
     n_frames = len(gaps) + len(bags)
     return {"frame_period_mean_s": float(gaps.mean()), "frame_period_p05_s": float(np.percentile(gaps, 5)),
@@ -98,7 +112,8 @@ def frame_periods(bags: list[Path]) -> dict:
             "frame_periods_off_by_over_half": float(np.mean(np.abs(gaps - 0.1) > 0.05)),
             "command_latency_p50_s": float(np.median(latency)),
             "command_latency_p95_s": float(np.percentile(latency, 95)),
-            "frames_without_a_command_before_the_next": late, "frames": n_frames}
+            "frames_without_a_command_before_the_next": int(sum(late)), "frames": n_frames,
+            "late_commands_per_episode": late}
 
 
 def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
@@ -121,12 +136,13 @@ def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
                 seed=seeds[0])
     collected = read_replay_buffer(work / "collected.zarr")
     report = {"recorded_seeds": seeds, "timing": frame_periods(bags)}
+    late = report["timing"]["late_commands_per_episode"]
     for mode in ("clock", "camera"):
         tm = replace(load_topic_map(TOPIC_MAP), sample_on=mode)
         out = work / f"imported_{mode}.zarr"
         summary = import_bags(bags, tm, out, min_steps=1, overwrite=True)
         report[f"sample_on_{mode}"] = {"import": {k: summary[k] for k in ("episodes", "steps")},
-                                       **compare(read_replay_buffer(out), collected)}
+                                       **compare(read_replay_buffer(out), collected, late)}
     return report
 
 

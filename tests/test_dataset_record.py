@@ -58,8 +58,22 @@ def test_recorded_demos_import_like_collected_ones(tmp_path):
     from dataset_fidelity import run
     report = run(2, tmp_path, first_seed=100000)
     assert report["recorded_seeds"] == [100001, 100002]
-    assert report["episodes_imported"] == report["episodes_collected"] == 2
-    assert all(abs(d) <= 1 for d in report["length_diff"]), report["length_diff"]
-    assert report["state_abs_err_mean"] < 5e-3, report
-    assert report["action_abs_err_mean"] < 5e-3, report
-    assert report["frame_psnr_db_min"] is None or report["frame_psnr_db_min"] > 20, report
+    timing = report["timing"]
+    # the teleop answered (nearly) every frame over DDS, within a fraction of the period
+    assert timing["frames_without_a_command_before_the_next"] <= 0.1 * timing["frames"], timing
+    assert timing["command_latency_p50_s"] < 0.05, timing
+    for mode in ("sample_on_camera", "sample_on_clock"):
+        r = report[mode]
+        assert r["episodes_imported"] == r["episodes_collected"] == 2, r
+        for ep in r["per_episode"]:
+            # both start from the same reset: same joints, same picture
+            assert ep["first_state_abs_err_max"] < 1e-4, ep
+            assert ep["first_frame_psnr_db"] > 40, ep
+        # the same task in the same scenes: joint states stay close on average (a wrong joint
+        # mapping or a shifted label is off by ~1 rad); the simulator does not wait for a late
+        # command, so episodes can differ in length (see experiments/dataset_fidelity.json)
+        assert r["state_abs_err_mean"] < 0.3 and r["action_abs_err_mean"] < 0.3, r
+    # one step per recorded frame: the last of an episode has no label, and a frame the recorder
+    # caught before the first command of its episode has none either
+    steps, frames = report["sample_on_camera"]["import"]["steps"], timing["frames"]
+    assert frames - 4 <= steps <= frames - 2, (steps, frames)
