@@ -3,14 +3,19 @@ recording through the ROS graph (sim arm over real DDS, the expert teleoperating
 the same demonstrations `uva collect` makes for those seeds."""
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from ros_helpers import isolate_dds
 from test_bringup import LAUNCH, SRC, entry_points, launch_arguments, launch_nodes
+
+isolate_dds()  # before the module's rclpy context (the `ros` fixture) starts
 
 CONFIG = SRC / "uva_bringup" / "config"
 
@@ -52,8 +57,6 @@ def test_record_launch_yaml_and_runner_agree():
 def test_recorded_demos_import_like_collected_ones(tmp_path):
     """Two expert episodes through DDS, imported, against `uva collect` of the same seeds."""
     pytest.importorskip("rclpy")
-    from ros_helpers import isolate_dds
-    isolate_dds()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from dataset_fidelity import run
     report = run(2, tmp_path, first_seed=100000)
@@ -77,3 +80,59 @@ def test_recorded_demos_import_like_collected_ones(tmp_path):
     # caught before the first command of its episode has none either
     steps, frames = report["sample_on_camera"]["import"]["steps"], timing["frames"]
     assert frames - 4 <= steps <= frames - 2, (steps, frames)
+
+
+def test_recorder_services_start_keep_and_discard_episodes(tmp_path, ros):
+    """A person at the arm: start, stop (keep), start, discard; one bag kept, nothing partial."""
+    from ros_helpers import HOME, make_image, make_joints, matched_publisher, start_node, stop
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import Trigger
+    node, executor = ros
+    out = tmp_path / "demos"
+    proc = start_node("uva_bringup.demo_recorder", "demo_recorder",
+                      {"out_dir": str(out), "image_topics": ["/rec_test/image"],
+                       "joint_states_topic": "/rec_test/joints", "command_topic": '""'},
+                      log_path=tmp_path / "recorder.log")
+    try:
+        img_pub = matched_publisher(node, executor, Image, "/rec_test/image", timeout=30)
+        js_pub = matched_publisher(node, executor, JointState, "/rec_test/joints", timeout=30)
+        clients = {v: node.create_client(Trigger, f"/demo_recorder/{v}_episode")
+                   for v in ("start", "stop", "discard")}
+        for c in clients.values():
+            assert c.wait_for_service(timeout_sec=30)
+
+        def call(verb):
+            future = clients[verb].call_async(Trigger.Request())
+            executor.spin_until_future_complete(future, timeout_sec=20)
+            return future.result()
+
+        def stream(seconds):
+            end = time.time() + seconds
+            while time.time() < end:
+                stamp = node.get_clock().now().to_msg()
+                img_pub.publish(make_image(node, size=16, stamp=stamp))
+                js_pub.publish(make_joints(node, HOME, stamp=stamp))
+                executor.spin_once(timeout_sec=0.05)
+
+        assert not call("stop").success  # nothing is recording
+        assert call("start").success
+        assert not call("start").success  # already recording
+        stream(2.0)
+        kept = call("stop")
+        assert kept.success and "episode 0 kept" in kept.message
+        assert call("start").success
+        stream(0.5)
+        assert call("discard").success
+    finally:
+        stop(proc)
+    assert sorted(p.name for p in out.iterdir()) == ["episode_0000", "episode_0000.json"]
+    counts = json.loads((out / "episode_0000.json").read_text())["messages"]
+    assert counts["/rec_test/image"] >= 10 and counts["/rec_test/joints"] >= 10
+    from uva.dataset.bag_import import import_bags
+    from uva.topic_map import topic_map_from_dict
+    from ros_helpers import PANDA_JOINTS
+    tm = topic_map_from_dict({"cameras": {"cam": "/rec_test/image"},
+                              "joint_states_topic": "/rec_test/joints", "joint_names": PANDA_JOINTS})
+    summary = import_bags([out / "episode_0000"], tm, tmp_path / "d.zarr", min_steps=5)
+    assert summary["episodes"] == 1 and summary["steps"] >= 5
+    assert "episode 0 kept" in (tmp_path / "recorder.log").read_text()

@@ -1,5 +1,8 @@
 """Zarr replay buffer (episodes concatenated + `episode_ends`, as in Diffusion Policy), demo
-collection, and the windowed sample index used for training on cached VAE latents."""
+collection, and the windowed sample index used for training on cached VAE latents.
+
+Over 400 lines on purpose: the on-disk format (one or several cameras), its validation and the
+code that writes it (collect, corrections) share one home, so the format has one definition."""
 from __future__ import annotations
 
 import multiprocessing
