@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ROS_ENV := source scripts/ros_env.sh
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench clean lerobot-env
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -33,6 +33,16 @@ test-all: setup
 
 bench: setup
 	$(PY) -m uva.cli --threads 2 bench --out outputs/bench.json
+
+# LeRobot's own dataset code (uva dataset import/export --lerobot) in a venv of its own: its
+# video module imports torchvision, which on PyPI needs PyPI's CUDA torch, not our CPU torch
+# (a ~6 GB install). --isolated: take PyPI's builds, not a local CPU wheel of the same version.
+LEROBOT_VENV := .lerobot-venv
+lerobot-env: $(LEROBOT_VENV)/.installed
+$(LEROBOT_VENV)/.installed:
+	python3 -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q --isolated $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--cert /etc/ssl/certs/ca-certificates.crt) torch==2.13.0 torchvision==0.28.0 lerobot-dataset==0.4.4
+	touch $@
 
 clean:
 	rm -rf build outputs

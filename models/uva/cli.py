@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bag", required=True)
     v.add_argument("--out", default="outputs/viz")
     v.set_defaults(fn=cmd_viz)
+    from .dataset.cli import add_parser as add_dataset_parser
+    add_dataset_parser(sub)
     return p
 
 

@@ -21,23 +21,7 @@ from .vae import resize
 from .evaluate import psnr_uint8
 from .policy import load_policy
 from .rosbag import BagError, BagWriter, read_streams
-
-DEFAULT_TOPICS = {"image_topic": "/camera/color/image_raw", "joint_states_topic": "/joint_states",
-                  "joint_names": franka.MODEL_JOINTS, "control_rate_hz": 10.0, "max_obs_age_s": 0.5,
-                  "sync_slop_s": 0.05}
-
-
-def load_topic_map(path: str | None) -> dict:
-    cfg = dict(DEFAULT_TOPICS)
-    if path:
-        import yaml
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(loaded) - set(DEFAULT_TOPICS)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(DEFAULT_TOPICS)}")
-        cfg.update(loaded)
-    return cfg
-
+from .topic_map import TopicMap, load_topic_map
 
 def _interp(joints: list[tuple[float, np.ndarray]], times: np.ndarray) -> np.ndarray:
     t = np.array([s for s, _ in joints])
@@ -45,9 +29,9 @@ def _interp(joints: list[tuple[float, np.ndarray]], times: np.ndarray) -> np.nda
     return np.stack([np.interp(times, t, q[:, j]) for j in range(q.shape[1])], axis=1)
 
 
-def offline_metrics(policy, streams, topics: dict, max_video_windows: int = 16) -> dict:
+def offline_metrics(policy, streams, topics: TopicMap, max_video_windows: int = 16) -> dict:
     cfg = policy.cfg
-    dt = 1.0 / float(topics["control_rate_hz"])
+    dt = 1.0 / topics.control_rate_hz
     stride_s = cfg.actions_per_frame * dt
     image_buf, joint_buf = StampedBuffer(horizon_s=30), StampedBuffer(horizon_s=30)
     t0 = streams.images[0][0] + (cfg.n_frames - 1) * stride_s
@@ -68,7 +52,7 @@ def offline_metrics(policy, streams, topics: dict, max_video_windows: int = 16) 
             joint_buf.push(*streams.joints[jj])
             jj += 1
         obs, _ = align_history([image_buf], joint_buf, now, cfg.n_frames, stride_s,
-                               float(topics["sync_slop_s"]), float(topics["max_obs_age_s"]))
+                               topics.sync_slop_s, topics.max_obs_age_s)
         if obs is None:
             skipped += 1
             continue
@@ -91,7 +75,7 @@ def offline_metrics(policy, streams, topics: dict, max_video_windows: int = 16) 
         raise BagError("no control tick had an aligned observation (check topics and stamps)")
     preds, actuals = np.stack(preds), np.stack(actuals)  # (N, H, D)
     err = preds - actuals
-    names = list(topics["joint_names"])
+    names = list(topics.joint_names)
     report = {
         "ticks": len(ticks), "evaluated": len(preds), "skipped_unaligned": skipped,
         "per_joint_mae": dict(zip(names, np.abs(err).mean((0, 1)).tolist())),
@@ -145,14 +129,16 @@ def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
     if mode not in ("offline", "realtime"):
         raise ValueError(f"unknown mode '{mode}' (offline or realtime)")
     topics = load_topic_map(topic_map)
+    if len(topics.cameras) != 1:
+        raise BagError(f"replay-eval reads one camera; the topic map names {topics.camera_names}")
     policy = load_policy(ckpt)
-    names = list(topics["joint_names"])
+    names = list(topics.joint_names)
     if len(names) != policy.cfg.action_dim:
         raise BagError(f"{len(names)} joint_names but checkpoint {ckpt} has action_dim "
                        f"{policy.cfg.action_dim}")
-    streams = read_streams(bag, topics["image_topic"], topics["joint_states_topic"], names)
+    streams = read_streams(bag, topics.image_topic, topics.joint_states_topic, names)
     report, err, stamps, preds, actuals = offline_metrics(policy, streams, topics)
-    report.update({"bag": str(bag), "checkpoint": str(ckpt), "mode": mode, "topics": topics,
+    report.update({"bag": str(bag), "checkpoint": str(ckpt), "mode": mode, "topics": topics.to_dict(),
                    "message_counts": streams.counts})
     final = Path(out)
     tmp = final.with_name(final.name + ".partial")

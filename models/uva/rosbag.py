@@ -4,20 +4,26 @@ by `uva replay-eval`. Bags are real rosbag2 (mcap or sqlite3) with message defin
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .data import DatasetError
+from .images import ImageDecodeError, message_to_rgb
+
 UVA_MSGS_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "uva_msgs" / "msg"
 
 
-class BagError(ValueError):
+class BagError(DatasetError):
     """A bag is missing, truncated/corrupt, lacks a required topic, or does not fit the model."""
 
 
+@functools.lru_cache(maxsize=1)
 def typestore():
-    """ROS 2 Jazzy message types plus this project's uva_msgs."""
+    """ROS 2 Jazzy message types plus this project's uva_msgs (built once per process: a
+    recorder opening a bag per episode must not stall on parsing message definitions)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
     store = get_typestore(Stores.ROS2_JAZZY)
     types = {}
@@ -86,22 +92,10 @@ class BagStreams:
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
     """sensor_msgs Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage -> RGB uint8."""
-    import cv2
-    if msgtype.endswith("CompressedImage"):
-        arr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if arr is None:
-            raise BagError(f"could not decode a {msg.format} compressed image")
-        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}.get(msg.encoding)
-    if ch is None:
-        raise BagError(f"unsupported image encoding '{msg.encoding}'")
-    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    img = raw[:, :msg.width * ch].reshape(msg.height, msg.width, ch)
-    if msg.encoding == "mono8":
-        return np.repeat(img, 3, axis=2)
-    if msg.encoding.startswith("bgr"):
-        img = img[..., [2, 1, 0]]
-    return np.ascontiguousarray(img[..., :3])
+    try:
+        return message_to_rgb(msg, msgtype)
+    except ImageDecodeError as e:
+        raise BagError(str(e)) from e
 
 
 def read_streams(path: str | Path, image_topic: str, joint_topic: str,

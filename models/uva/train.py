@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
                          load_vae, read_config, save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
-from .data import DatasetError, WindowIndex, read_replay_buffer
+from .data import DatasetError, WindowIndex, dataset_facts, read_replay_buffer
 from .masking import MODE_SPECS
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
@@ -218,7 +218,7 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
     if info.world > 1:
         module = torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
     log_path = out / "log.jsonl"
-    extra = {**extra, "stage": stage}
+    extra = {**extra, "stage": stage, **dataset_facts(args.data)}
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16
                 else nullcontext())
     t0 = time.time()

@@ -16,6 +16,10 @@ setup(
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     install_requires=["setuptools"],
+    entry_points={"console_scripts": [
+        "demo_recorder = uva_bringup.demo_recorder:main",
+        "sim_teleop = uva_bringup.sim_teleop:main",
+    ]},
     zip_safe=True,
     maintainer="UVA team",
     maintainer_email="uva@example.org",

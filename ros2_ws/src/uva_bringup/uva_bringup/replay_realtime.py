@@ -22,7 +22,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
-from uva.replay import load_topic_map
+from uva.topic_map import load_topic_map
 from uva.rosbag import BagError, typestore
 
 TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
@@ -31,7 +31,7 @@ TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": Comp
 
 def _load(bag, topics):
     from rosbags.highlevel import AnyReader
-    wanted = {topics["image_topic"], topics["joint_states_topic"]}
+    wanted = {topics.image_topic, topics.joint_states_topic}
     out = []
     try:
         with AnyReader([Path(bag)], default_typestore=typestore()) as reader:
@@ -48,13 +48,13 @@ def _load(bag, topics):
     return out
 
 
-def run(bag: str, ckpt: str, topics: dict, log_path: str | None = None) -> dict:
+def run(bag: str, ckpt: str, topics, log_path: str | None = None) -> dict:
     messages = _load(bag, topics)
-    names = list(topics["joint_names"])
+    names = list(topics.joint_names)
     # a compressed camera stream is replayed as such, on image_transport's '/compressed' name
-    image_type = next((type(m) for _, topic, m in messages if topic == topics["image_topic"]), None)
+    image_type = next((type(m) for _, topic, m in messages if topic == topics.image_topic), None)
     if image_type is None:
-        raise BagError(f"{bag}: no messages on {topics['image_topic']}")
+        raise BagError(f"{bag}: no messages on {topics.image_topic}")
     image_topic = "/camera/color/image_raw" + ("/compressed" if image_type is CompressedImage else "")
     rclpy.init()
     node = rclpy.create_node("uva_bag_player", parameter_overrides=[])
@@ -72,9 +72,9 @@ def run(bag: str, ckpt: str, topics: dict, log_path: str | None = None) -> dict:
     argv = [sys.executable, "-m", "uva_policy.policy_node", "--ros-args", "-r", "__node:=policy_node",
             "-p", f"checkpoint:={ckpt}", "-p", "use_sim_time:=true", "-p", f"joint_names:={fmt(names)}",
             "-p", f"image_topics:={fmt([image_topic])}",
-            "-p", f"control_rate_hz:={float(topics['control_rate_hz'])}",
-            "-p", f"max_obs_age_s:={float(topics['max_obs_age_s'])}",
-            "-p", f"sync_slop_s:={float(topics['sync_slop_s'])}",
+            "-p", f"control_rate_hz:={topics.control_rate_hz}",
+            "-p", f"max_obs_age_s:={topics.max_obs_age_s}",
+            "-p", f"sync_slop_s:={topics.sync_slop_s}",
             "-p", "blend_steps:=0", "-p", "max_joint_step:=100.0"]
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     policy = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -96,7 +96,7 @@ def run(bag: str, ckpt: str, topics: dict, log_path: str | None = None) -> dict:
             while time.monotonic() < target:
                 rclpy.spin_once(node, timeout_sec=max(min(target - time.monotonic(), 0.005), 0))
             clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=t_ns).to_msg()))
-            if topic == topics["image_topic"]:
+            if topic == topics.image_topic:
                 img_pub.publish(msg)
                 sent["image"] += 1
             else:
@@ -112,10 +112,10 @@ def run(bag: str, ckpt: str, topics: dict, log_path: str | None = None) -> dict:
         rclpy.shutdown()
     joints = [(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9,
                np.array([m.position[list(m.name).index(n)] for n in names]))
-              for _, topic, m in messages if topic == topics["joint_states_topic"]]
+              for _, topic, m in messages if topic == topics.joint_states_topic]
     t = np.array([s for s, _ in joints])
     q = np.stack([v for _, v in joints])
-    dt = 1.0 / float(topics["control_rate_hz"])
+    dt = 1.0 / topics.control_rate_hz
     errors = []
     for c in chunks:
         stamp = c.header.stamp.sec + c.header.stamp.nanosec * 1e-9

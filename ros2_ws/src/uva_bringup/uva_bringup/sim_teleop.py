@@ -1,0 +1,98 @@
+"""The scripted Panda expert as a teleoperator of the simulated arm: it sees only what an operator
+sees over DDS (the joint states and the episode's seed) and sends JointTrajectory commands to
+the arm's controller topic, one per joint-state message, as a teleop device would.
+
+The expert's plan needs the scene (cube and pad), which the seed fixes; it keeps its own copy of
+the Panda env, puts that arm in the measured joint positions before each command, and asks
+`PandaEnv.expert_action` (the same code `uva collect` runs) for the next target. Building a scene
+takes about as long as the simulator's own reset (~0.35 s here), so the teleop builds the next
+seed's scene ahead: when it first hears a seed, and when the simulator reports success (it
+resets right after); a seed it did not expect is built when it arrives.
+
+    python -m uva_bringup.sim_teleop --ros-args --params-file config/record_demos.yaml
+"""
+from __future__ import annotations
+
+import numpy as np
+import pybullet as pb
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Int32
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from uva import franka
+from uva.envs.panda import ARM_JOINTS, FINGER_JOINTS, PandaEnv
+
+PARAMETERS = {
+    "command_topic": "/fr3_arm_controller/joint_trajectory",
+    "joint_states_topic": "/joint_states",
+    "episode_seed_topic": "/franka_sim/episode",
+    "success_topic": "/franka_sim/task_success",
+}
+
+
+class SimTeleop(Node):
+    def __init__(self):
+        super().__init__("sim_teleop")
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = lambda n: self.get_parameter(n).value
+        self.env = PandaEnv()
+        self.env_seed: int | None = None
+        self.seed: int | None = None
+        self.pub = self.create_publisher(JointTrajectory, p("command_topic"), 10)
+        # the seed first: a reset announces it before the new episode's first joint state
+        self.create_subscription(Int32, p("episode_seed_topic"), self._on_seed, 10)
+        self.create_subscription(Bool, p("success_topic"), self._on_success, 10)
+        self.create_subscription(JointState, p("joint_states_topic"), self._on_joints, 10)
+        self.commands = 0
+
+    def _prepare(self, seed: int) -> None:
+        if self.env_seed != seed:
+            self.env.reset(seed)
+            self.env_seed = seed
+
+    def _on_seed(self, msg: Int32) -> None:
+        first = self.seed is None
+        self.seed = int(msg.data)
+        if first:  # the scene running now started before us: be ready for the next one
+            self._prepare(self.seed + 1)
+
+    def _on_success(self, msg: Bool) -> None:
+        if msg.data and self.seed is not None:
+            self._prepare(self.seed + 1)
+
+    def _on_joints(self, msg: JointState) -> None:
+        if self.seed is None:
+            return  # the scene is unknown until the simulator names its seed
+        try:
+            index = {n: i for i, n in enumerate(msg.name)}
+            q = np.array([msg.position[index[n]] for n in franka.MODEL_JOINTS])
+        except (KeyError, IndexError):
+            self.get_logger().warning(f"joint states {list(msg.name)} lack {franka.MODEL_JOINTS}")
+            return
+        if self.seed != self.env_seed:
+            if self.env_seed == self.seed + 1:
+                return  # still the scene from before we started, which we do not drive
+            self._prepare(self.seed)
+        env = self.env
+        for j, v in zip(ARM_JOINTS, q[:7]):
+            pb.resetJointState(env.robot, j, float(v), physicsClientId=env.client)
+        for j in FINGER_JOINTS:
+            pb.resetJointState(env.robot, j, float(q[7]), physicsClientId=env.client)
+        target = env.expert_action()
+        cmd = JointTrajectory()  # stamped now, first point due at once: execute now
+        cmd.header.stamp = self.get_clock().now().to_msg()
+        cmd.joint_names = list(franka.MODEL_JOINTS)
+        cmd.points = [JointTrajectoryPoint(positions=[float(v) for v in target])]
+        self.pub.publish(cmd)
+        self.commands += 1
+
+
+def main(args=None):
+    from uva_policy.runtime import run_node
+    run_node(SimTeleop, args, on_shutdown=lambda node: node.env.close())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Recording demonstrations: the record_demos launch file, YAML and runner agree, and a short
+recording through the ROS graph (sim arm over real DDS, the expert teleoperating it) imports to
+the same demonstrations `uva collect` makes for those seeds."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ros_helpers import isolate_dds
+from test_bringup import LAUNCH, SRC, entry_points, launch_arguments, launch_nodes
+
+isolate_dds()  # before the module's rclpy context (the `ros` fixture) starts
+
+CONFIG = SRC / "uva_bringup" / "config"
+
+
+def declared(name: str) -> set[str]:
+    from uva_bringup import demo_recorder, sim_teleop
+    from uva_sim import sim_node
+    return set({"demo_recorder": demo_recorder.PARAMETERS, "sim_teleop": sim_teleop.PARAMETERS,
+                "franka_sim": sim_node.PARAMETERS}[name])
+
+
+def test_record_launch_yaml_and_runner_agree():
+    nodes = launch_nodes(LAUNCH / "record_demos.launch.py")
+    assert {(n["package"], n["executable"]) for n in nodes} == {
+        ("uva_sim", "sim_node"), ("uva_bringup", "sim_teleop"), ("uva_bringup", "demo_recorder")}
+    for n in nodes:
+        assert n["executable"] in entry_points(n["package"]), n
+        assert set(n["override_keys"]) <= declared(n["name"]), n
+    args, used = launch_arguments(LAUNCH / "record_demos.launch.py")
+    assert used <= args and {"sim", "out_dir", "max_episodes"} <= args
+    for yaml_file in ("record_demos.yaml", "record_franka.yaml"):
+        for name, section in yaml.safe_load((CONFIG / yaml_file).read_text()).items():
+            unknown = set(section["ros__parameters"]) - declared(name)
+            assert not unknown, (yaml_file, name, unknown)
+    from uva_bringup.record_demos import CONFIG as RUN_CONFIG, TOPIC_MAP, node_commands
+    cmds = dict(node_commands("out", 3, 7))
+    assert set(cmds) == {n["name"] for n in nodes}
+    for name, argv in cmds.items():
+        assert argv[argv.index("--params-file") + 1] == str(RUN_CONFIG) and f"__node:={name}" in argv
+    assert "max_episodes:=3" in cmds["demo_recorder"] and "first_seed:=7" in cmds["franka_sim"]
+    # the topic map the import uses names what the recorder records
+    from uva.topic_map import load_topic_map
+    tm = load_topic_map(TOPIC_MAP)
+    rec = yaml.safe_load(RUN_CONFIG.read_text())["demo_recorder"]["ros__parameters"]
+    assert list(tm.cameras.values()) == rec["image_topics"]
+    assert tm.joint_states_topic == rec["joint_states_topic"] and tm.action_topic == rec["command_topic"]
+
+
+def test_recorded_demos_import_like_collected_ones(tmp_path):
+    """Two expert episodes through DDS, imported, against `uva collect` of the same seeds."""
+    pytest.importorskip("rclpy")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from dataset_fidelity import run
+    report = run(2, tmp_path, first_seed=100000)
+    assert report["recorded_seeds"] == [100001, 100002]
+    timing = report["timing"]
+    # the teleop answered (nearly) every frame over DDS, within a fraction of the period
+    assert timing["frames_without_a_command_before_the_next"] <= 0.1 * timing["frames"], timing
+    assert timing["command_latency_p50_s"] < 0.05, timing
+    for mode in ("sample_on_camera", "sample_on_clock"):
+        r = report[mode]
+        assert r["episodes_imported"] == r["episodes_collected"] == 2, r
+        for ep in r["per_episode"]:
+            # both start from the same reset: same joints, same picture
+            assert ep["first_state_abs_err_max"] < 1e-4, ep
+            assert ep["first_frame_psnr_db"] > 40, ep
+        # the same task in the same scenes: joint states stay close on average (a wrong joint
+        # mapping or a shifted label is off by ~1 rad); the simulator does not wait for a late
+        # command, so episodes can differ in length (see experiments/dataset_fidelity.json)
+        assert r["state_abs_err_mean"] < 0.3 and r["action_abs_err_mean"] < 0.3, r
+    # one step per recorded frame: the last of an episode has no label, and a frame the recorder
+    # caught before the first command of its episode has none either
+    steps, frames = report["sample_on_camera"]["import"]["steps"], timing["frames"]
+    assert frames - 4 <= steps <= frames - 2, (steps, frames)
+
+
+def test_recorder_services_start_keep_and_discard_episodes(tmp_path, ros):
+    """A person at the arm: start, stop (keep), start, discard; one bag kept, nothing partial."""
+    from ros_helpers import HOME, make_image, make_joints, matched_publisher, start_node, stop
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import Trigger
+    node, executor = ros
+    out = tmp_path / "demos"
+    proc = start_node("uva_bringup.demo_recorder", "demo_recorder",
+                      {"out_dir": str(out), "image_topics": ["/rec_test/image"],
+                       "joint_states_topic": "/rec_test/joints", "command_topic": '""'},
+                      log_path=tmp_path / "recorder.log")
+    try:
+        img_pub = matched_publisher(node, executor, Image, "/rec_test/image", timeout=30)
+        js_pub = matched_publisher(node, executor, JointState, "/rec_test/joints", timeout=30)
+        clients = {v: node.create_client(Trigger, f"/demo_recorder/{v}_episode")
+                   for v in ("start", "stop", "discard")}
+        for c in clients.values():
+            assert c.wait_for_service(timeout_sec=30)
+
+        def call(verb):
+            future = clients[verb].call_async(Trigger.Request())
+            executor.spin_until_future_complete(future, timeout_sec=20)
+            return future.result()
+
+        def stream(seconds):
+            end = time.time() + seconds
+            while time.time() < end:
+                stamp = node.get_clock().now().to_msg()
+                img_pub.publish(make_image(node, size=16, stamp=stamp))
+                js_pub.publish(make_joints(node, HOME, stamp=stamp))
+                executor.spin_once(timeout_sec=0.05)
+
+        assert not call("stop").success  # nothing is recording
+        assert call("start").success
+        assert not call("start").success  # already recording
+        stream(2.0)
+        kept = call("stop")
+        assert kept.success and "episode 0 kept" in kept.message
+        assert call("start").success
+        stream(0.5)
+        assert call("discard").success
+    finally:
+        stop(proc)
+    assert sorted(p.name for p in out.iterdir()) == ["episode_0000", "episode_0000.json"]
+    counts = json.loads((out / "episode_0000.json").read_text())["messages"]
+    assert counts["/rec_test/image"] >= 10 and counts["/rec_test/joints"] >= 10
+    from uva.dataset.bag_import import import_bags
+    from uva.topic_map import topic_map_from_dict
+    from ros_helpers import PANDA_JOINTS
+    tm = topic_map_from_dict({"cameras": {"cam": "/rec_test/image"},
+                              "joint_states_topic": "/rec_test/joints", "joint_names": PANDA_JOINTS})
+    summary = import_bags([out / "episode_0000"], tm, tmp_path / "d.zarr", min_steps=5)
+    assert summary["episodes"] == 1 and summary["steps"] >= 5
+    assert "episode 0 kept" in (tmp_path / "recorder.log").read_text()
