@@ -17,6 +17,9 @@ from uva.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from uva.envs import make_env
 from uva.evaluate import rollout
 
+LOCAL_PATH_KEYS = ("head_of", "vae_from", "correction_policy")
+"""config.json fields naming paths of the training machine: not shipped."""
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
@@ -39,6 +42,8 @@ def main():
     if summary and summary["n_action_steps"] != n_exec:  # checked before anything is written
         raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
                          f"the shipped config {n_exec}: pass --n-action-steps")
+    for key in LOCAL_PATH_KEYS:  # where it was trained means nothing on another machine
+        meta.pop(key, None)
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, cfg, normalizers, meta, dtype=torch.float16)  # fits the 25 MB cap
     torch.set_num_threads(1)
