@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from uva import load_policy
-from uva.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from uva.checkpoint import load_checkpoint, save_checkpoint
+from uva.fsutil import atomic_write_json
 from uva.envs import make_env
 from uva.evaluate import rollout
 

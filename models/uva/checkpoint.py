@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -209,12 +210,24 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
     path = Path(path)
     cfg, normalizers, meta = read_config(path)
     digest = meta.pop(HASH_KEY, None)
-    try:
+    # the file is checked against the model's shapes built on the meta device (no memory), so
+    # a config that disagrees with its weights is refused before anything is allocated
+    with _building(path, "model"), torch.device("meta"):
+        expected = UVAModel(cfg).state_dict()
+    state = _read_weights(path, expected, digest=digest)
+    with _building(path, "model"):
         model = UVAModel(cfg)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: the config does not build a model ({e})") from e
-    model.load_state_dict(_read_weights(path, model.state_dict(), digest=digest))
+    model.load_state_dict(state)
     return model.to(device).eval(), cfg, normalizers, meta
+
+
+@contextmanager
+def _building(path: Path, what: str):
+    try:
+        yield
+    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
+        raise CheckpointError(f"{path / CONFIG}: the config does not build a {what} "
+                              f"({type(e).__name__}: {e})") from e
 
 
 def load_vae(path: str | Path):
@@ -226,8 +239,6 @@ def load_vae(path: str | Path):
     path = Path(path)
     cfg, normalizers, meta = read_config(path)
     digest = meta.pop(HASH_KEY, None)
-    try:
+    with _building(path, "VAE"), torch.device("meta"):
         expected = build_vae(cfg).state_dict()
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: the config does not build a VAE ({e})") from e
     return cfg, normalizers, meta, _read_weights(path, expected, prefix="vae.", digest=digest)

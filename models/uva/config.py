@@ -144,6 +144,20 @@ class UVAConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
+    def check_partial(cls, d: dict) -> None:
+        """Check a dict of field overrides (e.g. `uva train --config`) key by key: unknown
+        names, types and ranges, without the checks that need the whole config."""
+        if not isinstance(d, dict):
+            raise TypeError(f"overrides must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in d.items():
+            _check_value(name, value, hints[name])
+
+    @classmethod
     def from_dict(cls, d: dict) -> "UVAConfig":
         if not isinstance(d, dict):
             raise TypeError(f"config must be a JSON object, got {type(d).__name__}")
@@ -159,20 +173,24 @@ class UVAConfig:
 # so a new field is covered without an entry here: bool is never accepted for a number nor a
 # number for a bool, numbers must be finite, and ints and floats must be >= 0 unless a range
 # below says otherwise ((low, high), inclusive, None = open; EXCLUSIVE_LOW lists strict lows).
-# A field whose value may be negative needs an entry (low None).
+# A field whose value may be negative needs an entry (low None). Ints are also capped at
+# INT_MAX (a size no model here reaches), so a damaged file cannot ask for absurd allocations.
 FIELD_RANGES: dict[str, tuple[float | None, float | None]] = {
     "image_size": (1, None), "n_frames": (1, None), "actions_per_frame": (1, None),
     "action_dim": (1, None), "proprio_dim": (1, None), "vae_latent_channels": (1, None),
     "patch_size": (1, None), "width": (1, None), "encoder_depth": (1, None),
     "decoder_depth": (1, None), "num_heads": (1, None), "video_head_width": (1, None),
     "video_head_depth": (1, None), "action_head_width": (1, None), "action_head_depth": (1, None),
-    "action_conv_channels": (1, None), "train_diffusion_steps": (1, None),
-    "video_inference_steps": (1, None), "action_inference_steps": (1, None),
-    "video_unmask_iterations": (1, None), "diffusion_batch_mul": (1, None),
+    "action_conv_channels": (1, None),
     "n_action_steps": (1, None), "vae_block_channels": (1, None),
+    # loops run this many times per inference: bounded so a damaged file cannot hang a node
+    "train_diffusion_steps": (1, 100_000), "video_inference_steps": (1, 10_000),
+    "action_inference_steps": (1, 10_000), "video_unmask_iterations": (1, 10_000),
+    "diffusion_batch_mul": (1, 1024),
     "latent_scale": (0.0, None), "mlp_ratio": (0.0, None), "mask_ratio_std": (0.0, None),
     "dropout": (0.0, 1.0), "mask_ratio_min": (0.0, 1.0),
 }
+INT_MAX = 2**20
 EXCLUSIVE_LOW = {"latent_scale", "mlp_ratio", "mask_ratio_std"}
 """Fields whose lower bound is excluded (a zero scale or spread is meaningless)."""
 
@@ -195,6 +213,8 @@ def _check_number(name: str, value, kind: type):
         if not math.isfinite(value):
             raise ValueError(f"field '{name}' must be finite, got {value}")
     low, high = FIELD_RANGES.get(name, (0, None))
+    if kind is int:
+        high = INT_MAX if high is None else min(high, INT_MAX)
     strict = name in EXCLUSIVE_LOW
     if low is not None and (value < low or (strict and value == low)):
         raise ValueError(f"field '{name}' must be {'>' if strict else '>='} {low}, got {value}")

@@ -5,8 +5,8 @@ Every command that writes an output goes through here:
 - `atomic_write(path, fn)` / `atomic_write_json` / `atomic_write_bytes`: one file, written to a
   temporary sibling and renamed into place, so a crash never leaves a half-written file under
   the final name. The file gets the permissions a plain `open()` would give it (0666 minus the
-  user's umask), not mkstemp's private 0600: a checkpoint written by the training account stays
-  readable by the robot's.
+  user's umask), not the private 0600 of mkstemp (and of safetensors' own writer): a checkpoint
+  written by the training account stays readable by the robot's.
 - `check_out(out, overwrite, inputs)`: the `--out` guard. An existing output is refused unless
   `overwrite`; an output that is, or contains, one of the command's inputs is refused even with
   `overwrite` (replacing it would delete the input).
@@ -50,8 +50,8 @@ def atomic_write(path: str | Path, write_fn: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        _public_mode(tmp)
         write_fn(tmp)
+        _public_mode(tmp)  # after: some writers (safetensors) recreate the file, private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
