@@ -225,7 +225,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu"):
 def _building(path: Path, what: str):
     try:
         yield
-    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as e:
+    except (TypeError, ValueError, RuntimeError, AssertionError, MemoryError,
+            OverflowError) as e:  # torch.nn asserts some of its own size rules
         raise CheckpointError(f"{path / CONFIG}: the config does not build a {what} "
                               f"({type(e).__name__}: {e})") from e
 

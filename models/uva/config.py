@@ -91,6 +91,8 @@ class UVAConfig:
                 f"image_size {self.image_size} must be divisible by VAE downsample "
                 f"{self.vae_downsample} x patch_size {self.patch_size}"
             )
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} must be divisible by num_heads {self.num_heads}")
         if self.tokens_per_frame % self.actions_per_frame:
             raise ValueError(
                 f"tokens per frame ({self.tokens_per_frame}) must be a multiple of "

@@ -114,7 +114,8 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             owner = self._owner()
-            who = f"process {owner.get('pid')} on {owner.get('host')}" if owner else "another process"
+            who = (f"process {owner.get('pid')} on {owner.get('host')}" if owner
+                   else "another process")
             raise RunBusyError(f"--out {self.root} is in use by a training ({who}, lock "
                                f"{self.path}); wait for it to finish or choose another --out")
         previous = self._owner()
