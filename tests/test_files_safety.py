@@ -218,7 +218,7 @@ def test_one_training_per_run_directory_and_stale_locks_are_taken_over(tmp_path,
                              start_new_session=True)
     lock = run / "train.lock"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline and not (lock.is_file() and lock.read_text()):
             assert first.poll() is None, "the first training exited early"
             time.sleep(0.1)
@@ -473,7 +473,7 @@ def test_fuzzed_checkpoints_and_buffers_load_valid_or_fail_clearly(tmp_path, tin
     outcomes = {"ckpt_ok": 0, "ckpt_err": 0, "buf_ok": 0, "buf_err": 0, "cli": 0}
     t_end = time.time() + 20
     i = 0
-    while time.time() < t_end:
+    while time.time() < t_end or i < 24:  # a bounded time, and enough cases on a slow machine
         i += 1
         work = tmp_path / f"case{i}"
         work.mkdir()

@@ -126,6 +126,8 @@ def cmd_collect(a) -> dict:
 def cmd_train(a) -> dict:
     from .config import UVAConfig
     from .train import TrainArgs, train
+    if a.resume and a.overwrite:
+        raise UsageError("--resume continues the run in --out, --overwrite replaces it: pass one")
     overrides = a.config or {}
     try:
         UVAConfig.check_partial(overrides)
