@@ -98,6 +98,7 @@ class RunLock:
         self.root = Path(root)
         self.path = self.root / LOCK_NAME
         self.fd: int | None = None
+        self.created_root = False
 
     def _owner(self) -> dict:
         try:
@@ -107,6 +108,7 @@ class RunLock:
         return owner if isinstance(owner, dict) else {}
 
     def acquire(self) -> None:
+        self.created_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
         try:
@@ -132,6 +134,9 @@ class RunLock:
     def release(self) -> None:
         if self.fd is not None:
             os.ftruncate(self.fd, 0)  # a clean exit leaves no owner behind
+            if self.created_root and os.listdir(self.root) == [LOCK_NAME]:
+                self.path.unlink()  # a training that wrote nothing leaves nothing
+                self.root.rmdir()
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
