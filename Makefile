@@ -32,7 +32,7 @@ test-all: setup
 	$(ROS_ENV) && $(PY) -m pytest tests -q --durations=10
 
 bench: setup
-	$(PY) -m uva.cli --threads 2 bench --out outputs/bench.json
+	$(PY) -m uva.cli --threads 2 bench --out outputs/bench.json --overwrite
 
 # LeRobot's own dataset code (uva dataset import/export --lerobot) in a venv of its own: its
 # video module imports torchvision, which on PyPI needs PyPI's CUDA torch, not our CPU torch

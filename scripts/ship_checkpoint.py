@@ -16,10 +16,14 @@ from pathlib import Path
 import torch
 
 from uva import load_policy
-from uva.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from uva.checkpoint import load_checkpoint, save_checkpoint
 from uva.checks import frames_to_strip, open_loop_check
+from uva.fsutil import atomic_write_json
 from uva.envs import make_env
 from uva.evaluate import rollout
+
+LOCAL_PATH_KEYS = ("head_of", "vae_from", "correction_policy")
+"""config.json fields naming paths of the training machine: not shipped."""
 
 
 def store_open_loop_check(out: Path, policy, env) -> dict:
@@ -61,6 +65,8 @@ def main():
     if summary and summary["n_action_steps"] != n_exec:  # checked before anything is written
         raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
                          f"the shipped config {n_exec}: pass --n-action-steps")
+    for key in LOCAL_PATH_KEYS:  # where it was trained means nothing on another machine
+        meta.pop(key, None)
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, cfg, normalizers, meta, dtype=torch.float16)  # fits the 25 MB cap
     torch.set_num_threads(1)

@@ -99,7 +99,9 @@ def test_viz_writes_foxglove_mcap_and_one_gif_frame_per_control_step(tmp_path):
     assert (last[:128, :128] == 110).all()  # camera frame 11 (value 11*10), left
     assert (last[:128, 128:] == 200).all()  # latest predicted strip, right
     assert (last[128:] != 30).any(axis=-1).sum() > 50  # plotted chunk lines
-    # re-running into the same folder (`make demo` twice) replaces the output whole
-    assert uva_main(["viz", "--bag", str(tmp_path / "in"), "--out", str(tmp_path / "viz")]) == 0
+    # re-running into the same folder is refused; with --overwrite it replaces the output whole
+    assert uva_main(["viz", "--bag", str(tmp_path / "in"), "--out", str(tmp_path / "viz")]) == 2
+    assert uva_main(["viz", "--bag", str(tmp_path / "in"), "--out", str(tmp_path / "viz"),
+                     "--overwrite"]) == 0
     assert _read_back(tmp_path / "viz" / "foxglove")[0] == counts
     assert sorted(p.name for p in (tmp_path / "viz").iterdir()) == ["foxglove", "viz.gif"]

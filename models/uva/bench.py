@@ -8,7 +8,8 @@ import time
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_json, save_checkpoint
+from .checkpoint import save_checkpoint
+from .fsutil import atomic_write_json
 from .config import UVAConfig
 from .model import UVAModel
 from .normalizer import MinMaxNormalizer

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 
 TASK_MODES = ("video_model", "dynamic_model", "policy_model", "inverse_model", "full_dynamic_model")
@@ -78,7 +82,7 @@ class UVAConfig:
     n_action_steps: int = 8
 
     def __post_init__(self):
-        self.vae_block_channels = tuple(self.vae_block_channels)
+        check_fields(self)
         unknown = set(self.task_weights) - set(TASK_MODES)
         if unknown:
             raise ValueError(f"unknown task modes {sorted(unknown)}; valid: {TASK_MODES}")
@@ -87,6 +91,8 @@ class UVAConfig:
                 f"image_size {self.image_size} must be divisible by VAE downsample "
                 f"{self.vae_downsample} x patch_size {self.patch_size}"
             )
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} must be divisible by num_heads {self.num_heads}")
         if self.tokens_per_frame % self.actions_per_frame:
             raise ValueError(
                 f"tokens per frame ({self.tokens_per_frame}) must be a multiple of "
@@ -140,9 +146,136 @@ class UVAConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
+    def check_partial(cls, d: dict) -> None:
+        """Check a dict of field overrides (e.g. `uva train --config`) key by key: unknown
+        names, types and ranges, without the checks that need the whole config."""
+        if not isinstance(d, dict):
+            raise TypeError(f"overrides must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in d.items():
+            _check_value(name, value, hints[name])
+
+    @classmethod
     def from_dict(cls, d: dict) -> "UVAConfig":
+        if not isinstance(d, dict):
+            raise TypeError(f"config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"config has unknown keys {sorted(unknown)}")
         return cls(**d)
+
+
+# ---------------------------------------------------------------------------- field checks
+# Every field is checked against its annotation (int, float, bool, str, tuple[...], dict[...]),
+# so a new field is covered without an entry here: bool is never accepted for a number nor a
+# number for a bool, numbers must be finite, and ints and floats must be >= 0 unless a range
+# below says otherwise ((low, high), inclusive, None = open; EXCLUSIVE_LOW lists strict lows).
+# A field whose value may be negative needs an entry (low None). Ints are also capped at
+# INT_MAX (a size no model here reaches), so a damaged file cannot ask for absurd allocations.
+FIELD_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "image_size": (1, None), "n_frames": (1, None), "actions_per_frame": (1, None),
+    "action_dim": (1, None), "proprio_dim": (1, None), "vae_latent_channels": (1, None),
+    "patch_size": (1, None), "width": (1, None), "encoder_depth": (1, None),
+    "decoder_depth": (1, None), "num_heads": (1, None), "video_head_width": (1, None),
+    "video_head_depth": (1, None), "action_head_width": (1, None), "action_head_depth": (1, None),
+    "action_conv_channels": (1, None),
+    "n_action_steps": (1, None), "vae_block_channels": (1, None),
+    # loops run this many times per inference: bounded so a damaged file cannot hang a node
+    "train_diffusion_steps": (1, 100_000), "video_inference_steps": (1, 10_000),
+    "action_inference_steps": (1, 10_000), "video_unmask_iterations": (1, 10_000),
+    "diffusion_batch_mul": (1, 1024),
+    "latent_scale": (0.0, None), "mlp_ratio": (0.0, None), "mask_ratio_std": (0.0, None),
+    "dropout": (0.0, 1.0), "mask_ratio_min": (0.0, 1.0),
+}
+INT_MAX = 2**20
+EXCLUSIVE_LOW = {"latent_scale", "mlp_ratio", "mask_ratio_std"}
+"""Fields whose lower bound is excluded (a zero scale or spread is meaningless)."""
+
+
+def _type_error(name: str, value, expected: str) -> TypeError:
+    return TypeError(f"field '{name}' must be {expected}, got {value!r} "
+                     f"({type(value).__name__})")
+
+
+def _check_number(name: str, value, kind: type):
+    """`value` as a Python int or float, refusing bools, strings and non-finite numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _type_error(name, value, "an integer" if kind is int else "a number")
+    if kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise _type_error(name, value, "an integer")
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"field '{name}' must be finite, got {value}")
+    low, high = FIELD_RANGES.get(name, (0, None))
+    if kind is int:
+        high = INT_MAX if high is None else min(high, INT_MAX)
+    strict = name in EXCLUSIVE_LOW
+    if low is not None and (value < low or (strict and value == low)):
+        raise ValueError(f"field '{name}' must be {'>' if strict else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"field '{name}' must be <= {high}, got {value}")
+    return value
+
+
+def _check_value(name: str, value, tp):
+    """`value` checked (and normalised: tuples, Python numbers) against annotation `tp`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is typing.Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_value(name, value, option)
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
+        raise TypeError("; ".join(errors))
+    if tp is bool:
+        if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bool too
+            raise _type_error(name, value, "true or false")
+        return bool(value)
+    if tp in (int, float):
+        return _check_number(name, value, tp)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _type_error(name, value, "a string")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            raise _type_error(name, value, "a list")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(f"field '{name}' must have {len(args)} entries, got {len(value)}")
+            items = [_check_value(name, v, a) for v, a in zip(value, args)]
+        else:
+            items = [_check_value(name, v, args[0]) for v in value] if args else list(value)
+        if not items and name in FIELD_RANGES:
+            raise ValueError(f"field '{name}' must not be empty")
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(name, value, "an object")
+        key_t, val_t = args or (typing.Any, typing.Any)
+        return {_check_value(name, k, key_t): _check_value(name, v, val_t)
+                for k, v in value.items()}
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise _type_error(name, value, tp.__name__)
+    return value
+
+
+def check_fields(cfg) -> None:
+    """Type- and range-check every dataclass field of `cfg` in place (TypeError / ValueError
+    naming the field)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        setattr(cfg, f.name, _check_value(f.name, getattr(cfg, f.name), hints[f.name]))

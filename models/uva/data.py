@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
+from .fsutil import atomic_output, check_out
 from .vae import resize
 
 REQUIRED_ARRAYS = ("state", "action", "episode_ends")
@@ -123,9 +123,11 @@ def _array(root, key: str, data: np.ndarray) -> None:
     root.create_array(key, shape=data.shape, dtype=data.dtype, chunks=chunks)[:] = data
 
 
-def write_replay_buffer(path: str | Path, episodes: list[dict], attrs: dict) -> None:
+def write_replay_buffer(path: str | Path, episodes: list[dict], attrs: dict,
+                        overwrite: bool = False, inputs=()) -> None:
     """Write episodes to a zarr group, via a temp directory renamed into place, so an
-    interrupted write never leaves a half-written dataset. Each episode dict holds `state`,
+    interrupted write never leaves a half-written dataset (uva.fsutil.atomic_output: an
+    existing `path` is refused unless `overwrite`, and one holding an `inputs` path always). Each episode dict holds `state`,
     `action` and either `img` (one camera, named by attrs `cameras` or "scene") or `images`
     (camera name -> (T, H, W, 3) uint8). One camera is stored as the array `img`; several as
     `img_<name>` each; attrs `cameras` lists them in order."""
@@ -143,20 +145,16 @@ def write_replay_buffer(path: str | Path, episodes: list[dict], attrs: dict) -> 
             if frames.shape[1:] != per_episode[0][name].shape[1:]:
                 raise DatasetError(f"episode {i}: camera '{name}' frames are "
                                    f"{frames.shape[1:3]}, episode 0's {per_episode[0][name].shape[1:3]}")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(str(tmp), mode="w")
-    for key in ("state", "action"):
-        _array(root, key, np.concatenate([ep[key] for ep in episodes]))
-    for name in cameras:
-        _array(root, "img" if len(cameras) == 1 else f"img_{name}",
-               np.concatenate([imgs[name] for imgs in per_episode]))
-    ends = np.cumsum([len(ep["action"]) for ep in episodes]).astype(np.int64)
-    root.create_array("episode_ends", shape=ends.shape, dtype=ends.dtype)[:] = ends
-    root.attrs.update({**attrs, "cameras": cameras})
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    with atomic_output(path, overwrite, inputs) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        for key in ("state", "action"):
+            _array(root, key, np.concatenate([ep[key] for ep in episodes]))
+        for name in cameras:
+            _array(root, "img" if len(cameras) == 1 else f"img_{name}",
+                   np.concatenate([imgs[name] for imgs in per_episode]))
+        ends = np.cumsum([len(ep["action"]) for ep in episodes]).astype(np.int64)
+        root.create_array("episode_ends", shape=ends.shape, dtype=ends.dtype)[:] = ends
+        root.attrs.update({**attrs, "cameras": cameras})
 
 
 def _read_images(root, attrs: dict, where: Path) -> dict:
@@ -191,6 +189,21 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
         raise
     except Exception as e:  # zarr raises many types for damaged stores
         raise DatasetError(f"{path}: cannot read zarr replay buffer ({type(e).__name__}: {e})") from e
+    if buf.episode_ends.ndim != 1 or not np.issubdtype(buf.episode_ends.dtype, np.integer):
+        raise DatasetError(f"{path}: episode_ends must be a 1-D integer array, got "
+                           f"{buf.episode_ends.shape} {buf.episode_ends.dtype}")
+    if buf.img.ndim != 4 or buf.img.shape[-1] != 3 or buf.img.dtype != np.uint8:
+        raise DatasetError(f"{path}: img must be (N, H, W, 3) uint8, got {buf.img.shape} {buf.img.dtype}")
+    if buf.img.shape[1] != buf.img.shape[2] or buf.img.shape[1] == 0:
+        raise DatasetError(f"{path}: images must be square and non-empty (the model takes "
+                           f"S x S frames), got {buf.img.shape[1]} x {buf.img.shape[2]}; resize "
+                           f"or crop them when building the buffer")
+    for key in ("state", "action"):
+        arr = getattr(buf, key)
+        if arr.ndim != 2 or arr.shape[1] == 0 or not np.issubdtype(arr.dtype, np.number) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise DatasetError(f"{path}: {key} must be a 2-D (steps, dims) real array, got "
+                               f"shape {arr.shape} {arr.dtype}")
     n = len(buf.action)
     if n == 0 or buf.n_episodes == 0:
         raise DatasetError(f"{path}: dataset is empty")
@@ -200,11 +213,14 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
     for name, frames in buf.images.items():
         _check_frames(str(path), name, frames, n)
     segments = buf.attrs.get("segments")
-    if segments is not None and (sum(segments) != buf.n_episodes or min(segments) < 1):
+    if segments is not None and (
+            not isinstance(segments, list) or not segments
+            or not all(isinstance(c, int) and not isinstance(c, bool) for c in segments)
+            or sum(segments) != buf.n_episodes or min(segments) < 1):
         raise DatasetError(f"{path}: attrs 'segments' {segments} do not add up to its "
                            f"{buf.n_episodes} episodes")
-    if np.any(np.diff(buf.episode_ends) <= 0):
-        raise DatasetError(f"{path}: episode_ends must be strictly increasing")
+    if buf.episode_ends[0] <= 0 or np.any(np.diff(buf.episode_ends) <= 0):
+        raise DatasetError(f"{path}: episode_ends must be positive and strictly increasing")
     if not (np.isfinite(buf.state).all() and np.isfinite(buf.action).all()):
         raise DatasetError(f"{path}: state/action contain NaN or inf")
     return buf
@@ -290,13 +306,15 @@ def expert_attempts(env_name: str, image_size: int, seeds: range, workers: int):
 
 def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 64,
             keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4,
-            base: str | Path | None = None, workers: int = 1) -> dict:
+            base: str | Path | None = None, workers: int = 1, overwrite: bool = False) -> dict:
     """Roll out the scripted expert and save a replay buffer. Returns a summary dict. With
     `base`, `out` holds that buffer's episodes followed by the new ones (more demonstrations
     for the same task; seeds it already used are refused, so no episode is recorded twice).
-    `workers` processes share the rollouts; the result does not depend on how many."""
+    `workers` processes share the rollouts; the result does not depend on how many. An
+    existing `out` is refused (before any rollout) unless `overwrite`."""
     from .envs import env_class
 
+    check_out(out, overwrite, (base,))
     control_hz = env_class(env_name).control_hz  # an unknown name fails here, before any worker
     episodes, seeds, demos = [], [], None
     attempt_seeds = range(seed, seed + max_attempts_factor * n_episodes)
@@ -332,12 +350,13 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
     base_attrs = extended_attrs(demos, len(episodes) - n_base) if demos is not None else {}
     write_replay_buffer(out, episodes, {**base_attrs, "env": env_name, "image_size": image_size,
-                                        "seeds": seeds, "control_hz": control_hz})
+                                        "seeds": seeds, "control_hz": control_hz},
+                        overwrite=overwrite, inputs=(base,))
     return summary
 
 
 def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Path, base: str | Path,
-                        seed: int = 300000) -> dict:
+                        seed: int = 300000, overwrite: bool = False) -> dict:
     """DAgger: roll out a trained policy, label every state it visits with the scripted expert's
     action, and write `base`'s demonstrations plus these episodes (kept whether or not they
     succeed) to `out`. Behaviour cloning only ever sees the expert's own states; when the policy
@@ -346,6 +365,7 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
     from .evaluate import rollout
     from .policy import load_policy
 
+    check_out(out, overwrite, (base, ckpt))
     demos, episodes = base_episodes(base, env_name)
     image_size = int(demos.img.shape[1])
     policy = load_policy(ckpt)
@@ -372,7 +392,8 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
                "steps": int(sum(len(e["action"]) for e in episodes)), "seeds": seeds}
     write_replay_buffer(out, episodes, {**extended_attrs(demos, n_episodes), "seeds": seeds,
                                         "correction_episodes": n_episodes,
-                                        "correction_policy": str(ckpt)})
+                                        "correction_policy": str(ckpt)},
+                        overwrite=overwrite, inputs=(base, ckpt))
     return summary
 
 

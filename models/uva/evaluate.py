@@ -9,7 +9,8 @@ import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_json, total_steps
+from .checkpoint import total_steps
+from .fsutil import atomic_write_json
 from .data import WindowIndex, read_replay_buffer
 from .policy import UVAPolicy, load_policy
 from .vae import psnr as _psnr_t

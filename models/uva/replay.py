@@ -8,14 +8,13 @@ so a failed run never leaves a report that looks complete.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_json
 from . import franka
+from .fsutil import atomic_output, atomic_write_json, check_out
 from .control import StampedBuffer, align_history
 from .vae import resize
 from .evaluate import psnr_uint8
@@ -125,9 +124,13 @@ def _plots(out: Path, err: np.ndarray, stamps, preds, actuals, names) -> list[st
 
 
 def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
-                topic_map: str | None = None) -> dict:
+                topic_map: str | None = None, overwrite: bool = False) -> dict:
+    """Write the report directory `out` (refused if it exists, unless `overwrite`; never one
+    holding the bag, checkpoint or topic map), whole or not at all."""
     if mode not in ("offline", "realtime"):
         raise ValueError(f"unknown mode '{mode}' (offline or realtime)")
+    inputs = (bag, ckpt, topic_map)
+    check_out(out, overwrite, inputs)
     topics = load_topic_map(topic_map)
     if len(topics.cameras) != 1:
         raise BagError(f"replay-eval reads one camera; the topic map names {topics.camera_names}")
@@ -140,31 +143,24 @@ def replay_eval(bag: str, ckpt: str, out: str, mode: str = "offline",
     report, err, stamps, preds, actuals = offline_metrics(policy, streams, topics)
     report.update({"bag": str(bag), "checkpoint": str(ckpt), "mode": mode, "topics": topics.to_dict(),
                    "message_counts": streams.counts})
-    final = Path(out)
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if mode == "realtime":
-        try:
+    with atomic_output(out, overwrite, inputs) as tmp:
+        tmp.mkdir()
+        if mode == "realtime":
             report["realtime"] = run_realtime(bag, ckpt, topic_map, tmp)
-        except BagError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    report["complete"] = True
-    plots = _plots(tmp, err, stamps, preds, actuals, names)
-    atomic_write_json(tmp / "report.json", report)
-    lines = ["# UVA replay evaluation\n", f"- bag: `{bag}`", f"- checkpoint: `{ckpt}`",
-             f"- control ticks evaluated: {report['evaluated']} (skipped {report['skipped_unaligned']})",
-             f"- action MAE: {report['mae']:.4f}"]
-    if report["forward_dynamics_psnr_db"] is not None:
-        lines.append(f"- forward dynamics PSNR: {report['forward_dynamics_psnr_db']:.2f} dB "
-                     f"(copy-last-frame {report['copy_last_frame_psnr_db']:.2f} dB)")
-    lines += ["", "| joint | MAE | RMSE |", "|---|---|---|"]
-    lines += [f"| {n} | {report['per_joint_mae'][n]:.4f} | {report['per_joint_rmse'][n]:.4f} |" for n in names]
-    lines += [""] + [f"![{p}]({p})" for p in plots]
-    (tmp / "report.md").write_text("\n".join(lines) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+        report["complete"] = True
+        plots = _plots(tmp, err, stamps, preds, actuals, names)
+        atomic_write_json(tmp / "report.json", report)
+        lines = ["# UVA replay evaluation\n", f"- bag: `{bag}`", f"- checkpoint: `{ckpt}`",
+                 f"- control ticks evaluated: {report['evaluated']} (skipped "
+                 f"{report['skipped_unaligned']})", f"- action MAE: {report['mae']:.4f}"]
+        if report["forward_dynamics_psnr_db"] is not None:
+            lines.append(f"- forward dynamics PSNR: {report['forward_dynamics_psnr_db']:.2f} dB "
+                         f"(copy-last-frame {report['copy_last_frame_psnr_db']:.2f} dB)")
+        lines += ["", "| joint | MAE | RMSE |", "|---|---|---|"]
+        lines += [f"| {n} | {report['per_joint_mae'][n]:.4f} | {report['per_joint_rmse'][n]:.4f} |"
+                  for n in names]
+        lines += [""] + [f"![{p}]({p})" for p in plots]
+        (tmp / "report.md").write_text("\n".join(lines) + "\n")
     return {k: v for k, v in report.items() if k not in ("topics",)}
 
 

@@ -31,13 +31,15 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from .checkpoint import (CheckpointError, atomic_write, atomic_write_json, load_checkpoint,
-                         load_vae, read_config, save_checkpoint, total_steps)
+from .checkpoint import (CheckpointError, load_checkpoint, load_vae, read_config,
+                         save_checkpoint, total_steps)
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, dataset_facts, read_replay_buffer
+from .fsutil import atomic_write, atomic_write_json
 from .masking import MODE_SPECS
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
+from .rundir import RunLock, check_run, clear_stages
 from .vae import encode_frames, images_to_tensor, psnr
 
 STAGES = ("vae", "video", "joint")
@@ -79,6 +81,7 @@ class TrainArgs:
     val_fraction: float = 0.05
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
     keep_every: int | None = None  # keep EMA snapshots under <stage>/milestones/ (learning curves)
+    overwrite: bool = False  # replace stages `out` already holds (else refused unless resume)
 
 
 # ---------------------------------------------------------------------------- distributed
@@ -708,7 +711,6 @@ def train(args: TrainArgs) -> dict:
     torch.manual_seed(args.seed)  # identical initial weights on every rank and every rerun
     root = Path(args.out)
     stages = STAGES if args.stage == "all" else (args.stage,)
-    finals: dict[str, str] = {}
     init = Path(args.init) if args.init else None
     if args.stage == HEAD_STAGE:
         bad = sorted(set(args.config_overrides) - set(ACTION_HEAD_FIELDS))
@@ -725,10 +727,28 @@ def train(args: TrainArgs) -> dict:
                                       f"pass --init CKPT (or train {init} first)")
     if init is not None and args.stage in ("video", "joint"):
         check_overrides_fit(init, args.config_overrides)
+    if args.vae_from and (args.stage in ("vae", HEAD_STAGE) or args.init):
+        raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
+                         "use it with --stage video, joint or all, and without --init")
+    written = tuple(dict.fromkeys(stages + (("vae",) if args.vae_from else ())))
+    inputs = (args.data, args.init, args.vae_from)
+    lock = RunLock(root) if info.is_main else None
+    if lock is not None:  # one training per run directory; nothing finished is replaced
+        check_run(root, written, args.resume, args.overwrite, inputs)
+        with lock:
+            check_run(root, written, args.resume, args.overwrite, inputs)  # now under the lock
+            if args.overwrite and not args.resume:
+                clear_stages(root, written)
+            return _run_stages(args, buf, info, root, stages, init)
+    return _run_stages(args, buf, info, root, stages, init)
+
+
+def _run_stages(args: TrainArgs, buf, info: DistInfo, root: Path, stages: tuple, init) -> dict:
+    """train()'s stages, in order, once its checks passed (and, on rank 0, under the run lock)."""
+    finals: dict[str, str] = {}
+    if info.world > 1:
+        dist.barrier()  # rank 0 checked (and cleared) the run directory first
     if args.vae_from:
-        if args.stage in ("vae", HEAD_STAGE) or args.init:
-            raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
-                             "use it with --stage video, joint or all, and without --init")
         stages = tuple(s for s in stages if s != "vae")
         init = root / "vae" / "final"
         if info.is_main:
