@@ -1,21 +1,19 @@
 """Store a trained checkpoint (fp16 weights) in models/checkpoints/<env>/ with its metrics.
 
 metrics.json holds the full evaluation summary (`uva eval` JSON, per-episode rows dropped) and a
-3-seed check that tests re-run to prove the shipped file still behaves as measured.
+3-seed check that tests re-run to prove the shipped file still behaves as measured. The usual
+order: ship, `uva eval` the shipped file, ship again with --eval-json (or let a recipe's ship
+stage do all three: docs/training.md).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
-from uva import load_policy
-from uva.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
-from uva.envs import make_env
-from uva.evaluate import rollout
+from uva.ship import save_shipped, write_metrics
 
 
 def main():
@@ -30,31 +28,14 @@ def main():
                     help="actions executed per chunk, stored in the shipped config (the policy node "
                          "and `uva eval` default to it); the eval JSON must have used the same")
     a = ap.parse_args()
-    out = Path(a.out)
-    model, cfg, normalizers, meta = load_checkpoint(a.ckpt)
-    if a.n_action_steps:
-        cfg = dataclasses.replace(cfg, n_action_steps=a.n_action_steps)  # re-runs the checks
-    n_exec = cfg.n_action_steps
     summary = json.loads(Path(a.eval_json).read_text()) if a.eval_json else None
-    if summary and summary["n_action_steps"] != n_exec:  # checked before anything is written
+    if summary and a.n_action_steps and summary["n_action_steps"] != a.n_action_steps:
         raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
-                         f"the shipped config {n_exec}: pass --n-action-steps")
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out, model, cfg, normalizers, meta, dtype=torch.float16)  # fits the 25 MB cap
+                         f"not {a.n_action_steps}")  # checked before anything is written
+    save_shipped(a.ckpt, a.out, a.n_action_steps, dtype="fp16")
     torch.set_num_threads(1)
-    policy = load_policy(out)
-    env = make_env(a.env)
-    seeds = [100000, 100001, 100002]
-    scores = [rollout(policy, env, s, n_exec)[0]["score"] for s in seeds]
-    env.close()
-    if summary:
-        summary.pop("per_episode", None)
-    metrics = {"eval": summary, "check_3_seeds": {"seeds": seeds, "scores": scores,
-                                                  "n_action_steps": n_exec}}
-    if a.extra:
-        metrics.update(json.loads(Path(a.extra).read_text()))
-    atomic_write_json(out / "metrics.json", metrics)
-    print(json.dumps(metrics, indent=2))
+    extra = json.loads(Path(a.extra).read_text()) if a.extra else None
+    print(json.dumps(write_metrics(a.out, a.env, summary, extra=extra), indent=2))
 
 
 if __name__ == "__main__":

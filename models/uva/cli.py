@@ -40,6 +40,12 @@ def cmd_collect(a) -> dict:
 
 
 def cmd_train(a) -> dict:
+    if a.recipe:
+        from .recipe import run_recipe
+        return run_recipe(a.recipe, a.out, device=a.device, budget=a.budget, dry_run=a.plan,
+                          overwrite=getattr(a, "overwrite", False))
+    if not a.data or not a.out:
+        raise ValueError("train needs --data and --out (or --recipe FILE)")
     from .train import TrainArgs, train
     overrides = json.loads(a.config) if a.config else {}
     steps = {"vae": a.vae_steps, "video": a.video_steps, "joint": a.joint_steps,
@@ -105,8 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_collect)
 
     t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")
-    t.add_argument("--data", required=True)
-    t.add_argument("--out", required=True)
+    t.add_argument("--recipe", default=None, metavar="FILE",
+                   help="run a recipe's whole chain (configs/*.yaml: collect, train stages, eval, "
+                        "ship) into --out (default runs/<recipe>), resuming where it stopped")
+    t.add_argument("--budget", default=None,
+                   help="with --recipe: a reduced budget the recipe defines (e.g. tiny)")
+    t.add_argument("--plan", action="store_true",
+                   help="with --recipe: print each stage and its status, run nothing")
+    t.add_argument("--data", default=None)
+    t.add_argument("--out", default=None)
     t.add_argument("--stage", default="all", choices=["vae", "video", "joint", "all", "head"],
                    help="'head' (only when named) refits the action head of --init on its frozen "
                         "policy/inverse-mode latents; --config may change action-head fields "
