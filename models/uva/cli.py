@@ -41,7 +41,7 @@ def cmd_collect(a) -> dict:
 
 def cmd_train(a) -> dict:
     if a.recipe:
-        from .recipe import run_recipe
+        from .recipe_run import run_recipe
         return run_recipe(a.recipe, a.out, device=a.device, budget=a.budget, dry_run=a.plan,
                           overwrite=getattr(a, "overwrite", False))
     if not a.data or not a.out:

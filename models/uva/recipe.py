@@ -16,6 +16,7 @@ collect stage to `<out>/<name>.zarr`, a train stage's run to `<out>/<name>/` (it
 ran, so a rerun skips finished stages, an interrupted train stage resumes through the trainer's
 own resume, and an interrupted collect/eval/ship stage is redone (they are deterministic).
 
+The format, its validation, budgets and planning live here; uva.recipe_run runs the stages.
 A `budgets:` section names reduced budgets (caps on episodes, steps, batch, evaluation episodes,
 check seeds, plus model-size overrides) so every stage of a recipe can run in minutes.
 """
@@ -24,16 +25,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import re
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .checkpoint import atomic_write_json
 from .config import TASK_MODES, UVAConfig
 
 STATE_FILE = "recipe_state.json"
@@ -44,14 +41,15 @@ KIND_KEYS = {
     "collect": {"episodes", "seed", "workers", "base", "image_size", "keep_failures"},
     "train": {"stage", "data", "steps", "init", "vae_from", "modes", "config", "batch_size", "lr",
               "seed", "max_minutes", "ckpt_every", "eval_every", "keep_every"},
-    "eval": {"ckpt", "data", "episodes", "seed", "action_steps", "gifs", "action_temperature"},
+    "eval": {"ckpt", "data", "episodes", "seed", "action_steps", "gifs", "action_temperature",
+             "dynamics_windows"},
     "ship": {"ckpt", "n_action_steps", "dtype", "eval", "check_seeds"},
 }
 REQUIRED = {"dataset": {"path"}, "collect": {"episodes"}, "train": {"stage", "data", "steps"},
             "eval": {"ckpt", "episodes"}, "ship": {"ckpt"}}
-SHIP_EVAL_KEYS = {"episodes", "seed", "gifs", "data"}
+SHIP_EVAL_KEYS = {"episodes", "seed", "gifs", "data", "dynamics_windows"}
 BUDGET_KEYS = {"description", "episodes", "workers", "steps", "batch_size", "eval_episodes",
-               "gifs", "check_seeds", "model"}
+               "gifs", "dynamics_windows", "check_seeds", "model"}
 TRAIN_STAGES = ("vae", "video", "joint", "head")
 DATA_KINDS = ("dataset", "collect")
 CKPT_KINDS = ("train", "ship")
@@ -160,7 +158,8 @@ def _parse_stage(raw, i: int, earlier: list[Stage], path: Path) -> Stage:
                               f"{' or '.join(allowed)} stage")
 
     for key in ("episodes", "steps", "seed", "workers", "batch_size", "ckpt_every", "eval_every",
-                "keep_every", "action_steps", "gifs", "n_action_steps", "image_size"):
+                "keep_every", "action_steps", "gifs", "n_action_steps", "image_size",
+                "dynamics_windows"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool)
                             or spec[key] < (0 if key in ("seed", "gifs") else 1)):
             raise RecipeError(f"{path}: {where}: {key} must be a positive integer, "
@@ -194,7 +193,7 @@ def _parse_stage(raw, i: int, earlier: list[Stage], path: Path) -> Stage:
             raise RecipeError(f"{path}: {where}.eval: missing key 'episodes'")
         ref("eval.data", DATA_KINDS, ev.get("data"))
         seeds = spec.get("check_seeds")
-        if seeds is not None and (not isinstance(seeds, list) or not seeds
+        if seeds is not None and (not isinstance(seeds, list)
                                   or not all(isinstance(s, int) for s in seeds)):
             raise RecipeError(f"{path}: {where}: check_seeds must be a list of integers")
         if spec.get("dtype", "fp16") not in ("fp16", "fp32"):
@@ -225,18 +224,23 @@ def with_budget(recipe: Recipe, budget: str | None) -> Recipe:
             for key in ("ckpt_every", "eval_every", "keep_every"):
                 _cap(spec, key, spec["steps"] if key in spec else None)
         elif st.kind == "eval":
-            _cap(spec, "episodes", b.get("eval_episodes"))
-            _cap(spec, "gifs", b.get("gifs"))
+            _cap_eval(spec, b)
         elif st.kind == "ship":
             if spec.get("eval"):
-                _cap(spec["eval"], "episodes", b.get("eval_episodes"))
-                _cap(spec["eval"], "gifs", b.get("gifs"))
+                _cap_eval(spec["eval"], b)
             if "check_seeds" in b:
                 from .ship import CHECK_SEEDS
                 spec["check_seeds"] = list(spec.get("check_seeds", CHECK_SEEDS))[:b["check_seeds"]]
         stages.append(Stage(st.name, st.kind, spec))
     return dataclasses.replace(recipe, stages=stages, budget=budget,
                                model={**recipe.model, **(b.get("model") or {})})
+
+
+def _cap_eval(spec: dict, b: dict) -> None:
+    _cap(spec, "episodes", b.get("eval_episodes"))
+    _cap(spec, "gifs", b.get("gifs"))
+    if spec.get("data") and "dynamics_windows" in b:
+        spec["dynamics_windows"] = min(spec.get("dynamics_windows", 64), b["dynamics_windows"])
 
 
 def _cap(spec: dict, key: str, cap) -> None:
@@ -276,7 +280,7 @@ def plan(recipe: Recipe, out: str | Path) -> list[dict]:
     """Each stage with its status in `out`: done (finished with this spec), resume (a train
     stage with checkpoints), todo; a finished stage whose spec changed is an error."""
     out = Path(out)
-    state = _read_state(recipe, out)
+    state = read_state(recipe, out)
     paths = outputs(recipe, out)
     rows = []
     for st in recipe.stages:
@@ -296,7 +300,7 @@ def plan(recipe: Recipe, out: str | Path) -> list[dict]:
     return rows
 
 
-def _read_state(recipe: Recipe, out: Path) -> dict:
+def read_state(recipe: Recipe, out: Path) -> dict:
     path = out / STATE_FILE
     fresh = {"recipe": recipe.name, "budget": recipe.budget, "stages": {}}
     if not path.is_file():
@@ -310,143 +314,3 @@ def _read_state(recipe: Recipe, out: Path) -> dict:
                           f"{state.get('budget')}), not '{recipe.name}' (budget {recipe.budget}); "
                           f"pass another --out")
     return state
-
-
-# ------------------------------------------------------------------------------ running
-def run_recipe(path: str | Path, out: str | Path | None = None, device: str = "cpu",
-               budget: str | None = None, dry_run: bool = False,
-               overwrite: bool = False) -> dict:
-    """Run (or with dry_run only plan) every stage of the recipe at `path` in order."""
-    recipe = with_budget(load_recipe(path), budget)
-    out = Path(out) if out else Path("runs") / (recipe.name + (f"_{budget}" if budget else ""))
-    if overwrite and out.exists() and not dry_run:
-        shutil.rmtree(out)
-    rows = plan(recipe, out)
-    if dry_run:
-        return {"recipe": recipe.name, "budget": budget, "out": str(out), "plan": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    state = _read_state(recipe, out)
-    atomic_write_json(out / "recipe.json", {"file": str(recipe.path), "budget": budget,
-                                            "env": recipe.env, "model": recipe.model,
-                                            "stages": [{"name": r["name"], "kind": r["kind"],
-                                                        **r["spec"]} for r in rows]})
-    for i, row in enumerate(rows, 1):
-        tag = f"[recipe {recipe.name}] {i}/{len(rows)} {row['kind']} '{row['name']}'"
-        if row["status"] == "done":
-            print(f"{tag}: done, skipped", flush=True)
-            continue
-        print(f"{tag}: {'resuming' if row['status'] == 'resume' else 'running'}", flush=True)
-        t0 = time.time()
-        result = RUNNERS[row["kind"]](recipe, recipe.stage(row["name"]), out, device)
-        state["stages"][row["name"]] = {"kind": row["kind"], "spec": row["spec"],
-                                        "output": row["output"], "result": result,
-                                        "wall_s": round(time.time() - t0, 1)}
-        atomic_write_json(out / STATE_FILE, state)
-        print(f"{tag}: finished in {time.time() - t0:.0f} s", flush=True)
-    ships = [r["output"] for r in rows if r["kind"] == "ship"]
-    return {"recipe": recipe.name, "budget": budget, "out": str(out),
-            "stages": {r["name"]: r["output"] for r in rows},
-            "shipped": ships[-1] if ships else None}
-
-
-def _run_dataset(recipe, st, out, device) -> dict:
-    return {"path": st.spec["path"]}
-
-
-def _run_collect(recipe, st, out, device) -> dict:
-    from .data import collect
-    s, target = st.spec, outputs(recipe, out)[st.name]
-    if target.exists():  # an interrupted collection: collected again from its seeds
-        shutil.rmtree(target)
-    base = str(outputs(recipe, out)[s["base"]]) if s.get("base") else None
-    summary = collect(recipe.env, s["episodes"], target, image_size=s.get("image_size", 64),
-                      keep_failures=s.get("keep_failures", False), seed=s.get("seed", 0),
-                      base=base, workers=s.get("workers", 1))
-    atomic_write_json(Path(str(target) + ".json"), summary)
-    return {k: v for k, v in summary.items() if k != "seeds"}
-
-
-def _run_train(recipe, st, out, device) -> dict:
-    from .train import TrainArgs, train
-    s, paths = st.spec, outputs(recipe, out)
-    root = paths[st.name]
-    init = str(checkpoint_of(recipe, out, s["init"])) if s.get("init") else None
-    vae_from = str(checkpoint_of(recipe, out, s["vae_from"])) if s.get("vae_from") else None
-    source = s.get("init") or s.get("vae_from")
-    if source:
-        _share_caches(_run_root(recipe, out, source), root)
-    config = effective_spec(recipe, st).get("config") or {}
-    defaults = TrainArgs(data="", out="")
-    args = TrainArgs(data=str(paths[s["data"]]), out=str(root), stage=s["stage"],
-                     steps={**defaults.steps, s["stage"]: s["steps"]},
-                     batch_size=s.get("batch_size", defaults.batch_size),
-                     lr=s.get("lr", defaults.lr), ckpt_every=s.get("ckpt_every", defaults.ckpt_every),
-                     eval_every=s.get("eval_every", defaults.eval_every), seed=s.get("seed", 0),
-                     resume=True, device=device, init=init, vae_from=vae_from,
-                     modes=s.get("modes") or None, config_overrides=config,
-                     max_minutes=s.get("max_minutes"), keep_every=s.get("keep_every"))
-    return {"final": train(args)[s["stage"]]}
-
-
-def _run_root(recipe: Recipe, out: Path, name: str) -> Path | None:
-    """The training run folder behind a checkpoint stage (a ship stage: its source's)."""
-    st = recipe.stage(name)
-    if st.kind == "train":
-        return outputs(recipe, out)[name]
-    return _run_root(recipe, out, st.spec["ckpt"]) if st.kind == "ship" else None
-
-
-def _share_caches(src: Path | None, dst: Path) -> None:
-    """Give a run its source run's latent caches (keyed by content, so only what differs is
-    computed again), as hard links where the filesystem allows."""
-    if src is None or not src.is_dir():
-        return
-    dst.mkdir(parents=True, exist_ok=True)
-    for cache in src.glob("*latents.pt"):
-        if not (dst / cache.name).exists():
-            try:
-                os.link(cache, dst / cache.name)
-            except OSError:
-                shutil.copy2(cache, dst / cache.name)
-
-
-def _run_eval(recipe, st, out, device) -> dict:
-    from .evaluate import evaluate
-    s, paths = st.spec, outputs(recipe, out)
-    summary = evaluate(str(checkpoint_of(recipe, out, s["ckpt"])), recipe.env, s["episodes"],
-                       str(paths[st.name]), seed=s.get("seed", 100000), n_gifs=s.get("gifs", 0),
-                       data=str(paths[s["data"]]) if s.get("data") else None,
-                       n_action_steps=s.get("action_steps"),
-                       action_temperature=s.get("action_temperature"))
-    return _headline(summary)
-
-
-def _run_ship(recipe, st, out, device) -> dict:
-    from .evaluate import evaluate
-    from .ship import CHECK_SEEDS, save_shipped, write_metrics
-    s, paths = st.spec, outputs(recipe, out)
-    target = paths[st.name]
-    if target.exists():
-        shutil.rmtree(target)
-    save_shipped(checkpoint_of(recipe, out, s["ckpt"]), target, s.get("n_action_steps"),
-                 s.get("dtype", "fp16"))
-    summary = None
-    if s.get("eval"):
-        ev = s["eval"]
-        summary = evaluate(str(target), recipe.env, ev["episodes"], str(out / f"{st.name}.eval"),
-                           seed=ev.get("seed", 100000), n_gifs=ev.get("gifs", 0),
-                           data=str(paths[ev["data"]]) if ev.get("data") else None)
-    metrics = write_metrics(target, recipe.env, summary, s.get("check_seeds", CHECK_SEEDS))
-    return {"eval": _headline(summary or {}), "check": metrics["check_3_seeds"]}
-
-
-def _headline(summary: dict) -> dict:
-    keys = ("episodes", "first_seed", "n_action_steps", "score", "success_rate")
-    head = {k: summary[k] for k in keys if k in summary}
-    if "dynamics" in summary:
-        head["dynamics"] = summary["dynamics"]
-    return head
-
-
-RUNNERS = {"dataset": _run_dataset, "collect": _run_collect, "train": _run_train,
-           "eval": _run_eval, "ship": _run_ship}
