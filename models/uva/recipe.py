@@ -267,6 +267,13 @@ def checkpoint_of(recipe: Recipe, out: Path, name: str) -> Path:
     return path / st.spec["stage"] / "final" if st.kind == "train" else path
 
 
+def dependencies(st: Stage) -> set[str]:
+    """Names of the earlier stages this stage reads (data, base, init, vae_from, ckpt)."""
+    refs = [st.spec.get(k) for k in ("data", "base", "init", "vae_from", "ckpt")]
+    refs.append((st.spec.get("eval") or {}).get("data"))
+    return {r for r in refs if r}
+
+
 def effective_spec(recipe: Recipe, st: Stage) -> dict:
     """What decides a stage's result (compared on rerun): its spec, plus the architecture for a
     stage that creates the model."""

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from .checkpoint import atomic_write_json
-from .recipe import (STATE_FILE, Recipe, checkpoint_of, effective_spec, load_recipe,
-                     outputs, plan, read_state, with_budget)
+from .recipe import (STATE_FILE, Recipe, checkpoint_of, dependencies, effective_spec,
+                     load_recipe, outputs, plan, read_state, with_budget)
 
 
 def run_recipe(path: str | Path, out: str | Path | None = None, device: str = "cpu",
@@ -34,14 +34,21 @@ def run_recipe(path: str | Path, out: str | Path | None = None, device: str = "c
                                             "env": recipe.env, "model": recipe.model,
                                             "stages": [{"name": r["name"], "kind": r["kind"],
                                                         **r["spec"]} for r in rows]})
+    ran: set[str] = set()
     for i, row in enumerate(rows, 1):
+        st = recipe.stage(row["name"])
         tag = f"[recipe {recipe.name}] {i}/{len(rows)} {row['kind']} '{row['name']}'"
-        if row["status"] == "done":
+        stale = bool(dependencies(st) & ran)  # reads a stage that was just made again
+        if row["status"] == "done" and not stale:
             print(f"{tag}: done, skipped", flush=True)
             continue
-        print(f"{tag}: {'resuming' if row['status'] == 'resume' else 'running'}", flush=True)
+        if stale and row["kind"] == "train" and Path(row["output"]).exists():
+            shutil.rmtree(row["output"])  # its checkpoints came from the old inputs
+        resuming = row["status"] == "resume" and not stale
+        print(f"{tag}: {'resuming' if resuming else 'running'}", flush=True)
         t0 = time.time()
-        result = RUNNERS[row["kind"]](recipe, recipe.stage(row["name"]), out, device)
+        result = RUNNERS[row["kind"]](recipe, st, out, device)
+        ran.add(row["name"])
         state["stages"][row["name"]] = {"kind": row["kind"], "spec": row["spec"],
                                         "output": row["output"], "result": result,
                                         "wall_s": round(time.time() - t0, 1)}
