@@ -132,7 +132,7 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     assert shipped == out / "pusht"
     cfg, _, meta = read_config(shipped)
     assert cfg.n_action_steps == 4 and cfg.inverse_action_head and cfg.width == 64
-    assert meta["stage"] == "head" and meta["head_of"].endswith("head_2400/head/final")
+    assert meta["stage"] == "head" and meta["head_of"].endswith("inverse_1200/head/final")
     metrics = json.loads((shipped / "metrics.json").read_text())
     assert metrics["eval"]["episodes"] == 1 and "dynamics" in metrics["eval"]
     assert metrics["check_3_seeds"]["seeds"] == [100000]
