@@ -351,7 +351,7 @@ def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp
     from uva.checkpoint import CheckpointError, load_checkpoint, load_vae, save_vae
     source = tmp_path / "source"
     random_checkpoint(source, UVAConfig(**TINY))
-    # a VAE-only file (what scripts/gpu_recipe.sh extract-vaes ships to a GPU machine) serves too
+    # a VAE-only file (what experiments/gpu_recipe.sh extract-vaes ships to a GPU machine) serves too
     vae_only = tmp_path / "vae_only"
     src_cfg, src_norms, _, src_vae = load_vae(source)
     save_vae(vae_only, src_vae, src_cfg, src_norms)

@@ -125,6 +125,12 @@ def cmd_collect(a) -> dict:
 
 def cmd_train(a) -> dict:
     from .config import UVAConfig
+    if a.recipe:
+        from .recipe_run import run_recipe
+        return run_recipe(a.recipe, a.out, device=a.device, budget=a.budget, dry_run=a.plan,
+                          overwrite=getattr(a, "overwrite", False))
+    if not a.data or not a.out:
+        raise UsageError("train needs --data and --out (or --recipe FILE)")
     from .train import TrainArgs, train
     if a.resume and a.overwrite:
         raise UsageError("--resume continues the run in --out, --overwrite replaces it: pass one")
@@ -208,10 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_collect)
 
     t = sub.add_parser("train", help="train VAE -> video -> joint (all five modes)")
-    t.add_argument("--data", required=True)
-    t.add_argument("--out", required=True, help="run directory (one subdirectory per stage)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the stages --out already holds (only those directories)")
+    t.add_argument("--recipe", default=None, metavar="FILE",
+                   help="run a recipe's whole chain (configs/*.yaml: collect, train stages, eval, "
+                        "ship) into --out (default runs/<recipe>), resuming where it stopped")
+    t.add_argument("--budget", default=None,
+                   help="with --recipe: a reduced budget the recipe defines (e.g. tiny)")
+    t.add_argument("--plan", action="store_true",
+                   help="with --recipe: print each stage and its status, run nothing")
+    t.add_argument("--data", default=None, help="replay buffer (zarr); required without --recipe")
+    t.add_argument("--out", default=None, help="run directory (one subdirectory per stage)")
     t.add_argument("--stage", default="all", choices=["vae", "video", "joint", "all", "head"],
                    help="'head' (only when named) refits the action head of --init on its frozen "
                         "policy/inverse-mode latents; --config may change action-head fields "

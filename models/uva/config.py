@@ -1,6 +1,8 @@
 """One config dataclass for the whole UVA model; it is saved inside every checkpoint.
 
-Defaults are the CPU-sized `small` model described in DESIGN.md §2. The structure follows the
+Defaults are the architecture of the shipped models (configs/pusht.yaml; a recipe's `model:`
+lists only what differs, e.g. Panda executes all 8 actions), the CPU-sized `small` model of
+DESIGN.md §2. The structure follows the
 reference UVA: each history frame is paired with one future frame token-by-token, and each future
 frame owns `actions_per_frame` consecutive actions of the chunk.
 """
@@ -27,7 +29,7 @@ class UVAConfig:
     action_dim: int = 2
     proprio_dim: int = 2
     # --- frame VAE (diffusers AutoencoderKL, trained by `uva train --stage vae`)
-    vae_block_channels: tuple[int, ...] = (32, 64, 64, 64)
+    vae_block_channels: tuple[int, ...] = (16, 32, 64, 64)
     vae_latent_channels: int = 4
     vae_kl_weight: float = 1e-6
     latent_scale: float = 1.0  # 1/std of the VAE latents, measured on the dataset
@@ -45,30 +47,32 @@ class UVAConfig:
     action_head_width: int = 256
     action_head_depth: int = 3
     action_conv_channels: int = 64
-    # how the action head reads the joint latent: "mean" (global average per frame, the first
-    # shipped checkpoints), "flatten" (keeps where things are) or "attention" (a learned query per
-    # action step over all tokens; action_conv_channels is its width); heads.ACTION_POOLINGS
-    action_pooling: str = "mean"
+    # how the action head reads the joint latent: "flatten" (keeps where things are; the shipped
+    # models), "mean" (global average per frame: loses positions, scored lower) or "attention" (a
+    # learned query per action step over all tokens; action_conv_channels is its width; no better
+    # on PushT); heads.ACTION_POOLINGS
+    action_pooling: str = "flatten"
     # the action head's noise predictor: "mlp" (MLP-AdaLN, action_head_width x action_head_depth)
     # or "unet" (temporal-conv U-Net, action_head_width channels in its first level; depth unused)
     action_denoiser: str = "mlp"
     # inverse dynamics decoded by its own action head (same shape) instead of the policy's: the
     # two uses read different latents, and fitting both in one head traded one for the other
-    # (README, session 6); False = one head for both, as the paper
+    # (docs/findings.md); False = one head for both, as the paper. The shipped PushT file splits
+    # it off in a head stage (configs/pusht.yaml)
     inverse_action_head: bool = False
     # the action head also conditions on the history's proprio directly (policy mode; inverse
     # dynamics has none and gets zeros), so the agent's own position need not survive the backbone
     action_proprio: bool = False
     # scale of the action head's starting noise (inference only): 1 = the trained distribution;
     # lower keeps successive chunks nearer the mode instead of switching between modes (on PushT
-    # 0.5 and 0 were no better, README)
+    # 0.5 and 0 were no better, docs/findings.md)
     action_temperature: float = 1.0
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10
     video_unmask_iterations: int = 4  # MAR iterative unmasking steps in predict_video
     # scale of the video head's starting noise: 0 = the deterministic DDIM prediction (measured
-    # closer to the real future than 1.0 on both envs, README), 1 = full sampling
+    # closer to the real future than 1.0 on both envs, docs/findings.md), 1 = full sampling
     video_temperature: float = 0.0
     diffusion_batch_mul: int = 2  # noise draws per target per step, as in MAR's DiffLoss
     # --- masking law: ratio ~ truncated normal(1.0, std) restricted to [min, 1]
@@ -79,7 +83,8 @@ class UVAConfig:
         default_factory=lambda: {m: 1.0 for m in TASK_MODES}
     )
     # --- execution hint for controllers: how many steps of each chunk to run before re-planning
-    n_action_steps: int = 8
+    # (4 of 8 on PushT scored 0.272 vs 0.205; Panda keeps 8, its recipe says so)
+    n_action_steps: int = 4
 
     def __post_init__(self):
         check_fields(self)

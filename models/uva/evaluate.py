@@ -166,9 +166,10 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
 
 def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 100000,
              device: str = "cpu", n_gifs: int = 3, data: str | None = None,
-             n_action_steps: int | None = None, action_temperature: float | None = None) -> dict:
-    """Closed-loop rollouts on fixed seeds (+ dynamics metrics with `data`); episodes=0 with
-    `data` measures the dynamics metrics alone."""
+             n_action_steps: int | None = None, action_temperature: float | None = None,
+             dynamics_windows: int = 64) -> dict:
+    """Closed-loop rollouts on fixed seeds (+ dynamics metrics on `dynamics_windows` held-out
+    windows with `data`); episodes=0 with `data` measures the dynamics metrics alone."""
     from .envs import make_env
 
     if episodes < 0 or (episodes == 0 and not data):
@@ -204,6 +205,6 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
             "per_episode": results,
         })
     if data:
-        summary["dynamics"] = dynamics_metrics(policy, data)
+        summary["dynamics"] = dynamics_metrics(policy, data, n_windows=dynamics_windows)
     atomic_write_json(out_dir / "eval.json", summary)
     return summary

@@ -13,7 +13,7 @@ error on the held-out episodes (the split `uva train` uses):
 - `action_condition`: what the action denoiser is conditioned on (action_head.condition), the
   narrowest point.
 
-    python scripts/pose_readout_probe.py --ckpt models/checkpoints/pusht --data data/pusht.zarr
+    python experiments/pose_readout_probe.py --ckpt models/checkpoints/pusht --data data/pusht.zarr
 
 Writes pose_readout.json and pose_readout.png into --out.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -32,9 +31,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "models"))
 
 from state_policy_probe import true_states  # noqa: E402
 from uva.checkpoint import atomic_write, atomic_write_json, load_checkpoint  # noqa: E402

@@ -1,10 +1,11 @@
 """Closed-loop score vs training steps: evaluates checkpoints (milestones of a chain of continued
 runs) on the same fixed seeds and plots the curve next to the expert and random references.
 
-    python scripts/learning_curve.py --env pusht --episodes 50 --out outputs/learning_curve_pusht \
-        --series "UVA=runs/pusht/joint/final,runs/pusht_long/joint/milestones/*" \
-        --series "UVA-action=runs/pusht_action/joint/final" \
-        --reference expert=outputs/expert_pusht/eval.json --reference random=outputs/random_pusht/eval.json
+    uva eval --env pusht --expert --episodes 100 --out outputs/expert_pusht
+    python experiments/learning_curve.py --env pusht --episodes 50 --out outputs/learning_curve_pusht \
+        --series "UVA=runs/pusht/joint/joint/final,runs/pusht/joint_more/joint/final" \
+        --reference expert=outputs/expert_pusht/eval.json
+(runs/pusht/…: `uva train --recipe configs/pusht.yaml`; any checkpoints work.)
 
 The x axis is each checkpoint's `total_steps` (its stage's steps summed over the chain of
 --init continuations). Evaluations are cached per checkpoint, so re-running only evaluates new

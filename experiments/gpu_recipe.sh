@@ -2,18 +2,18 @@
 # Recipe 2 on one CUDA GPU inside a fixed wall-clock budget (a lent machine runs one command for
 # at most 10 minutes, so the work is two commands on the same warm machine).
 #
-#   scripts/gpu_recipe.sh            VAE -> video -> joint for three runs sharing the card: PushT UVA
+#   experiments/gpu_recipe.sh            VAE -> video -> joint for three runs sharing the card: PushT UVA
 #                                    (all five modes), PushT UVA-action (policy mode only, same VAE,
 #                                    batch and steps) and Panda UVA. The joint stage is sized from
 #                                    the throughput the video stage measured (its log's time_s), so
 #                                    the cosine schedule ends inside the budget; --max-minutes guards
 #                                    the estimate.
-#   scripts/gpu_recipe.sh continue   each joint run continued with --init for CONTINUE_STEPS more
+#   experiments/gpu_recipe.sh continue   each joint run continued with --init for CONTINUE_STEPS more
 #                                    steps (fresh cosine, seed 1), the three again side by side.
-#   scripts/gpu_recipe.sh extract-vaes   (here, before `ablations`) the shipped checkpoints' VAEs
+#   experiments/gpu_recipe.sh extract-vaes   (here, before `ablations`) the shipped checkpoints' VAEs
 #                                    alone -> runs/gpu_vae/<env> (2 MB each instead of 18 MB, so
 #                                    data + wheels + VAEs fit the device's 64 MiB tree).
-#   scripts/gpu_recipe.sh ablations  side by side: Panda UVA-action, the twin of the shipped Panda
+#   experiments/gpu_recipe.sh ablations  side by side: Panda UVA-action, the twin of the shipped Panda
 #                                    run (its VAE, policy mode only, joint PANDA_JOINT_STEPS then
 #                                    +CONTINUE_STEPS from it with seed 1, batch 128, as the shipped
 #                                    file was made), and PushT UVA with patch_size 1 (64 tokens per
@@ -22,8 +22,8 @@
 # Each returns the final EMA checkpoints as fp16 in a tar split into 15 MB parts (the device
 # returns files of <= 16 MB) with every log; rollouts are scored on the CPU afterwards.
 #
-#   BUDGET_S=480 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh
-#   BUDGET_S=350 OUTDIR=$OUT RUNS=/tmp/runs scripts/gpu_recipe.sh continue
+#   BUDGET_S=480 OUTDIR=$OUT RUNS=/tmp/runs experiments/gpu_recipe.sh
+#   BUDGET_S=350 OUTDIR=$OUT RUNS=/tmp/runs experiments/gpu_recipe.sh continue
 # Local dry run: SKIP_WHEELS=1 PY=.venv/bin/python DEVICE=cpu BUDGET_S=240 VAE_STEPS=30 ...
 set -uo pipefail
 cd "$(dirname "$0")/.."

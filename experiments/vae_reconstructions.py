@@ -2,8 +2,9 @@
 background, so this also reports PSNR on the *moving* pixels only (those that differ from the
 dataset's median frame), and draws originals above each VAE's reconstructions (PNG) + JSON.
 
-    python scripts/vae_reconstructions.py --data data/pusht.zarr --out outputs/vae_pusht \
-        --ckpt 300=runs/pusht_flat/vae/final --ckpt 2000=runs/pusht_vae2k/vae/final
+    python experiments/vae_reconstructions.py --data data/pusht.zarr --out outputs/vae_pusht \
+        --ckpt shipped=models/checkpoints/pusht --ckpt 300=runs/pusht_vae300/vae/final
+(any checkpoints: the shipped file, or a `uva train --stage vae --vae-steps 300` run)
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ low as the UVA policies' puts it in the data, the chunking or the action head. `
 swaps UVA's MLP-AdaLN denoiser for uva.heads.TemporalUNetDenoiser (Diffusion Policy's head shape,
 64 channels) to test the head on its own.
 
-    python scripts/state_policy_probe.py --data data/pusht.zarr --out outputs/state_probe_pusht
+    python experiments/state_policy_probe.py --data data/pusht.zarr --out outputs/state_probe_pusht
 
 The replayed states are cached beside the data (data/pusht.zarr.true_state.npy) for later probes.
 """
@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "models"))
 
 from uva.checkpoint import atomic_write, atomic_write_json  # noqa: E402
 from uva.config import UVAConfig  # noqa: E402

@@ -1,0 +1,159 @@
+"""Recipes (configs/*.yaml): they validate, they describe the shipped files, and the PushT one
+runs every stage end to end on its tiny budget, resumably."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from uva import UVAConfig
+from uva.checkpoint import read_config
+from uva.cli import main as uva_main
+from uva.recipe import RecipeError, load_recipe, plan, with_budget
+from uva.recipe_run import run_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = {env: ROOT / "configs" / f"{env}.yaml" for env in ("pusht", "panda")}
+ARCH_FIELDS_SET_BY_DATA = ("latent_scale", "action_dim", "proprio_dim", "image_size")
+
+
+def _chain(recipe, name):
+    """The checkpoint stages the named stage descends from, oldest first."""
+    st = recipe.stage(name)
+    src = st.spec.get("ckpt") or st.spec.get("init") or st.spec.get("vae_from")
+    return (_chain(recipe, src) if src else []) + [st]
+
+
+@pytest.mark.parametrize("env", ["pusht", "panda"])
+def test_recipe_rebuilds_the_shipped_architecture(env):
+    """Following the recipe's chain from UVAConfig's defaults (+ its `model:`) through every
+    stage's config overrides and the ship step gives the shipped file's config, field by field."""
+    recipe = load_recipe(RECIPES[env])
+    shipped_cfg, _, meta = read_config(ROOT / "models" / "checkpoints" / env)
+    ship = [s for s in recipe.stages if s.kind == "ship"][-1]
+    chain = _chain(recipe, ship.name)
+    assert chain[0].spec["stage"] == "vae"
+    fields = {**recipe.model}
+    for st in chain:
+        fields.update(st.spec.get("config") or {})
+        if st.kind == "ship" and st.spec.get("n_action_steps"):
+            fields["n_action_steps"] = st.spec["n_action_steps"]
+    data = {k: getattr(shipped_cfg, k) for k in ARCH_FIELDS_SET_BY_DATA}
+    rebuilt = UVAConfig(**{**fields, **data})
+    assert rebuilt == shipped_cfg, {k: (getattr(rebuilt, k), getattr(shipped_cfg, k))
+                                    for k in rebuilt.to_dict()
+                                    if getattr(rebuilt, k) != getattr(shipped_cfg, k)}
+    joint_steps = sum(s.spec["steps"] for s in chain if s.kind == "train" and
+                      s.spec["stage"] == "joint")
+    assert joint_steps == meta.get("backbone_total_steps", meta["total_steps"])
+    # the last head refit is the one the shipped file records
+    heads = [s for s in chain if s.kind == "train" and s.spec["stage"] == "head"]
+    if heads:  # the last refit is the inverse head on 1 200 demos (paths are not shipped)
+        assert "head_of" not in meta and heads[-1].spec["init"] == "inverse_1200"
+        assert heads[-1].spec["steps"] == meta["steps"]
+    # the data the last stage trained on holds as many episodes as the shipped split implies
+    data_stage = recipe.stage(chain[-2].spec["data"])
+    episodes = data_stage.spec["episodes"]
+    while data_stage.spec.get("base"):
+        data_stage = recipe.stage(data_stage.spec["base"])
+        episodes += data_stage.spec["episodes"]
+    assert max(meta["val_episodes"]) < episodes <= max(meta["val_episodes"]) + 10
+
+
+def test_recipe_errors_name_the_key_and_the_file(tmp_path):
+    good = RECIPES["pusht"].read_text()
+    cases = {
+        "top.yaml": (good + "\nepochs: 3\n", "unknown key 'epochs'"),
+        "stage.yaml": (good.replace("steps: 200,", "stpes: 200,", 1), "unknown key 'stpes'"),
+        "model.yaml": (good.replace("model: {}", "model: {widht: 3}"), "unknown key 'widht'"),
+        "ref.yaml": (good.replace("init: backbone", "init: nowhere"), "init 'nowhere'"),
+        "kind.yaml": (good.replace("kind: ship", "kind: deploy", 1), "unknown kind 'deploy'"),
+        "steps.yaml": (good.replace("steps: 4642", "steps: -1"), "steps must be a positive"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(RecipeError) as e:
+            load_recipe(path)
+        assert str(path) in str(e.value) and message in str(e.value), (name, e.value)
+    with pytest.raises(RecipeError, match="no budget 'huge'"):
+        with_budget(load_recipe(RECIPES["pusht"]), "huge")
+    # the command line reports it as an error, with no traceback
+    (tmp_path / "bad.yaml").write_text(good + "\nepochs: 3\n")
+    assert uva_main(["train", "--recipe", str(tmp_path / "bad.yaml"), "--plan"]) == 2
+
+
+def test_budget_caps_every_stage_and_plan_tracks_state(tmp_path):
+    full = load_recipe(RECIPES["pusht"])
+    tiny = with_budget(full, "tiny")
+    assert [s.name for s in tiny.stages] == [s.name for s in full.stages]
+    for st in tiny.stages:
+        if st.kind == "collect":
+            assert st.spec["episodes"] == 2 and st.spec.get("workers", 1) == 1
+        if st.kind == "train":
+            assert st.spec["steps"] == 2 and st.spec.get("batch_size", 4) <= 4
+    assert tiny.model["width"] == 64 and full.model == {}
+    out = tmp_path / "run"
+    rows = plan(tiny, out)
+    assert {r["status"] for r in rows} == {"todo"}
+    # a finished stage is skipped; one whose spec changed since is refused
+    state = {"recipe": "pusht", "budget": "tiny",
+             "stages": {rows[0]["name"]: {"spec": rows[0]["spec"]}}}
+    out.mkdir()
+    (out / "recipe_state.json").write_text(json.dumps(state))
+    (out / "vae" / "vae").mkdir(parents=True)  # checkpoints of an interrupted train stage
+    status = {r["name"]: r["status"] for r in plan(tiny, out)}
+    assert status["demos_200"] == "done" and status["vae"] == "resume" and status["video"] == "todo"
+    changed = dataclasses.replace(tiny.stages[0], spec={**tiny.stages[0].spec, "seed": 5})
+    with pytest.raises(RecipeError, match="another spec"):
+        plan(dataclasses.replace(tiny, stages=[changed] + tiny.stages[1:]), out)
+    with pytest.raises(RecipeError, match="budget"):
+        plan(full, out)  # a tiny run's folder is not the full recipe's
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x").write_text("x")
+    with pytest.raises(RecipeError, match="not a run of a recipe"):
+        plan(tiny, tmp_path / "junk")
+
+
+def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
+    """Collect x5 (with --base), vae, video, joint x2, head refits (policy, inverse split),
+    intermediate fp16 ships, the final ship with its evaluation and check, the fresh-seed eval."""
+    out = tmp_path / "pusht_tiny"
+    t0 = time.time()
+    result = run_recipe(RECIPES["pusht"], out, budget="tiny")
+    first_run_s = time.time() - t0
+    recipe = load_recipe(RECIPES["pusht"])
+    state = json.loads((out / "recipe_state.json").read_text())
+    assert sorted(state["stages"]) == sorted(s.name for s in recipe.stages)
+    shipped = Path(result["shipped"])
+    assert shipped == out / "pusht"
+    cfg, _, meta = read_config(shipped)
+    assert cfg.n_action_steps == 4 and cfg.inverse_action_head and cfg.width == 64
+    assert meta["stage"] == "head" and "head_of" not in meta  # no training-machine paths
+    assert "check_open_loop" in json.loads((shipped / "metrics.json").read_text())
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert metrics["eval"]["episodes"] == 1 and "dynamics" in metrics["eval"]
+    assert metrics["check_3_seeds"]["seeds"] == [100000]
+    assert 0.0 <= metrics["check_3_seeds"]["scores"][0] <= 1.0
+    demos = json.loads((out / "demos_2400.zarr.json").read_text())
+    assert demos["episodes"] == 10 and demos["base_episodes"] == 8
+    fresh = json.loads((out / "fresh_seeds" / "eval.json").read_text())
+    assert fresh["first_seed"] == 200000 and fresh["n_action_steps"] == 4
+    # rerun: everything is finished, nothing runs again
+    capsys.readouterr()
+    t0 = time.time()
+    run_recipe(RECIPES["pusht"], out, budget="tiny")
+    log = capsys.readouterr().out
+    assert log.count("done, skipped") == len(recipe.stages) and "running" not in log
+    assert time.time() - t0 < max(10.0, first_run_s / 5)
+    # an interrupted last stage (no state entry) is run again, alone
+    del state["stages"]["fresh_seeds"]
+    (out / "recipe_state.json").write_text(json.dumps(state))
+    (out / "fresh_seeds" / "eval.json").unlink()
+    run_recipe(RECIPES["pusht"], out, budget="tiny")
+    log = capsys.readouterr().out
+    assert log.count("done, skipped") == len(recipe.stages) - 1
+    assert json.loads((out / "fresh_seeds" / "eval.json").read_text())["first_seed"] == 200000
