@@ -3,6 +3,7 @@ collection, and the windowed sample index used for training on cached VAE latent
 from __future__ import annotations
 
 import multiprocessing
+import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,20 +15,55 @@ from tqdm import tqdm
 
 from .vae import resize
 
-REQUIRED_ARRAYS = ("img", "state", "action", "episode_ends")
+REQUIRED_ARRAYS = ("state", "action", "episode_ends")
+DEFAULT_CAMERA = "scene"
+_CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_CHUNK_BYTES = 16 << 20  # frames per zarr chunk: up to 256, at most ~16 MB of pixels
 
 
 class DatasetError(ValueError):
     """A replay buffer is missing, empty, corrupt or does not fit the model."""
 
 
-@dataclass
+def check_camera_name(name) -> str:
+    """A camera name becomes part of an array name on disk (`img_<name>`): letters, digits,
+    `_` and `-` only."""
+    if not isinstance(name, str) or not _CAMERA_NAME.match(name):
+        raise DatasetError(f"camera name {name!r}: use letters, digits, '_' or '-' only")
+    return name
+
+
+@dataclass(init=False)
 class ReplayBuffer:
-    img: np.ndarray  # (N, H, W, 3) uint8
+    """Episodes concatenated along the first axis. `images` maps camera name -> (N, H, W, 3)
+    uint8 frames, cameras in order (frames need not be square; each camera has one size).
+    `img` is the first camera, for code that knows only one."""
+    images: dict  # camera name -> (N, H, W, 3) uint8
     state: np.ndarray  # (N, P)
     action: np.ndarray  # (N, A)
     episode_ends: np.ndarray  # (E,) exclusive end index of each episode
     attrs: dict
+
+    def __init__(self, img: np.ndarray | None = None, state: np.ndarray | None = None,
+                 action: np.ndarray | None = None, episode_ends: np.ndarray | None = None,
+                 attrs: dict | None = None, *, images: dict | None = None):
+        if img is None and not images:
+            raise DatasetError("a replay buffer needs frames: img or images")
+        images = dict(images or {})
+        if img is not None:  # one-camera form; with `images` too it replaces the first camera
+            first = next(iter(images), None) or ((attrs or {}).get("cameras") or [DEFAULT_CAMERA])[0]
+            images = {first: img, **{k: v for k, v in images.items() if k != first}}
+        self.images, self.state, self.action = images, state, action
+        self.episode_ends, self.attrs = episode_ends, dict(attrs or {})
+
+    @property
+    def img(self) -> np.ndarray:
+        """Frames of the first camera."""
+        return next(iter(self.images.values()))
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.images)
 
     @property
     def n_episodes(self) -> int:
@@ -55,24 +91,84 @@ class ReplayBuffer:
         return np.concatenate([np.arange(slices[e].start, slices[e].stop) for e in episodes])
 
 
+def episode_images(ep: dict, attrs: dict | None = None) -> dict:
+    """Camera name -> frames of one episode dict (`images`, or the one-camera `img`)."""
+    if "images" in ep:
+        if "img" in ep:
+            raise DatasetError("an episode has either 'img' (one camera) or 'images', not both")
+        return dict(ep["images"])
+    if "img" not in ep:
+        raise DatasetError("an episode needs 'img' (one camera) or 'images' (name -> frames)")
+    return {((attrs or {}).get("cameras") or [DEFAULT_CAMERA])[0]: ep["img"]}
+
+
+def _check_frames(where: str, name: str, frames, n: int) -> None:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 \
+            or frames.shape[-1] != 3:
+        shape = getattr(frames, "shape", None)
+        raise DatasetError(f"{where}: camera '{name}' frames must be (N, H, W, 3) uint8, got "
+                           f"{shape} {getattr(frames, 'dtype', type(frames).__name__)}")
+    if frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise DatasetError(f"{where}: camera '{name}' has zero-size frames {frames.shape[1:3]}")
+    if len(frames) != n:
+        raise DatasetError(f"{where}: camera '{name}' has {len(frames)} frames for {n} steps")
+
+
+def _array(root, key: str, data: np.ndarray) -> None:
+    frame_bytes = max(1, int(np.prod(data.shape[1:])) * data.itemsize)
+    chunks = (max(1, min(len(data), 256, _CHUNK_BYTES // frame_bytes)),) + data.shape[1:]
+    root.create_array(key, shape=data.shape, dtype=data.dtype, chunks=chunks)[:] = data
+
+
 def write_replay_buffer(path: str | Path, episodes: list[dict], attrs: dict) -> None:
-    """Write episodes (dicts of img/state/action arrays) to a zarr group, via a temp directory
-    renamed into place, so an interrupted write never leaves a half-written dataset."""
+    """Write episodes to a zarr group, via a temp directory renamed into place, so an
+    interrupted write never leaves a half-written dataset. Each episode dict holds `state`,
+    `action` and either `img` (one camera, named by attrs `cameras` or "scene") or `images`
+    (camera name -> (T, H, W, 3) uint8). One camera is stored as the array `img`; several as
+    `img_<name>` each; attrs `cameras` lists them in order."""
     if not episodes:
         raise DatasetError("no episodes to write")
+    per_episode = [episode_images(ep, attrs) for ep in episodes]
+    cameras = [check_camera_name(c) for c in per_episode[0]]
+    if not cameras:
+        raise DatasetError("episode 0 has no camera frames")
+    for i, (ep, imgs) in enumerate(zip(episodes, per_episode)):
+        if list(imgs) != cameras:
+            raise DatasetError(f"episode {i}: cameras {list(imgs)} differ from episode 0's {cameras}")
+        for name, frames in imgs.items():
+            _check_frames(f"episode {i}", name, frames, len(ep["action"]))
+            if frames.shape[1:] != per_episode[0][name].shape[1:]:
+                raise DatasetError(f"episode {i}: camera '{name}' frames are "
+                                   f"{frames.shape[1:3]}, episode 0's {per_episode[0][name].shape[1:3]}")
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     root = zarr.open_group(str(tmp), mode="w")
-    for key in ("img", "state", "action"):
-        data = np.concatenate([ep[key] for ep in episodes])
-        chunks = (min(len(data), 256),) + data.shape[1:]
-        root.create_array(key, shape=data.shape, dtype=data.dtype, chunks=chunks)[:] = data
+    for key in ("state", "action"):
+        _array(root, key, np.concatenate([ep[key] for ep in episodes]))
+    for name in cameras:
+        _array(root, "img" if len(cameras) == 1 else f"img_{name}",
+               np.concatenate([imgs[name] for imgs in per_episode]))
     ends = np.cumsum([len(ep["action"]) for ep in episodes]).astype(np.int64)
     root.create_array("episode_ends", shape=ends.shape, dtype=ends.dtype)[:] = ends
-    root.attrs.update(attrs)
+    root.attrs.update({**attrs, "cameras": cameras})
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
+
+
+def _read_images(root, attrs: dict, where: Path) -> dict:
+    if "img" in root:
+        cameras = attrs.get("cameras") or [DEFAULT_CAMERA]
+        if len(cameras) != 1:
+            raise DatasetError(f"{where}: one array 'img' but attrs name cameras {cameras}")
+        return {cameras[0]: np.asarray(root["img"][:])}
+    cameras = attrs.get("cameras")
+    if not cameras:
+        raise DatasetError(f"{where}: not a UVA replay buffer, no 'img' array and no attrs 'cameras'")
+    missing = [f"img_{c}" for c in cameras if f"img_{c}" not in root]
+    if missing:
+        raise DatasetError(f"{where}: attrs name cameras {cameras} but arrays {missing} are missing")
+    return {c: np.asarray(root[f"img_{c}"][:]) for c in cameras}
 
 
 def read_replay_buffer(path: str | Path) -> ReplayBuffer:
@@ -84,8 +180,10 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
         missing = [k for k in REQUIRED_ARRAYS if k not in root]
         if missing:
             raise DatasetError(f"{path}: not a UVA replay buffer, missing arrays {missing}")
-        buf = ReplayBuffer(*(np.asarray(root[k][:]) for k in REQUIRED_ARRAYS),
-                           attrs=dict(root.attrs))
+        attrs = dict(root.attrs)
+        buf = ReplayBuffer(state=np.asarray(root["state"][:]), action=np.asarray(root["action"][:]),
+                           episode_ends=np.asarray(root["episode_ends"][:]), attrs=attrs,
+                           images=_read_images(root, attrs, path))
     except DatasetError:
         raise
     except Exception as e:  # zarr raises many types for damaged stores
@@ -93,17 +191,17 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
     n = len(buf.action)
     if n == 0 or buf.n_episodes == 0:
         raise DatasetError(f"{path}: dataset is empty")
-    if len(buf.img) != n or len(buf.state) != n or buf.episode_ends[-1] != n:
-        raise DatasetError(f"{path}: inconsistent lengths (img {len(buf.img)}, state "
-                           f"{len(buf.state)}, action {n}, episode_ends[-1] {buf.episode_ends[-1]})")
+    if len(buf.state) != n or buf.episode_ends[-1] != n:
+        raise DatasetError(f"{path}: inconsistent lengths (state {len(buf.state)}, action {n}, "
+                           f"episode_ends[-1] {buf.episode_ends[-1]})")
+    for name, frames in buf.images.items():
+        _check_frames(str(path), name, frames, n)
     segments = buf.attrs.get("segments")
     if segments is not None and (sum(segments) != buf.n_episodes or min(segments) < 1):
         raise DatasetError(f"{path}: attrs 'segments' {segments} do not add up to its "
                            f"{buf.n_episodes} episodes")
     if np.any(np.diff(buf.episode_ends) <= 0):
         raise DatasetError(f"{path}: episode_ends must be strictly increasing")
-    if buf.img.ndim != 4 or buf.img.shape[-1] != 3 or buf.img.dtype != np.uint8:
-        raise DatasetError(f"{path}: img must be (N, H, W, 3) uint8, got {buf.img.shape} {buf.img.dtype}")
     if not (np.isfinite(buf.state).all() and np.isfinite(buf.action).all()):
         raise DatasetError(f"{path}: state/action contain NaN or inf")
     return buf
@@ -126,8 +224,8 @@ def base_episodes(base: str | Path, env_name: str) -> tuple[ReplayBuffer, list[d
     demos = read_replay_buffer(base)
     if demos.attrs.get("env") != env_name:
         raise DatasetError(f"{base}: holds env '{demos.attrs.get('env')}', not '{env_name}'")
-    return demos, [{"img": demos.img[s], "state": demos.state[s], "action": demos.action[s]}
-                   for s in demos.episode_slices()]
+    return demos, [{"images": {c: f[s] for c, f in demos.images.items()}, "state": demos.state[s],
+                    "action": demos.action[s]} for s in demos.episode_slices()]
 
 
 class ExpertAttempts:
