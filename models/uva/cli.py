@@ -34,7 +34,8 @@ def cmd_collect(a) -> dict:
         from .data import collect
         summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
                           keep_failures=a.keep_failures, seed=a.seed, base=a.base,
-                          workers=a.workers)
+                          workers=a.workers,
+                          cameras=a.cameras.split(",") if a.cameras else None)
     atomic_write_json(Path(str(a.out) + ".json"), summary)
     return summary
 
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="first episode seed")
     c.add_argument("--workers", type=int, default=1,
                    help="expert rollouts in this many processes (same buffer as one process)")
+    c.add_argument("--cameras", default=None, metavar="NAMES",
+                   help="comma-separated cameras recorded as separate streams (panda: "
+                        "scene,wrist); default the env's one scene camera")
     c.add_argument("--bag", default=None,
                    help="instead of zarr, record the expert as a rosbag2 (mcap) at this path")
     c.add_argument("--corrections-from", default=None, metavar="CKPT",
