@@ -373,14 +373,16 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
     demos, episodes = base_episodes(base, env_name)
     image_size = int(demos.img.shape[1])
     policy = load_policy(ckpt)
-    env = make_env(env_name)
+    cameras = env_cameras(env_name, demos.cameras)  # record the cameras the demos hold
+    env = make_env(env_name, **({"cameras": cameras} if cameras else {}))
     scores = []
     try:
         for i in tqdm(range(n_episodes), desc=f"corrections {env_name}", unit="ep"):
             imgs, states, labels = [], [], []
 
             def label(obs):
-                imgs.append(resize(obs.image, image_size))
+                imgs.append(resize(obs.image, image_size) if cameras is None else
+                            {c: resize(f, image_size) for c, f in obs.frames.items()})
                 states.append(obs.state)
                 labels.append(env.expert_action())
 
