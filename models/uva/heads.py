@@ -270,8 +270,9 @@ class ActionDiffusionHead(nn.Module):
         self.diffusion = DiffusionSampler(train_steps, inference_steps)
 
     def condition(self, z: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, K*F*S, C), cameras x frames x spatial -> flat per-action-step condition (B, horizon * conv_channels), plus one
-        proprio feature when the head takes proprio ((B, F, P) normalised; None = zeros)."""
+        """z (B, K*F*S, C), cameras x frames x spatial -> flat per-action-step condition
+        (B, horizon * conv_channels), plus one proprio feature when the head takes proprio
+        ((B, F, P) normalised; None = zeros)."""
         if self.pooling == "attention":
             cond = rearrange(self.query_readout(z), "b h c -> b (h c)")
         else:

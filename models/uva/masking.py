@@ -52,7 +52,8 @@ class MaskRatioLaw:
 
 
 def random_future_mask(batch: int, n_frames: int, tokens_per_frame: int, ratio: float,
-                       generator: torch.Generator | None = None, n_cameras: int = 1) -> torch.Tensor:
+                       generator: torch.Generator | None = None,
+                       n_cameras: int = 1) -> torch.Tensor:
     """(B, K*F*S) mask, 1 = hidden, tokens ordered cameras x frames x spatial. One spatial mask
     per sample and camera, shared by all of that camera's future frames; every camera hides the
     same number of tokens. One camera draws exactly the numbers it drew before cameras existed."""

@@ -138,7 +138,8 @@ class UVAPolicy:
     @torch.inference_mode()
     def predict_action(self, obs: dict, seed: int | None = None) -> np.ndarray:
         """obs: {'images': {camera: (F, S, S, 3) uint8 oldest->newest}, 'state': (F,
-        proprio_dim)} ('image': the frames, for a one-camera model). Returns the action chunk (horizon, action_dim) in environment units."""
+        proprio_dim)} ('image': the frames, for a one-camera model). Returns the action chunk
+        (horizon, action_dim) in environment units."""
         images, state = self._check_obs(obs)
         proprio = self._proprio(state)
         z = self.model.policy_latent(self.encode(images), proprio)
@@ -153,8 +154,9 @@ class UVAPolicy:
     def predict_video(self, obs: dict, actions=None, seed: int | None = None,
                       anchored: bool = True, temperature: float | None = None):
         """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking ({camera: frames} for a
-        several-camera model; each camera unmasks its own tokens in its own random order). With `actions` (the chunk
-        in environment units) this is forward dynamics; without, video generation.
+        several-camera model; each camera unmasks its own tokens in its own random order). With
+        `actions` (the chunk in environment units) this is forward dynamics; without, video
+        generation.
 
         anchored: return the newest observed frame plus the predicted change (decoded prediction
         minus the decoded newest latent). The frozen VAE's reconstruction error appears in both
