@@ -118,7 +118,8 @@ def cmd_collect(a) -> dict:
         from .data import collect
         summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
                           keep_failures=a.keep_failures, seed=a.seed, base=a.base,
-                          workers=a.workers, overwrite=a.overwrite)
+                          workers=a.workers, overwrite=a.overwrite,
+                          cameras=a.cameras.split(",") if a.cameras else None)
     atomic_write_json(summary_path, summary)
     return summary
 
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=nonneg_int, default=0, help="first episode seed")
     c.add_argument("--workers", type=positive_int, default=1,
                    help="expert rollouts in this many processes (same buffer as one process)")
+    c.add_argument("--cameras", default=None, metavar="NAMES",
+                   help="comma-separated cameras recorded as separate streams (panda: "
+                        "scene,wrist); default the env's one scene camera")
     c.add_argument("--bag", default=None,
                    help="instead of zarr, record the expert as a rosbag2 (mcap) at this path "
                         "(--overwrite replaces an existing one)")

@@ -20,9 +20,29 @@ TASK_MODES = ("video_model", "dynamic_model", "policy_model", "inverse_model", "
 """The five masked training tasks of UVA (names as in the reference implementation)."""
 
 
+def check_camera_names(cameras) -> list[str]:
+    """A config's camera list: a non-empty list of unique, non-empty names (strings)."""
+    if isinstance(cameras, str) or not isinstance(cameras, (list, tuple)):
+        raise ValueError(f"cameras must be a list of camera names, got {cameras!r}")
+    cameras = list(cameras)
+    if not cameras:
+        raise ValueError("cameras must name at least one camera")
+    bad = [c for c in cameras if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise ValueError(f"camera names must be non-empty strings, got {bad!r}")
+    duplicates = sorted({c for c in cameras if cameras.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"camera names must be unique; repeated: {duplicates}")
+    return cameras
+
+
 @dataclass
 class UVAConfig:
     # --- observation / action structure
+    # camera names, in token order: each camera's frames get their own tokens (cameras x frames x
+    # spatial). One camera costs exactly what a camera-less model did; a config without the key
+    # (every checkpoint before cameras existed) is one camera named "scene"
+    cameras: list[str] = field(default_factory=lambda: ["scene"])
     image_size: int = 64
     n_frames: int = 2  # history frames == future frames (paired per token)
     actions_per_frame: int = 4  # env steps between frames; the chunk has n_frames * this actions
@@ -88,6 +108,7 @@ class UVAConfig:
 
     def __post_init__(self):
         check_fields(self)
+        self.cameras = check_camera_names(self.cameras)
         unknown = set(self.task_weights) - set(TASK_MODES)
         if unknown:
             raise ValueError(f"unknown task modes {sorted(unknown)}; valid: {TASK_MODES}")
@@ -128,6 +149,20 @@ class UVAConfig:
     @property
     def tokens_per_frame(self) -> int:
         return self.grid_size**2
+
+    @property
+    def n_cameras(self) -> int:
+        return len(self.cameras)
+
+    @property
+    def tokens_per_camera(self) -> int:
+        """Tokens of one camera's frames (history and future frames are paired per token)."""
+        return self.n_frames * self.tokens_per_frame
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens the transformer attends over: cameras x frames x spatial."""
+        return self.n_cameras * self.tokens_per_camera
 
     @property
     def token_dim(self) -> int:

@@ -227,9 +227,26 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
 
 
 def _episode(imgs: list, states: list, actions: list) -> dict:
-    """One recorded episode in the arrays and dtypes `write_replay_buffer` stores."""
-    return {"img": np.stack(imgs), "state": np.array(states, np.float32),
-            "action": np.array(actions, np.float32)}
+    """One recorded episode in the arrays and dtypes `write_replay_buffer` stores; `imgs` holds
+    one frame per step, or one {camera: frame} dict per step for several cameras."""
+    steps = {"state": np.array(states, np.float32), "action": np.array(actions, np.float32)}
+    if imgs and isinstance(imgs[0], dict):
+        return {"images": {c: np.stack([f[c] for f in imgs]) for c in imgs[0]}, **steps}
+    return {"img": np.stack(imgs), **steps}
+
+
+def env_cameras(env_name: str, cameras) -> tuple[str, ...] | None:
+    """The cameras to record from `env_name` (None: its one default camera), checked against
+    what the env renders."""
+    from .envs import env_class
+    if cameras is None:
+        return None
+    cameras = tuple(cameras)
+    offered = getattr(env_class(env_name), "camera_names", ("scene",))
+    if not cameras or any(c not in offered for c in cameras) or len(set(cameras)) != len(cameras):
+        raise ValueError(f"env '{env_name}' renders cameras {list(offered)}; asked for "
+                         f"{list(cameras)}")
+    return None if cameras == ("scene",) else cameras
 
 
 def extended_attrs(demos: ReplayBuffer, n_new: int) -> dict:
@@ -251,10 +268,11 @@ class ExpertAttempts:
     """One expert episode per seed, on an env this process builds once: the unit of work that
     `collect` runs in-process or hands to worker processes (an env cannot be pickled)."""
 
-    def __init__(self, env_name: str, image_size: int):
+    def __init__(self, env_name: str, image_size: int, cameras: tuple[str, ...] | None = None):
         from .envs import make_env
-        self.env = make_env(env_name)
+        self.env = make_env(env_name, **({"cameras": cameras} if cameras else {}))
         self.image_size = image_size
+        self.cameras = cameras
 
     def __call__(self, seed: int) -> tuple[int, bool, float, dict]:
         env = self.env
@@ -263,7 +281,8 @@ class ExpertAttempts:
         success = False
         for _ in range(env.max_steps):
             action = env.expert_action()
-            imgs.append(resize(obs.image, self.image_size))
+            imgs.append(resize(obs.image, self.image_size) if self.cameras is None else
+                        {c: resize(f, self.image_size) for c, f in obs.frames.items()})
             states.append(obs.state)
             actions.append(action)
             res = env.step(action)
@@ -277,9 +296,9 @@ class ExpertAttempts:
 _worker_attempts: ExpertAttempts | None = None
 
 
-def _start_worker(env_name: str, image_size: int) -> None:
+def _start_worker(env_name: str, image_size: int, cameras: tuple[str, ...] | None) -> None:
     global _worker_attempts
-    _worker_attempts = ExpertAttempts(env_name, image_size)
+    _worker_attempts = ExpertAttempts(env_name, image_size, cameras)
 
 
 def _worker_attempt(seed: int) -> tuple[int, bool, float, dict]:
@@ -287,12 +306,13 @@ def _worker_attempt(seed: int) -> tuple[int, bool, float, dict]:
 
 
 @contextmanager
-def expert_attempts(env_name: str, image_size: int, seeds: range, workers: int):
+def expert_attempts(env_name: str, image_size: int, seeds: range, workers: int,
+                    cameras: tuple[str, ...] | None = None):
     """Yield expert outcomes for `seeds` in seed order. With workers > 1 the seeds run in that
     many processes (each with its own env) but come back in order, so the buffer is the same as
     a one-process collection; the consumer stops early and leftover work is cancelled."""
     if workers <= 1:
-        attempts = ExpertAttempts(env_name, image_size)
+        attempts = ExpertAttempts(env_name, image_size, cameras)
         try:
             yield map(attempts, seeds)
         finally:
@@ -300,27 +320,33 @@ def expert_attempts(env_name: str, image_size: int, seeds: range, workers: int):
         return
     # spawn, not fork: the parent may hold torch's thread pools, which a fork can deadlock
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_start_worker, initargs=(env_name, image_size)) as pool:
+    with ctx.Pool(workers, initializer=_start_worker, initargs=(env_name, image_size, cameras)) as pool:
         yield pool.imap(_worker_attempt, seeds)
 
 
 def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 64,
             keep_failures: bool = False, seed: int = 0, max_attempts_factor: int = 4,
-            base: str | Path | None = None, workers: int = 1, overwrite: bool = False) -> dict:
+            base: str | Path | None = None, workers: int = 1, overwrite: bool = False,
+            cameras: list[str] | tuple[str, ...] | None = None) -> dict:
     """Roll out the scripted expert and save a replay buffer. Returns a summary dict. With
     `base`, `out` holds that buffer's episodes followed by the new ones (more demonstrations
     for the same task; seeds it already used are refused, so no episode is recorded twice).
-    `workers` processes share the rollouts; the result does not depend on how many. An
+    `workers` processes share the rollouts; the result does not depend on how many.
+    `cameras` (e.g. ("scene", "wrist") on Panda) records each camera as its own stream. An
     existing `out` is refused (before any rollout) unless `overwrite`."""
     from .envs import env_class
 
     check_out(out, overwrite, (base,))
     control_hz = env_class(env_name).control_hz  # an unknown name fails here, before any worker
+    cameras = env_cameras(env_name, cameras)
     episodes, seeds, demos = [], [], None
     attempt_seeds = range(seed, seed + max_attempts_factor * n_episodes)
     if base is not None:
         demos, episodes = base_episodes(base, env_name)
         seeds = list(demos.attrs.get("seeds", []))
+        if demos.cameras != list(cameras or ["scene"]):
+            raise DatasetError(f"{base}: holds cameras {demos.cameras}, not "
+                               f"{list(cameras or ['scene'])}")
         if int(demos.img.shape[1]) != image_size:
             raise DatasetError(f"{base}: frames are {demos.img.shape[1]} px, not {image_size}")
         reused = set(seeds) & set(attempt_seeds)
@@ -331,7 +357,7 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
     outcomes = []
     bar = tqdm(total=n_episodes, desc=f"collect {env_name}", unit="ep")
     try:
-        with expert_attempts(env_name, image_size, attempt_seeds, workers) as results:
+        with expert_attempts(env_name, image_size, attempt_seeds, workers, cameras) as results:
             for attempt_seed, success, score, episode in results:
                 outcomes.append((attempt_seed, success, score))
                 if success or keep_failures:
@@ -343,7 +369,8 @@ def collect(env_name: str, n_episodes: int, out: str | Path, image_size: int = 6
     finally:
         bar.close()
     n_success = sum(s for _, s, _ in outcomes)
-    summary = {"env": env_name, "episodes": len(episodes), "base_episodes": n_base,
+    summary = {"env": env_name, "cameras": list(cameras or ["scene"]),
+               "episodes": len(episodes), "base_episodes": n_base,
                "attempts": len(outcomes),
                "expert_success_rate": n_success / max(len(outcomes), 1),
                "expert_mean_score": float(np.mean([sc for *_, sc in outcomes])) if outcomes else 0.0,
@@ -369,14 +396,16 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
     demos, episodes = base_episodes(base, env_name)
     image_size = int(demos.img.shape[1])
     policy = load_policy(ckpt)
-    env = make_env(env_name)
+    cameras = env_cameras(env_name, demos.cameras)  # record the cameras the demos hold
+    env = make_env(env_name, **({"cameras": cameras} if cameras else {}))
     scores = []
     try:
         for i in tqdm(range(n_episodes), desc=f"corrections {env_name}", unit="ep"):
             imgs, states, labels = [], [], []
 
             def label(obs):
-                imgs.append(resize(obs.image, image_size))
+                imgs.append(resize(obs.image, image_size) if cameras is None else
+                            {c: resize(f, image_size) for c, f in obs.frames.items()})
                 states.append(obs.state)
                 labels.append(env.expert_action())
 

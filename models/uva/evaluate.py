@@ -10,8 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import total_steps
+from .data import WindowIndex, env_cameras, read_replay_buffer
 from .fsutil import atomic_write_json
-from .data import WindowIndex, read_replay_buffer
 from .policy import UVAPolicy, load_policy
 from .vae import psnr as _psnr_t
 from .vae import resize
@@ -19,15 +19,19 @@ from .vae import resize
 
 class ObservationHistory:
     """Keeps the frames/states of an episode and builds the model's strided history window,
-    padding with the first observation at the episode start (as training windows are padded)."""
+    padding with the first observation at the episode start (as training windows are padded).
+    With `cameras`, each step's image is a {camera: frame} dict and windows carry 'images'."""
 
-    def __init__(self, n_frames: int, stride: int, image_size: int):
+    def __init__(self, n_frames: int, stride: int, image_size: int,
+                 cameras: list[str] | None = None):
         self.n_frames, self.stride, self.image_size = n_frames, stride, image_size
-        self.images: list[np.ndarray] = []
+        self.cameras = cameras
+        self.images: list = []
         self.states: list[np.ndarray] = []
 
-    def append(self, image: np.ndarray, state: np.ndarray) -> None:
-        self.images.append(resize(image, self.image_size))
+    def append(self, image, state: np.ndarray) -> None:
+        self.images.append(resize(image, self.image_size) if self.cameras is None else
+                           {c: resize(image[c], self.image_size) for c in self.cameras})
         self.states.append(np.asarray(state, np.float64))
         keep = (self.n_frames - 1) * self.stride + 1
         del self.images[:-keep], self.states[:-keep]
@@ -35,8 +39,11 @@ class ObservationHistory:
     def window(self) -> dict:
         last = len(self.images) - 1
         idx = [max(last - (self.n_frames - 1 - i) * self.stride, 0) for i in range(self.n_frames)]
-        return {"image": np.stack([self.images[i] for i in idx]),
-                "state": np.stack([self.states[i] for i in idx])}
+        state = np.stack([self.states[i] for i in idx])
+        if self.cameras is None:
+            return {"image": np.stack([self.images[i] for i in idx]), "state": state}
+        return {"images": {c: np.stack([self.images[i][c] for i in idx]) for c in self.cameras},
+                "state": state}
 
 
 def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000,
@@ -79,10 +86,11 @@ def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool
     import torch
     cfg = policy.cfg
     torch.manual_seed(seed)  # diffusion noise: an episode replays exactly for a given seed
-    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size)
+    cameras = cfg.cameras if cfg.n_cameras > 1 else None  # feed every camera it names
+    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size, cameras)
     policy.reset()
     obs = env.reset(seed)
-    history.append(obs.image, obs.state)
+    history.append(obs.image if cameras is None else obs.frames, obs.state)
     frames, latencies, success = [], [], False
     predicted = None
     for step in range(env.max_steps):
@@ -95,13 +103,17 @@ def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool
                 predicted = policy.predict_video(window, actions=chunk, seed=seed)
         if record:
             k = step % n_action_steps
-            pred = predicted[min(k // cfg.actions_per_frame, cfg.n_frames - 1)]
-            frames.append(np.concatenate([history.images[-1], pred], axis=1))
+            i = min(k // cfg.actions_per_frame, cfg.n_frames - 1)
+            if cameras is None:
+                frames.append(np.concatenate([history.images[-1], predicted[i]], axis=1))
+            else:  # one row per camera: real | predicted
+                frames.append(np.concatenate([np.concatenate(
+                    [history.images[-1][c], predicted[c][i]], axis=1) for c in cameras]))
         if on_step is not None:
             on_step(obs)
         res = env.step(chunk[step % n_action_steps])
         obs = res.obs
-        history.append(obs.image, obs.state)
+        history.append(obs.image if cameras is None else obs.frames, obs.state)
         if res.done:
             success = res.success
             break
@@ -136,17 +148,28 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
     psnrs: dict[str, list[float]] = {"anchored": [], "raw": [], "copy": [], "vae": []}
     inv_err, inv_err_norm, policy_err, hold_err = [], [], [], []
     norm = policy.action_norm.normalize
+    several = cfg.n_cameras > 1
+    source = buf.images if several else {cfg.cameras[0]: buf.img}
+    # several cameras: frames compared over all cameras at once (stacked camera after camera)
+    joined = (lambda per_camera: np.concatenate([per_camera[c] for c in cfg.cameras])) \
+        if several else (lambda frames: frames)
     for r in tqdm(rows, desc="dynamics metrics"):
-        obs = {"image": buf.img[index.history[r]], "state": buf.state[index.history[r]]}
+        history = {c: source[c][index.history[r]] for c in cfg.cameras}
+        obs = ({"images": history} if several else {"image": history[cfg.cameras[0]]})
+        obs["state"] = buf.state[index.history[r]]
         actions = buf.action[index.actions[r]].astype(np.float64)
-        future = buf.img[index.future[r]]
+        future_frames = {c: source[c][index.future[r]] for c in cfg.cameras}
+        future = joined(future_frames) if several else future_frames[cfg.cameras[0]]
         policy.reset()
-        raw, anchored = policy.predict_video_variants(obs, actions=actions, seed=int(r))
+        raw, anchored = map(joined, policy.predict_video_variants(obs, actions=actions,
+                                                                  seed=int(r)))
         psnrs["raw"].append(psnr_uint8(raw, future))
         psnrs["anchored"].append(psnr_uint8(anchored, future))
-        psnrs["copy"].append(psnr_uint8(np.repeat(obs["image"][-1:], cfg.n_frames, 0), future))
+        psnrs["copy"].append(psnr_uint8(joined({c: np.repeat(history[c][-1:], cfg.n_frames, 0)
+                                                for c in cfg.cameras}) if several else
+                                        np.repeat(obs["image"][-1:], cfg.n_frames, 0), future))
         psnrs["vae"].append(psnr_uint8(policy.reconstruct(future), future))
-        inv = policy.inverse_dynamics(future, seed=int(r))
+        inv = policy.inverse_dynamics(future_frames if several else future, seed=int(r))
         inv_err.append(np.abs(inv - actions).mean())
         inv_err_norm.append(np.abs(norm(inv) - norm(actions)).mean())
         policy_err.append(np.abs(norm(policy.predict_action(obs, seed=int(r))) - norm(actions)).mean())
@@ -170,14 +193,19 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
              dynamics_windows: int = 64) -> dict:
     """Closed-loop rollouts on fixed seeds (+ dynamics metrics on `dynamics_windows` held-out
     windows with `data`); episodes=0 with `data` measures the dynamics metrics alone."""
-    from .envs import make_env
+    from .envs import env_class, make_env
 
     if episodes < 0 or (episodes == 0 and not data):
         raise ValueError("evaluate needs episodes > 0, or episodes = 0 with held-out data")
     policy = load_policy(ckpt, device)
     if action_temperature is not None:  # replace() re-runs the config's checks
         policy.cfg = dataclasses.replace(policy.cfg, action_temperature=action_temperature)
-    env = make_env(env_name)
+    # the env renders every camera the checkpoint names (one camera: the env's own view
+    # unless the env has a camera of that name)
+    offered = getattr(env_class(env_name), "camera_names", ("scene",))
+    cameras = (None if policy.cfg.n_cameras == 1 and policy.cfg.cameras[0] not in offered
+               else env_cameras(env_name, policy.cfg.cameras))
+    env = make_env(env_name, **({"cameras": cameras} if cameras else {}))
     if (env.action_dim, env.proprio_dim) != (policy.cfg.action_dim, policy.cfg.proprio_dim):
         raise ValueError(f"checkpoint {ckpt} has action/proprio dims "
                          f"{policy.cfg.action_dim}/{policy.cfg.proprio_dim}, env '{env_name}' "

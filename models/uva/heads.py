@@ -235,7 +235,7 @@ class ActionDiffusionHead(nn.Module):
     def __init__(self, z_dim: int, grid_size: int, n_frames: int, horizon: int, action_dim: int,
                  conv_channels: int, width: int, depth: int, train_steps: int,
                  inference_steps: int, pooling: str = "mean", denoiser: str = "mlp",
-                 proprio_dim: int = 0):
+                 proprio_dim: int = 0, n_cameras: int = 1):
         super().__init__()
         if pooling not in ACTION_POOLINGS:
             raise ValueError(f"unknown action pooling '{pooling}'; choose from {ACTION_POOLINGS}")
@@ -243,9 +243,13 @@ class ActionDiffusionHead(nn.Module):
             raise ValueError(f"unknown action denoiser '{denoiser}'; choose from {ACTION_DENOISERS}")
         self.grid_size, self.n_frames, self.horizon, self.action_dim, self.pooling = (
             grid_size, n_frames, horizon, action_dim, pooling)
+        # several cameras: the attention readout sees every camera's tokens; the conv readout
+        # runs the same convs on each camera's frame and maps all cameras' features of a frame
+        # to that frame's vector (one camera: the tensors of a camera-less head, unchanged)
+        self.n_cameras = n_cameras
         if pooling == "attention":
-            self.query_readout = QueryReadout(z_dim, n_frames * grid_size**2, horizon,
-                                              conv_channels)
+            self.query_readout = QueryReadout(z_dim, n_cameras * n_frames * grid_size**2,
+                                              horizon, conv_channels)
         else:  # attribute names kept: they are the tensor names in every shipped file
             readout, cells = ((nn.AdaptiveAvgPool2d(1), 1) if pooling == "mean"
                               else (nn.Identity(), grid_size**2))
@@ -254,7 +258,7 @@ class ActionDiffusionHead(nn.Module):
                 nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
                 readout,
             )
-            self.frame_fc = nn.Linear(conv_channels * cells, conv_channels)
+            self.frame_fc = nn.Linear(n_cameras * conv_channels * cells, conv_channels)
         # proprio_dim: flattened history proprio fed straight to the condition (0 = none)
         self.proprio_dim = proprio_dim
         self.proprio_embed = nn.Linear(proprio_dim, conv_channels) if proprio_dim else None
@@ -266,13 +270,17 @@ class ActionDiffusionHead(nn.Module):
         self.diffusion = DiffusionSampler(train_steps, inference_steps)
 
     def condition(self, z: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, F*S, C) -> flat per-action-step condition (B, horizon * conv_channels), plus one
-        proprio feature when the head takes proprio ((B, F, P) normalised; None = zeros)."""
+        """z (B, K*F*S, C), cameras x frames x spatial -> flat per-action-step condition
+        (B, horizon * conv_channels), plus one proprio feature when the head takes proprio
+        ((B, F, P) normalised; None = zeros)."""
         if self.pooling == "attention":
             cond = rearrange(self.query_readout(z), "b h c -> b (h c)")
         else:
-            grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=self.n_frames, h=self.grid_size)
-            per_frame = self.frame_fc(self.frame_conv(grid).flatten(1))
+            grid = rearrange(z, "b (k f h w) c -> (b k f) c h w", k=self.n_cameras,
+                             f=self.n_frames, h=self.grid_size)
+            features = rearrange(self.frame_conv(grid).flatten(1), "(b k f) d -> (b f) (k d)",
+                                 k=self.n_cameras, f=self.n_frames)
+            per_frame = self.frame_fc(features)
             per_frame = rearrange(per_frame, "(b f) c -> b c f", f=self.n_frames)
             per_step = F.interpolate(per_frame, size=self.horizon, mode="linear",
                                      align_corners=True)

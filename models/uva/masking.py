@@ -52,20 +52,25 @@ class MaskRatioLaw:
 
 
 def random_future_mask(batch: int, n_frames: int, tokens_per_frame: int, ratio: float,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, F*S) mask, 1 = hidden. One spatial mask per sample, shared by all future frames."""
+                       generator: torch.Generator | None = None,
+                       n_cameras: int = 1) -> torch.Tensor:
+    """(B, K*F*S) mask, 1 = hidden, tokens ordered cameras x frames x spatial. One spatial mask
+    per sample and camera, shared by all of that camera's future frames; every camera hides the
+    same number of tokens. One camera draws exactly the numbers it drew before cameras existed."""
     n_masked = int(np.ceil(tokens_per_frame * ratio))
-    order = torch.argsort(torch.rand(batch, tokens_per_frame, generator=generator), dim=1)
-    spatial = torch.zeros(batch, tokens_per_frame)
-    spatial.scatter_(1, order[:, :n_masked], 1.0)
-    return spatial.repeat(1, n_frames)
+    noise = torch.rand(batch, n_cameras, tokens_per_frame, generator=generator)
+    order = torch.argsort(noise, dim=-1)
+    spatial = torch.zeros(batch, n_cameras, tokens_per_frame)
+    spatial.scatter_(-1, order[..., :n_masked], 1.0)
+    return spatial.unsqueeze(2).expand(-1, -1, n_frames, -1).reshape(batch, -1)
 
 
 def mode_mask(mode: str, batch: int, n_frames: int, tokens_per_frame: int, ratio: float,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, n_cameras: int = 1) -> torch.Tensor:
     spec = MODE_SPECS[mode]
+    n_tokens = n_cameras * n_frames * tokens_per_frame
     if spec.future_masking == "all":
-        return torch.ones(batch, n_frames * tokens_per_frame)
+        return torch.ones(batch, n_tokens)
     if spec.future_masking == "none":
-        return torch.zeros(batch, n_frames * tokens_per_frame)
-    return random_future_mask(batch, n_frames, tokens_per_frame, ratio, generator)
+        return torch.zeros(batch, n_tokens)
+    return random_future_mask(batch, n_frames, tokens_per_frame, ratio, generator, n_cameras)

@@ -5,6 +5,14 @@ concatenate [future token (or a learned mask latent), the same token of history 
 mask latent), the latent of the action covering that token (or a learned null action), the history
 frame's proprio] and project to the model width. Learned temporal + spatial position embeddings,
 then a bidirectional encoder and decoder (MAR-style); the decoder output `z` is the joint latent.
+
+Several cameras (`cfg.cameras`): each camera's frames are VAE-encoded into their own tokens, laid
+out cameras x frames x spatial, with a learned camera embedding added to the positions; the
+transformer attends over all of them, actions and proprio tile every camera's tokens alike, the
+video head predicts every camera's future tokens and the action head reads all of them. Latents
+are (B, F, C, h, w) for one camera and (B, F, K, C, h, w) for K > 1 (frame-major, as indexing a
+dataset's (N, K, C, h, w) latents by window gives them). One camera builds no extra tensor and
+orders its tokens as before, so its checkpoints load and act unchanged.
 """
 from __future__ import annotations
 
@@ -62,6 +70,11 @@ class UVAModel(nn.Module):
         self.action_head = self._action_head(cfg)
         self.inverse_action_head = self._action_head(cfg) if cfg.inverse_action_head else None
         self.mask_law = MaskRatioLaw(cfg.mask_ratio_min, cfg.mask_ratio_std)
+        # which camera a token belongs to (one camera: none, so its checkpoints are unchanged)
+        self.camera_pos = self.decoder_camera_pos = None
+        if cfg.n_cameras > 1:
+            self.camera_pos = nn.Parameter(torch.randn(cfg.n_cameras, w) * 0.02)
+            self.decoder_camera_pos = nn.Parameter(torch.randn(cfg.n_cameras, w) * 0.02)
 
     @staticmethod
     def _action_head(cfg: UVAConfig) -> ActionDiffusionHead:
@@ -69,7 +82,8 @@ class UVAModel(nn.Module):
             cfg.width, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
             cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.action_pooling,
-            cfg.action_denoiser, cfg.n_frames * cfg.proprio_dim if cfg.action_proprio else 0)
+            cfg.action_denoiser, cfg.n_frames * cfg.proprio_dim if cfg.action_proprio else 0,
+            cfg.n_cameras)
 
     def head_for(self, mode: str) -> ActionDiffusionHead:
         """The action head that decodes `mode`'s latent: the inverse head for inverse dynamics
@@ -80,14 +94,33 @@ class UVAModel(nn.Module):
 
     # ------------------------------------------------------------------ tokens
     def tokenize(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, F, C, h, w) scaled VAE latents -> (B, F*S, token_dim) (MAR patchify)."""
-        p = self.cfg.patch_size
-        return rearrange(latents, "b f c (h p) (w q) -> b (f h w) (c p q)", p=p, q=p)
+        """Scaled VAE latents (B, F, C, h, w), or (B, F, K, C, h, w) for K cameras ->
+        (B, K*F*S, token_dim), cameras x frames x spatial (MAR patchify)."""
+        p, K = self.cfg.patch_size, self.cfg.n_cameras
+        if latents.dim() == 5 and K == 1:
+            return rearrange(latents, "b f c (h p) (w q) -> b (f h w) (c p q)", p=p, q=p)
+        if latents.dim() != 6 or latents.shape[2] != K:
+            raise ValueError(f"latents of a {K}-camera model must be (B, F, {K}, C, h, w)"
+                             f"{' or (B, F, C, h, w)' if K == 1 else ''}, got "
+                             f"{tuple(latents.shape)}")
+        return rearrange(latents, "b f k c (h p) (w q) -> b (k f h w) (c p q)", p=p, q=p)
 
     def untokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Inverse of tokenize: (B, F, C, h, w) for one camera, (B, F, K, C, h, w) for K."""
         cfg, p = self.cfg, self.cfg.patch_size
-        return rearrange(tokens, "b (f h w) (c p q) -> b f c (h p) (w q)", f=cfg.n_frames,
-                         h=cfg.grid_size, p=p, q=p)
+        if cfg.n_cameras == 1:
+            return rearrange(tokens, "b (f h w) (c p q) -> b f c (h p) (w q)", f=cfg.n_frames,
+                             h=cfg.grid_size, p=p, q=p)
+        return rearrange(tokens, "b (k f h w) (c p q) -> b f k c (h p) (w q)",
+                         k=cfg.n_cameras, f=cfg.n_frames, h=cfg.grid_size, p=p, q=p)
+
+    def _positions(self, temporal: torch.Tensor, spatial: torch.Tensor,
+                   camera: torch.Tensor | None) -> torch.Tensor:
+        """(N, width) position embedding of every token: camera + frame + spatial."""
+        pos = temporal[:, None] + spatial[None]
+        if camera is not None:
+            pos = camera[:, None, None] + pos[None]
+        return pos.reshape(self.cfg.n_tokens, -1)
 
     # ------------------------------------------------------------------ backbone
     def joint_latent(self, history_tokens: torch.Tensor | None, future_tokens: torch.Tensor | None,
@@ -102,6 +135,10 @@ class UVAModel(nn.Module):
         """
         cfg = self.cfg
         B, N = mask.shape
+        if N != cfg.n_tokens:
+            raise ValueError(f"mask has {N} tokens, the model {cfg.n_tokens} "
+                             f"({cfg.n_cameras} cameras x {cfg.n_frames} frames x "
+                             f"{cfg.tokens_per_frame})")
         mask_tok = self.mask_latent.expand(B, N, -1)
         if future_tokens is None:
             future = mask_tok
@@ -111,30 +148,33 @@ class UVAModel(nn.Module):
         if actions is None:
             action_lat = self.null_action_latent.expand(B, N, -1)
         else:
-            action_lat = self.action_proj(actions).repeat_interleave(N // cfg.horizon, dim=1)
+            # each action covers the same tokens of every camera's frames
+            action_lat = self.action_proj(actions).repeat_interleave(
+                cfg.tokens_per_camera // cfg.horizon, dim=1)
+            if cfg.n_cameras > 1:
+                action_lat = action_lat.repeat(1, cfg.n_cameras, 1)
         if proprio is None:
             proprio_lat = self.null_proprio_latent.expand(B, N, -1)
         else:
-            proprio_lat = repeat(self.proprio_proj(proprio), "b f c -> b (f s) c",
-                                 s=cfg.tokens_per_frame)
+            proprio_lat = repeat(self.proprio_proj(proprio), "b f c -> b (k f s) c",
+                                 k=cfg.n_cameras, s=cfg.tokens_per_frame)
         x = self.fuse(torch.cat([future, history, action_lat, proprio_lat], dim=-1))
-        pos = (self.temporal_pos[:, None] + self.spatial_pos[None]).reshape(N, -1)
+        pos = self._positions(self.temporal_pos, self.spatial_pos, self.camera_pos)
         x = self.encoder(self.fuse_norm(x + pos))
-        dec_pos = (self.decoder_temporal_pos[:, None] + self.decoder_spatial_pos[None]).reshape(N, -1)
+        dec_pos = self._positions(self.decoder_temporal_pos, self.decoder_spatial_pos,
+                                  self.decoder_camera_pos)
         return self.decoder(self.decoder_embed(x) + dec_pos)
 
     def policy_latent(self, history_latents: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """Policy mode's joint latent: history + proprio in, every future token masked, no
-        actions. (B, F, C, h, w) scaled latents, (B, F, P) normalised proprio -> (B, N, width)."""
-        mask = history_latents.new_ones(history_latents.shape[0],
-                                        self.cfg.n_frames * self.cfg.tokens_per_frame)
+        actions. Scaled latents (see tokenize), (B, F, P) normalised proprio -> (B, N, width)."""
+        mask = history_latents.new_ones(history_latents.shape[0], self.cfg.n_tokens)
         return self.joint_latent(self.tokenize(history_latents), None, mask, None, proprio)
 
     def inverse_latent(self, future_latents: torch.Tensor) -> torch.Tensor:
         """Inverse dynamics' joint latent: the reached frames visible, no history, proprio or
-        actions. (B, F, C, h, w) scaled latents -> (B, N, width)."""
-        mask = future_latents.new_zeros(future_latents.shape[0],
-                                        self.cfg.n_frames * self.cfg.tokens_per_frame)
+        actions. Scaled latents (see tokenize) -> (B, N, width)."""
+        mask = future_latents.new_zeros(future_latents.shape[0], self.cfg.n_tokens)
         return self.joint_latent(None, self.tokenize(future_latents), mask, None, None)
 
     # ------------------------------------------------------------------ training
@@ -155,7 +195,7 @@ class UVAModel(nn.Module):
                 global_batch: int | None = None) -> tuple[torch.Tensor, dict]:
         """Loss of one task mode on a batch of cached latents (forward() so DDP can wrap it).
 
-        batch: history_latents/future_latents (B, F, C, h, w) scaled; actions (B, H, A) and
+        batch: history_latents/future_latents scaled (see tokenize); actions (B, H, A) and
         proprio (B, F, P) normalised to [-1, 1]. `mask_ratio` comes from `mask_law`. All noise
         and masks are drawn from `generator` for `global_batch` samples and `batch_slice` of them
         is used, so data-parallel ranks reproduce a single-process step exactly.
@@ -166,7 +206,7 @@ class UVAModel(nn.Module):
         B = batch["actions"].shape[0]
         global_batch = global_batch or B
         mask = mode_mask(mode, global_batch, cfg.n_frames, cfg.tokens_per_frame, mask_ratio,
-                         generator)[batch_slice].to(batch["actions"].device)
+                         generator, cfg.n_cameras)[batch_slice].to(batch["actions"].device)
         z = self.mode_inputs(mode, batch, mask)
         total = z.new_zeros(())
         parts = {}

@@ -2,7 +2,11 @@
 
 `predict_action` is what runs at control time: one encoder+decoder pass with every future token
 masked, then the action head only (the video head never runs). VAE latents of past frames are
-cached by frame content, so a new control step encodes only its newest frame.
+cached by camera and frame content, so a new control step encodes only its newest frame(s).
+
+Cameras: obs["images"] maps each of the checkpoint's camera names (cfg.cameras) to its frames; a
+one-camera model also takes obs["image"]. What comes back per camera (predict_video's frames) is a
+{camera: frames} dict for several cameras and the plain array for one, as before cameras existed.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ class UVAPolicy:
         self.action_norm = normalizers["action"]
         self.proprio_norm = normalizers["proprio"]
         self._latent_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self.cache_capacity = 4 * cfg.n_frames
+        self.cache_capacity = 4 * cfg.n_frames * cfg.n_cameras
         self.frames_encoded = 0  # counts VAE encodes; lets callers verify the cache works
 
     # ------------------------------------------------------------------ validation
@@ -55,12 +59,35 @@ class UVAPolicy:
             raise ValueError(f"{name}: contains NaN or inf")
         return values
 
-    def _check_obs(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
-        if not isinstance(obs, dict) or "image" not in obs or "state" not in obs:
-            raise ValueError("obs must be a dict with 'image' and 'state'")
+    def _check_cameras(self, frames, name: str) -> dict[str, np.ndarray]:
+        """{camera: checked frames} in cfg.cameras order from a {camera: frames} mapping, or
+        from a plain frame array when the model has one camera."""
+        cameras = self.cfg.cameras
+        if not isinstance(frames, dict):
+            if len(cameras) > 1:
+                raise ValueError(f"{name}: this model has cameras {cameras}; give a dict "
+                                 f"{{camera name: frames}}, not one frame array")
+            return {cameras[0]: self._check_frames(frames, name)}
+        missing = [c for c in cameras if c not in frames]
+        extra = sorted(str(c) for c in frames if c not in cameras)
+        if missing or extra:
+            raise ValueError(f"{name}: cameras do not match the model's {cameras}: "
+                             f"missing {missing}, unexpected {extra}")
+        return {c: self._check_frames(frames[c], f"{name}[{c!r}]") for c in cameras}
+
+    def _check_obs(self, obs: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        if not isinstance(obs, dict) or "state" not in obs or ("image" in obs) == ("images" in obs):
+            raise ValueError("obs must be a dict with 'state' and either 'images' ({camera: "
+                             "frames}) or, for a one-camera model, 'image'")
         cfg = self.cfg
-        return (self._check_frames(obs["image"], "obs['image']"),
-                self._check_finite(obs["state"], (cfg.n_frames, cfg.proprio_dim), "obs['state']"))
+        images = (self._check_cameras(obs["images"], "obs['images']") if "images" in obs
+                  else self._check_cameras(obs["image"], "obs['image']"))
+        return images, self._check_finite(obs["state"], (cfg.n_frames, cfg.proprio_dim),
+                                          "obs['state']")
+
+    def _per_camera(self, arrays: dict[str, np.ndarray]):
+        """The plain array for a one-camera model, else the {camera: array} dict."""
+        return arrays[self.cfg.cameras[0]] if self.cfg.n_cameras == 1 else arrays
 
     def _check_actions(self, actions) -> np.ndarray:
         return self._check_finite(actions, (self.cfg.horizon, self.cfg.action_dim), "actions")
@@ -69,23 +96,36 @@ class UVAPolicy:
     def reset(self) -> None:
         self._latent_cache.clear()
 
-    def encode(self, images: np.ndarray) -> torch.Tensor:
-        """(F, H, W, 3) uint8 -> (1, F, C, h, w) latents, reusing cached frames."""
-        keys = [hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest()
-                for f in images]
+    def encode(self, images) -> torch.Tensor:
+        """{camera: (F, H, W, 3) uint8} (or the array, one camera) -> latents (1, F, C, h, w),
+        or (1, F, K, C, h, w) for K cameras, reusing cached frames; the frames no camera has
+        cached are encoded in one VAE call."""
+        if not isinstance(images, dict):
+            images = {self.cfg.cameras[0]: np.asarray(images)}
+        frames = [(c, f) for c in self.cfg.cameras for f in images[c]]
+        keys = []
+        for camera, frame in frames:
+            h = hashlib.blake2b(camera.encode(), digest_size=16)
+            h.update(np.ascontiguousarray(frame).tobytes())
+            keys.append(h.digest())
         todo = [i for i, k in enumerate(keys) if k not in self._latent_cache]
         if todo:
-            fresh = encode_frames(self.model.vae,
-                                  torch.from_numpy(images[todo]).to(self.device),
+            pixels = np.stack([frames[i][1] for i in todo])
+            fresh = encode_frames(self.model.vae, torch.from_numpy(pixels).to(self.device),
                                   self.cfg.latent_scale)
             self.frames_encoded += len(todo)
             for i, lat in zip(todo, fresh):
                 self._latent_cache[keys[i]] = lat
         for k in keys:
             self._latent_cache.move_to_end(k)
+        latents = torch.stack([self._latent_cache[k] for k in keys])
         while len(self._latent_cache) > self.cache_capacity:
             self._latent_cache.popitem(last=False)
-        return torch.stack([self._latent_cache[k] for k in keys])[None]
+        if self.cfg.n_cameras == 1:
+            return latents[None]
+        # camera-major list -> frame-major (F, K, C, h, w), the model's layout
+        return latents.reshape(self.cfg.n_cameras, self.cfg.n_frames,
+                               *latents.shape[1:]).transpose(0, 1)[None]
 
     def _proprio(self, state: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(self.proprio_norm.normalize(state), dtype=torch.float32,
@@ -97,8 +137,9 @@ class UVAPolicy:
     # ------------------------------------------------------------------ API
     @torch.inference_mode()
     def predict_action(self, obs: dict, seed: int | None = None) -> np.ndarray:
-        """obs: {'image': (F, S, S, 3) uint8 oldest->newest, 'state': (F, proprio_dim)}.
-        Returns the action chunk (horizon, action_dim) in environment units."""
+        """obs: {'images': {camera: (F, S, S, 3) uint8 oldest->newest}, 'state': (F,
+        proprio_dim)} ('image': the frames, for a one-camera model). Returns the action chunk
+        (horizon, action_dim) in environment units."""
         images, state = self._check_obs(obs)
         proprio = self._proprio(state)
         z = self.model.policy_latent(self.encode(images), proprio)
@@ -111,9 +152,11 @@ class UVAPolicy:
         return self.action_norm.unnormalize(normalized.clamp(-1, 1).double().cpu().numpy())
 
     def predict_video(self, obs: dict, actions=None, seed: int | None = None,
-                      anchored: bool = True, temperature: float | None = None) -> np.ndarray:
-        """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking. With `actions` (the chunk
-        in environment units) this is forward dynamics; without, video generation.
+                      anchored: bool = True, temperature: float | None = None):
+        """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking ({camera: frames} for a
+        several-camera model; each camera unmasks its own tokens in its own random order). With
+        `actions` (the chunk in environment units) this is forward dynamics; without, video
+        generation.
 
         anchored: return the newest observed frame plus the predicted change (decoded prediction
         minus the decoded newest latent). The frozen VAE's reconstruction error appears in both
@@ -125,7 +168,7 @@ class UVAPolicy:
 
     @torch.inference_mode()
     def predict_video_variants(self, obs: dict, actions=None, seed: int | None = None,
-                               temperature: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                               temperature: float | None = None) -> tuple:
         """(raw decodes, anchored frames) of one sampling run (see `predict_video`), so an
         evaluation can compare the two without sampling twice."""
         images, state = self._check_obs(obs)
@@ -138,28 +181,40 @@ class UVAPolicy:
         gen = self._generator(seed)
         history_latents = self.encode(images)
         hist = m.tokenize(history_latents)
-        S, F = cfg.tokens_per_frame, cfg.n_frames
+        S, F, K = cfg.tokens_per_frame, cfg.n_frames, cfg.n_cameras
         tokens = torch.zeros_like(hist)
-        order = torch.randperm(S, generator=gen).to(self.device)
+        orders = torch.stack([torch.randperm(S, generator=gen) for _ in range(K)]).to(self.device)
+        # token index of (camera, frame, 0): offsets of every camera's frames in the token order
+        offsets = (torch.arange(K, device=self.device)[:, None] * F
+                   + torch.arange(F, device=self.device)[None]) * S
         n_masked = S
         for it in range(cfg.video_unmask_iterations):
             ratio = math.cos(math.pi / 2 * (it + 1) / cfg.video_unmask_iterations)
             n_next = 0 if it == cfg.video_unmask_iterations - 1 else max(1, int(S * ratio))
             n_next = min(n_next, n_masked - 1)
-            spatial_mask = torch.zeros(S, device=self.device)
-            spatial_mask[order[:n_masked]] = 1
-            mask = spatial_mask.repeat(F)[None]
+            spatial_mask = torch.zeros(K, S, device=self.device)
+            spatial_mask.scatter_(1, orders[:, :n_masked], 1.0)
+            mask = spatial_mask[:, None].expand(K, F, S).reshape(1, -1)
             z = m.joint_latent(hist, tokens, mask, norm_actions, self._proprio(state))
-            reveal = order[n_next:n_masked]
-            token_idx = (torch.arange(F, device=self.device)[:, None] * S + reveal[None]).reshape(-1)
+            reveal = orders[:, n_next:n_masked]
+            token_idx = (offsets[:, :, None] + reveal[:, None, :]).reshape(-1)
             tokens[0, token_idx] = m.video_head.sample(
                 z[0, token_idx], gen, cfg.video_temperature if temperature is None else temperature)
             n_masked = n_next
         latents = m.untokenize(tokens)[0]
         newest = history_latents[0, -1:]
-        decoded = decode_latents(m.vae, torch.cat([latents, newest]), cfg.latent_scale).cpu().numpy()
-        change = decoded[:-1].astype(np.int16) - decoded[-1:].astype(np.int16)
-        return decoded[:-1], np.clip(images[-1:].astype(np.int16) + change, 0, 255).astype(np.uint8)
+        if K > 1:  # (F, K, ...) -> camera-major frames, one decode for all cameras
+            latents, newest = latents.transpose(0, 1).flatten(0, 1), newest[0]
+        decoded = decode_latents(m.vae, torch.cat([latents, newest]),
+                                 cfg.latent_scale).cpu().numpy()
+        raw, anchored = {}, {}
+        for k, camera in enumerate(cfg.cameras):
+            pred, last = decoded[k * F:(k + 1) * F], decoded[K * F + k][None]
+            change = pred.astype(np.int16) - last.astype(np.int16)
+            raw[camera] = pred
+            anchored[camera] = np.clip(images[camera][-1:].astype(np.int16) + change, 0,
+                                       255).astype(np.uint8)
+        return self._per_camera(raw), self._per_camera(anchored)
 
     @torch.inference_mode()
     def reconstruct(self, frames) -> np.ndarray:
@@ -171,8 +226,9 @@ class UVAPolicy:
     @torch.inference_mode()
     def inverse_dynamics(self, frames, seed: int | None = None) -> np.ndarray:
         """frames: the F frames reached after each group of `actions_per_frame` actions,
-        (F, S, S, 3) uint8. Returns the actions (horizon, action_dim) that led there."""
-        z = self.model.inverse_latent(self.encode(self._check_frames(frames, "frames")))
+        (F, S, S, 3) uint8 ({camera: frames} for several cameras). Returns the actions
+        (horizon, action_dim) that led there."""
+        z = self.model.inverse_latent(self.encode(self._check_cameras(frames, "frames")))
         head = self.model.head_for("inverse_model")
         return self._actions_out(head.sample(z, self._generator(seed),
                                              self.cfg.action_temperature)[0])

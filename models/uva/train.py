@@ -301,7 +301,12 @@ def train_vae(buf, cfg, normalizers, args, out, info):
     train_eps, val_eps = buf.train_val_episodes(args.val_fraction)
     train_frames, val_frames = buf.frame_indices(train_eps), buf.frame_indices(val_eps)
     val_frames = val_frames[np.linspace(0, len(val_frames) - 1, min(256, len(val_frames))).astype(int)]
-    imgs = torch.from_numpy(buf.img)
+    # one VAE for every camera: it trains on all cameras' frames (camera k's frame i at k*N + i)
+    imgs = torch.from_numpy(buf.img if len(buf.images) == 1
+                            else np.concatenate(list(buf.images.values())))
+    n = len(buf.action)
+    train_frames, val_frames = (np.concatenate([f + k * n for k in range(len(buf.images))])
+                                for f in (train_frames, val_frames))
 
     def loss_fn(module, step, gen, part):
         rows = batch_indices(len(train_frames), args.batch_size, args.seed, step)
@@ -364,27 +369,35 @@ ENCODE_CHUNK = 512
 
 
 def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Path) -> torch.Tensor:
-    """Encode every frame once with the frozen VAE (cached on disk beside the run). The cache
-    keys each chunk of frames by its content, so a dataset extended by `collect --base` (its
-    base's frames first) re-encodes only the new frames when the base's cache is copied in."""
+    """Encode every frame once with the frozen VAE (cached on disk beside the run): (N, C, h, w)
+    for one camera, (N, K, C, h, w) for cfg.cameras (indexing it by a window gives the model's
+    (B, F, K, C, h, w) layout). The cache keys each chunk of frames by its content, so a dataset
+    extended by `collect --base` (its base's frames first) re-encodes only the new frames when the
+    base's cache is copied in."""
     digest = vae_digest(model, cfg)
-    spans = [slice(i, min(i + ENCODE_CHUNK, len(buf.img))) for i in range(0, len(buf.img), ENCODE_CHUNK)]
-    keys = [hashlib.blake2b(buf.img[s].tobytes(), digest_size=16).hexdigest() for s in spans]
+    cameras = [buf.images[c] for c in cfg.cameras]
+    n = len(cameras[0])
+    spans = [slice(i, min(i + ENCODE_CHUNK, n)) for i in range(0, n, ENCODE_CHUNK)]
+    work = [(frames, span) for frames in cameras for span in spans]  # camera-major
+    keys = [hashlib.blake2b(frames[s].tobytes(), digest_size=16).hexdigest() for frames, s in work]
     known = {}
     data = read_cache(cache, weights_only=False)
     if data and data.get("vae") == digest and "frame_keys" in data:
-        known = dict(zip(data["frame_keys"], torch.split(data["latents"], ENCODE_CHUNK)))
-    if all(k in known for k in keys):
-        return torch.cat([known[k] for k in keys])
-    chunks = []
-    for span, key in zip(tqdm(spans, desc="encode frames"), keys):
-        chunks.append(known[key] if key in known else
-                      encode_frames(model.vae, torch.from_numpy(buf.img[span]).to(device),
-                                    cfg.latent_scale).cpu())
-    latents = torch.cat(chunks)
-    atomic_write(cache, lambda tmp: torch.save({"vae": digest, "frame_keys": keys,
-                                                "latents": latents}, tmp))
-    return latents
+        lengths = data.get("chunk_lengths") or ENCODE_CHUNK
+        known = dict(zip(data["frame_keys"], torch.split(data["latents"], lengths)))
+    if not all(k in known for k in keys):
+        chunks = []
+        for (frames, span), key in zip(tqdm(work, desc="encode frames"), keys):
+            chunks.append(known[key] if key in known else
+                          encode_frames(model.vae, torch.from_numpy(frames[span]).to(device),
+                                        cfg.latent_scale).cpu())
+        known = dict(zip(keys, chunks))
+        atomic_write(cache, lambda tmp: torch.save(
+            {"vae": digest, "frame_keys": keys, "chunk_lengths": [len(c) for c in chunks],
+             "latents": torch.cat(chunks)}, tmp))
+    per_camera = [torch.cat([known[k] for k in keys[i:i + len(spans)]])
+                  for i in range(0, len(keys), len(spans))]
+    return per_camera[0] if len(per_camera) == 1 else torch.stack(per_camera, dim=1)
 
 
 def training_windows(model: UVAModel, buf, normalizers, args, out: Path, info: DistInfo):
@@ -657,7 +670,8 @@ def vae_stage_from(source: Path, overrides: dict, out: Path, buf, data_path) -> 
     if fixed:
         raise ValueError(f"--vae-from keeps the VAE of {source}; cannot override {fixed}")
     cfg, normalizers, meta, vae_state = load_vae(source)
-    cfg = UVAConfig.from_dict({**cfg.to_dict(), **overrides})
+    # the VAE encodes any camera: the new model takes the buffer's cameras unless told otherwise
+    cfg = UVAConfig.from_dict({**cfg.to_dict(), "cameras": buf.cameras, **overrides})
     check_dataset_fits(buf, cfg, data_path, source)
     model = UVAModel(cfg)
     model.vae.load_state_dict(vae_state)
@@ -683,14 +697,24 @@ def check_overrides_fit(init: Path, overrides: dict) -> None:
                          f"{STAGE_WEIGHTING_FIELDS} here, not {changed}")
 
 
+def check_cameras_fit(buf, cfg: UVAConfig, data_path, source) -> None:
+    """The config's cameras must be the buffer's (same names, same order): a model reads each
+    camera's frames into that camera's tokens."""
+    if buf.cameras != cfg.cameras:
+        raise DatasetError(f"{data_path}: holds cameras {buf.cameras}, {source} expects "
+                           f"{cfg.cameras}")
+    for name, frames in buf.images.items():
+        if frames.shape[1:3] != (cfg.image_size, cfg.image_size):
+            raise DatasetError(f"{data_path}: camera '{name}' frames are {frames.shape[1:3]}, "
+                               f"{source} expects {cfg.image_size} x {cfg.image_size}")
+
+
 def check_dataset_fits(buf, cfg: UVAConfig, data_path, ckpt_path) -> None:
     if buf.action.shape[1] != cfg.action_dim or buf.state.shape[1] != cfg.proprio_dim:
         raise DatasetError(
             f"{data_path}: action dim {buf.action.shape[1]} / state dim {buf.state.shape[1]} do "
             f"not match checkpoint {ckpt_path} (action {cfg.action_dim}, proprio {cfg.proprio_dim})")
-    if buf.img.shape[1] != cfg.image_size:
-        raise DatasetError(f"{data_path}: frames are {buf.img.shape[1]} px, checkpoint "
-                           f"{ckpt_path} expects {cfg.image_size}")
+    check_cameras_fit(buf, cfg, data_path, f"checkpoint {ckpt_path}")
 
 
 def train(args: TrainArgs) -> dict:
@@ -765,8 +789,10 @@ def _run_stages(args: TrainArgs, buf, info: DistInfo, root: Path, stages: tuple,
             init = out / "final"
             continue
         if stage == "vae":
-            cfg = UVAConfig(image_size=int(buf.img.shape[1]), action_dim=int(buf.action.shape[1]),
-                            proprio_dim=int(buf.state.shape[1]), **args.config_overrides)
+            cfg = UVAConfig(**{"image_size": int(buf.img.shape[1]), "cameras": buf.cameras,
+                               "action_dim": int(buf.action.shape[1]),
+                               "proprio_dim": int(buf.state.shape[1]), **args.config_overrides})
+            check_cameras_fit(buf, cfg, args.data, "--config")
             normalizers = {"action": MinMaxNormalizer.fit(buf.action),
                            "proprio": MinMaxNormalizer.fit(buf.state)}
             final = train_vae(buf, cfg, normalizers, args, out, info)

@@ -4,6 +4,10 @@ Observation: a fixed camera that sees the arm, the cube and the target pad, plus
 positions and the finger joint position (per finger, 0-0.04 m, as franka_ros2 reports
 `fr3_finger_joint1`). Action: absolute joint-position targets (7 arm + finger), the same command a joint trajectory controller on a real Franka takes.
 A scripted IK expert picks the cube and places it on the randomly placed target.
+
+Cameras (`cameras=`): "scene" (the fixed view above) and "wrist", mounted on the hand link and
+moving with it, looking past the fingers at what they grasp (the Franka/DROID layout). Several
+cameras come back as separate streams in `Observation.images`; `image` is the first.
 """
 from __future__ import annotations
 
@@ -16,6 +20,13 @@ from .base import Observation, StepResult
 ARM_JOINTS = list(range(7))
 FINGER_JOINTS = [9, 10]
 EE_LINK = 11
+HAND_LINK = 8  # panda_hand: the wrist camera is fixed to it
+CAMERAS = ("scene", "wrist")
+# wrist camera in the hand frame (z points from the hand through the fingertips, the fingers
+# slide along y): 6 cm off-axis, looking at a point 15 cm out along the fingers
+WRIST_EYE = np.array([0.06, 0.0, 0.0])
+WRIST_TARGET = np.array([0.0, 0.0, 0.15])
+WRIST_UP = np.array([1.0, 0.0, 0.0])
 JOINT_LOWER = np.array([-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671, 0.0])
 JOINT_UPPER = np.array([2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.04])
 HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.04])
@@ -31,14 +42,22 @@ class PandaEnv:
     max_steps = 120
     control_hz = 10.0
     substeps = 24  # 240 Hz physics
+    camera_names = CAMERAS  # the cameras it can render
 
-    def __init__(self, render_size: int = 96):
+    def __init__(self, render_size: int = 96, cameras: tuple[str, ...] | list[str] = ("scene",)):
+        unknown = [c for c in cameras if c not in CAMERAS]
+        if not cameras or unknown or len(set(cameras)) != len(cameras):
+            raise ValueError(f"panda cameras must be distinct names from {CAMERAS}, got "
+                             f"{list(cameras)}")
         self.render_size = render_size
+        self.cameras = tuple(cameras)
         self.client = pb.connect(pb.DIRECT)
         pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
         self.view = pb.computeViewMatrix([0.95, 0.0, 0.6], [0.4, 0.0, 0.0], [0, 0, 1],
                                          physicsClientId=self.client)
         self.proj = pb.computeProjectionMatrixFOV(50, 1.0, 0.05, 3.0, physicsClientId=self.client)
+        self.wrist_proj = pb.computeProjectionMatrixFOV(75, 1.0, 0.01, 2.0,
+                                                        physicsClientId=self.client)
         self.rng = np.random.default_rng(0)
         self.score = 0.0
         self._plan: list = []
@@ -83,14 +102,31 @@ class PandaEnv:
         q = np.array([s[0] for s in states])
         return q[:8]  # 7 arm joints + finger joint 1 (the fingers are mirrored)
 
-    def render(self) -> np.ndarray:
+    def wrist_pose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World eye, target and up vector of the wrist camera, from the hand link's pose."""
+        pos, quat = pb.getLinkState(self.robot, HAND_LINK, computeForwardKinematics=True,
+                                    physicsClientId=self.client)[4:6]
+        rot = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
+        pos = np.array(pos)
+        return pos + rot @ WRIST_EYE, pos + rot @ WRIST_TARGET, rot @ WRIST_UP
+
+    def render(self, camera: str = "scene") -> np.ndarray:
+        if camera == "wrist":
+            eye, target, up = self.wrist_pose()
+            view, proj = pb.computeViewMatrix(eye.tolist(), target.tolist(), up.tolist(),
+                                              physicsClientId=self.client), self.wrist_proj
+        else:
+            view, proj = self.view, self.proj
         _, _, rgba, _, _ = pb.getCameraImage(
-            self.render_size, self.render_size, self.view, self.proj,
+            self.render_size, self.render_size, view, proj,
             renderer=pb.ER_TINY_RENDERER, physicsClientId=self.client)
         return np.asarray(rgba, dtype=np.uint8).reshape(self.render_size, self.render_size, 4)[..., :3].copy()
 
     def observe(self) -> Observation:
-        return Observation(image=self.render(), state=self.joint_state())
+        if self.cameras == ("scene",):
+            return Observation(image=self.render(), state=self.joint_state())
+        images = {c: self.render(c) for c in self.cameras}
+        return Observation(image=images[self.cameras[0]], state=self.joint_state(), images=images)
 
     def cube_position(self) -> np.ndarray:
         return np.array(pb.getBasePositionAndOrientation(self.cube, physicsClientId=self.client)[0])

@@ -1,0 +1,291 @@
+"""Several cameras as model inputs: per-camera tokens, masks, heads and the policy API, and the
+one-camera model unchanged (the shipped checkpoints act as they did before cameras existed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, random_batch
+from uva import UVAConfig, UVAModel, load_policy
+from uva.bench import random_checkpoint
+from uva.config import TASK_MODES
+from uva.masking import mode_mask
+
+CKPTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
+TWO = ["scene", "wrist"]
+
+# Outputs of the shipped checkpoints computed with the code before cameras existed (seed 3 on the
+# observation built by shipped_obs); a one-camera model must still produce them
+SHIPPED_REFERENCE = {
+    "pusht": {"action": [[258.395945, 317.608168], [260.377385, 324.102768], [261.585404, 332.341307], [260.501984, 340.996143], [248.723825, 345.542909], [235.868258, 346.972943], [229.671709, 345.900164], [219.028229, 346.417790]],
+              "inverse": [[335.897587, 190.306184], [337.432533, 190.643752], [341.502667, 193.329660], [344.918576, 197.907137], [348.971184, 203.468510], [354.887532, 206.274396], [363.508595, 211.673427], [367.473038, 219.681733]],
+              "video_mean": 128.3385},
+    "panda": {"action": [[-0.004307, 0.385880, 0.000532, -2.303697, 0.007458, 2.681396, 0.762899, 0.024455], [-0.004462, 0.397407, -0.003504, -2.296292, 0.007347, 2.694188, 0.759667, 0.039977], [-0.007236, 0.390050, -0.000258, -2.302793, 0.006212, 2.689127, 0.770421, 0.040001], [-0.010793, 0.417526, -0.001484, -2.309635, 0.001719, 2.724361, 0.769357, 0.040001], [-0.008958, 0.429398, -0.003164, -2.302131, 0.002495, 2.729122, 0.779457, 0.040001], [-0.006665, 0.456732, -0.004273, -2.294308, 0.004110, 2.742682, 0.775635, 0.040001], [-0.007297, 0.466992, 0.002793, -2.287202, -0.003416, 2.758168, 0.782550, 0.040001], [-0.006746, 0.518342, -0.006445, -2.273439, -0.003338, 2.803138, 0.779857, 0.040001]],
+              "inverse": [[0.054672, 0.465239, 0.021475, -2.298987, -0.006811, 2.762563, 0.859061, 0.001711], [0.047308, 0.463293, 0.018818, -2.277579, -0.011382, 2.772639, 0.849914, 0.028950], [0.040513, 0.464957, 0.023589, -2.307602, -0.006119, 2.763743, 0.859262, 0.034391], [0.044800, 0.491952, 0.020342, -2.314298, -0.014401, 2.773062, 0.870178, 0.038440], [0.038705, 0.445074, 0.011539, -2.318401, -0.017183, 2.762909, 0.870431, 0.040001], [0.045394, 0.447350, 0.018186, -2.308228, -0.019394, 2.755628, 0.868578, 0.040001], [0.047143, 0.453299, 0.022546, -2.320251, -0.024488, 2.722673, 0.885014, 0.040001], [0.044586, 0.445399, 0.000180, -2.298085, -0.027444, 2.763063, 0.872826, 0.040001]],
+              "video_mean": 127.6042},
+}
+
+
+def shipped_obs(policy) -> dict:
+    cfg = policy.cfg
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (cfg.n_frames, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+    state = policy.proprio_norm.unnormalize(rng.uniform(-0.5, 0.5, (cfg.n_frames, cfg.proprio_dim)))
+    return {"image": img, "state": state}
+
+
+def two_camera_cfg(**kw) -> UVAConfig:
+    return UVAConfig(cameras=TWO, **{**TINY, **kw})
+
+
+def multi_batch(cfg: UVAConfig, batch: int = 4, seed: int = 0) -> dict:
+    """random_batch with a camera axis: latents (B, F, K, C, h, w)."""
+    g = torch.Generator().manual_seed(seed)
+    lat = (batch, cfg.n_frames, cfg.n_cameras, cfg.vae_latent_channels, cfg.latent_size,
+           cfg.latent_size)
+    return {"history_latents": torch.randn(lat, generator=g),
+            "future_latents": torch.randn(lat, generator=g),
+            "actions": torch.rand(batch, cfg.horizon, cfg.action_dim, generator=g) * 2 - 1,
+            "proprio": torch.rand(batch, cfg.n_frames, cfg.proprio_dim, generator=g) * 2 - 1}
+
+
+def camera_obs(cfg: UVAConfig, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    shape = (cfg.n_frames, cfg.image_size, cfg.image_size, 3)
+    return {"images": {c: rng.integers(0, 255, shape, dtype=np.uint8) for c in cfg.cameras},
+            "state": rng.uniform(0, 1, (cfg.n_frames, cfg.proprio_dim))}
+
+
+# ---------------------------------------------------------------------------- config
+def test_cameras_config_default_validation_and_old_checkpoints():
+    assert UVAConfig().cameras == ["scene"] and UVAConfig().n_cameras == 1
+    old = UVAConfig().to_dict()
+    del old["cameras"]  # a checkpoint written before cameras existed
+    assert UVAConfig.from_dict(old).cameras == ["scene"]
+    cfg = UVAConfig.from_dict(two_camera_cfg().to_dict())
+    assert cfg.cameras == TWO and cfg.n_tokens == 2 * cfg.n_frames * cfg.tokens_per_frame
+    for bad, words in [([], "at least one"), (["scene", "scene"], "repeated"),
+                       (["scene", ""], "non-empty"), ("scene", "list"), ([3], "non-empty")]:
+        with pytest.raises(ValueError, match=words):
+            UVAConfig(cameras=bad)
+
+
+# ---------------------------------------------------------------------------- one camera
+def test_one_camera_model_has_no_camera_tensors():
+    one = set(UVAModel(UVAConfig(**TINY)).state_dict())
+    two = UVAModel(two_camera_cfg()).state_dict()
+    assert not any("camera" in k for k in one)
+    assert set(two) - one == {"camera_pos", "decoder_camera_pos"}
+    # the action head reads both cameras: its per-frame map takes twice the features
+    assert two["action_head.frame_fc.weight"].shape[1] == 2 * TINY["action_conv_channels"]
+    attention = UVAModel(two_camera_cfg(action_pooling="attention")).action_head
+    assert attention.query_readout.token_pos.shape[0] == two_camera_cfg().n_tokens
+
+
+@pytest.mark.parametrize("name", ["pusht", "panda"])
+def test_shipped_one_camera_checkpoints_act_as_before(name):
+    policy = load_policy(CKPTS / name)
+    assert policy.cfg.cameras == ["scene"]
+    obs, ref = shipped_obs(policy), SHIPPED_REFERENCE[name]
+    span = policy.action_norm.high - policy.action_norm.low
+    tol = 1e-4 * span + 1e-5
+    action = policy.predict_action(obs, seed=3)
+    assert np.all(np.abs(action - np.array(ref["action"])) <= tol)
+    # the same through the several-camera form of the observation
+    named = {"images": {"scene": obs["image"]}, "state": obs["state"]}
+    assert np.all(np.abs(policy.predict_action(named, seed=3) - action) <= tol)
+    inverse = policy.inverse_dynamics(obs["image"], seed=3)
+    assert np.all(np.abs(inverse - np.array(ref["inverse"])) <= tol)
+    video = policy.predict_video(obs, seed=3)
+    assert isinstance(video, np.ndarray) and video.shape == obs["image"].shape
+    assert abs(video.mean() - ref["video_mean"]) < 0.05
+
+
+def test_one_camera_training_losses_as_before():
+    """Masks, fusion and losses of a one-camera model draw the same numbers as before cameras
+    existed (losses of a seeded random model, computed with the old code)."""
+    want = {"video_model": 0.9520286, "dynamic_model": 0.9520286, "policy_model": 1.2141705,
+            "inverse_model": 1.2141705, "full_dynamic_model": 2.0906515}
+    torch.manual_seed(0)
+    cfg = UVAConfig(**TINY)
+    model = UVAModel(cfg)
+    g = torch.Generator().manual_seed(1)
+    lat = (3, cfg.n_frames, cfg.vae_latent_channels, cfg.latent_size, cfg.latent_size)
+    batch = {"history_latents": torch.randn(lat, generator=g),
+             "future_latents": torch.randn(lat, generator=g),
+             "actions": torch.rand(3, cfg.horizon, cfg.action_dim, generator=g) * 2 - 1,
+             "proprio": torch.rand(3, cfg.n_frames, cfg.proprio_dim, generator=g) * 2 - 1}
+    for mode in TASK_MODES:
+        loss, _ = model(batch, mode, 0.8, torch.Generator().manual_seed(5))
+        assert loss.item() == pytest.approx(want[mode], rel=1e-4)
+
+
+# ---------------------------------------------------------------------------- tokens and masks
+def test_tokens_are_cameras_by_frames_by_space():
+    cfg = two_camera_cfg()
+    model = UVAModel(cfg)
+    lat = multi_batch(cfg)["history_latents"]
+    tokens = model.tokenize(lat)
+    T = cfg.tokens_per_camera
+    assert tokens.shape == (4, cfg.n_tokens, cfg.token_dim)
+    assert torch.equal(model.untokenize(tokens), lat)
+    # each camera's block of tokens is exactly what a one-camera model makes of that camera
+    single = UVAModel(UVAConfig(**TINY))
+    for k in range(cfg.n_cameras):
+        assert torch.equal(tokens[:, k * T:(k + 1) * T], single.tokenize(lat[:, :, k]))
+    with pytest.raises(ValueError, match="2-camera"):
+        model.tokenize(lat[:, :, 0])
+
+
+@pytest.mark.parametrize("mode", TASK_MODES)
+def test_one_spatial_mask_per_camera(mode):
+    S, F, K = 16, 2, 3
+    m = mode_mask(mode, 5, F, S, 0.75, torch.Generator().manual_seed(0), n_cameras=K)
+    assert m.shape == (5, K * F * S)
+    grid = m.reshape(5, K, F, S)
+    if mode in ("policy_model", "inverse_model"):
+        assert torch.all(grid == (1.0 if mode == "policy_model" else 0.0))
+        return
+    assert torch.equal(grid[:, :, 0], grid[:, :, 1])  # same mask on a camera's future frames
+    assert (grid[:, :, 0].sum(-1) == int(np.ceil(S * 0.75))).all()  # same count per camera
+    assert not torch.equal(grid[:, 0, 0], grid[:, 1, 0])  # cameras drawn apart
+    # one camera draws what it always drew
+    assert torch.equal(mode_mask(mode, 5, F, S, 0.75, torch.Generator().manual_seed(0)),
+                       mode_mask(mode, 5, F, S, 0.75, torch.Generator().manual_seed(0),
+                                 n_cameras=1))
+
+
+def test_changing_one_camera_changes_only_its_tokens_inputs(tmp_path):
+    """The fused per-token inputs of the transformer: new wrist pixels change wrist tokens only."""
+    cfg = two_camera_cfg()
+    random_checkpoint(tmp_path / "ckpt", cfg)
+    policy = load_policy(tmp_path / "ckpt")
+    inputs, latents = [], []
+    policy.model.fuse.register_forward_hook(lambda mod, i, out: inputs.append(out.clone()))
+    policy.model.decoder.register_forward_hook(lambda mod, i, out: latents.append(out.clone()))
+    obs = camera_obs(cfg)
+    policy.predict_action(obs, seed=0)
+    changed = {**obs, "images": {**obs["images"],
+                                 "wrist": 255 - obs["images"]["wrist"]}}
+    policy.predict_action(changed, seed=0)
+    T = cfg.tokens_per_camera
+    before, after = inputs
+    assert torch.equal(before[:, :T], after[:, :T])  # scene tokens' inputs untouched
+    wrist_changed = (before[:, T:] - after[:, T:]).abs().amax(-1) > 1e-6
+    assert wrist_changed.all()  # every wrist token sees the new pixels
+    # the transformer attends across cameras: the scene tokens' joint latent sees the wrist
+    assert (latents[0][:, :T] - latents[1][:, :T]).abs().amax() > 1e-4
+
+
+def test_camera_embedding_tells_cameras_apart():
+    """The same frames on both cameras still give the two cameras different token inputs."""
+    cfg = two_camera_cfg()
+    model = UVAModel(cfg).eval()
+    batch = multi_batch(cfg)
+    same = batch["history_latents"][:, :, :1].expand(-1, -1, 2, -1, -1, -1)
+    T = cfg.tokens_per_camera
+    seen = []
+    model.encoder.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    with torch.no_grad():
+        model.policy_latent(same, batch["proprio"])
+    assert not torch.allclose(seen[0][:, :T], seen[0][:, T:])
+
+
+# ---------------------------------------------------------------------------- learning
+def test_two_camera_model_overfits_a_tiny_batch_in_every_mode():
+    torch.manual_seed(0)
+    cfg = two_camera_cfg(action_pooling="flatten")
+    model = UVAModel(cfg)
+    batch = multi_batch(cfg, batch=2)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+
+    def losses():
+        model.eval()
+        with torch.no_grad():
+            out = {m: model(batch, m, 0.8, torch.Generator().manual_seed(9))[0].item()
+                   for m in TASK_MODES}
+        model.train()
+        return out
+
+    start = losses()
+    for step in range(150):
+        mode = TASK_MODES[step % len(TASK_MODES)]
+        loss, _ = model(batch, mode, model.mask_law.sample(np.random.default_rng(step)),
+                        torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end = losses()
+    for mode in TASK_MODES:
+        # the video losses level off near 0.45 of the start (noise on random latents)
+        assert end[mode] < 0.6 * start[mode], (mode, start[mode], end[mode])
+
+
+# ---------------------------------------------------------------------------- policy API
+def test_two_camera_checkpoint_saves_loads_and_predicts(tmp_path):
+    cfg = two_camera_cfg()
+    random_checkpoint(tmp_path / "ckpt", cfg)
+    policy = load_policy(tmp_path / "ckpt")
+    assert policy.cfg.cameras == TWO
+    obs = camera_obs(cfg)
+    action = policy.predict_action(obs, seed=1)
+    assert action.shape == (cfg.horizon, cfg.action_dim) and np.isfinite(action).all()
+    # the same weights in memory give the same chunk: nothing was lost on the way to disk
+    torch.manual_seed(0)
+    fresh = UVAModel(cfg)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                 policy.model.state_dict().values()))
+    video = policy.predict_video(obs, seed=1)
+    assert set(video) == set(TWO)
+    assert all(v.shape == obs["images"]["scene"].shape and v.dtype == np.uint8
+               for v in video.values())
+    raw, anchored = policy.predict_video_variants(obs, seed=1)
+    assert set(raw) == set(anchored) == set(TWO)
+    # with the model predicting no change, each camera's anchored frames are its own newest
+    assert not np.array_equal(anchored["scene"], anchored["wrist"])
+    inverse = policy.inverse_dynamics(obs["images"], seed=1)
+    assert inverse.shape == (cfg.horizon, cfg.action_dim)
+    assert np.array_equal(load_policy(tmp_path / "ckpt").predict_action(obs, seed=1), action)
+
+
+def test_camera_names_must_match_the_checkpoint(tmp_path):
+    cfg = two_camera_cfg()
+    random_checkpoint(tmp_path / "ckpt", cfg)
+    policy = load_policy(tmp_path / "ckpt")
+    obs = camera_obs(cfg)
+    with pytest.raises(ValueError, match=r"missing \['wrist'\]"):
+        policy.predict_action({**obs, "images": {"scene": obs["images"]["scene"]}})
+    with pytest.raises(ValueError, match=r"unexpected \['top'\]"):
+        policy.predict_action({**obs, "images": {**obs["images"], "top": obs["images"]["scene"]}})
+    with pytest.raises(ValueError, match="cameras"):
+        policy.predict_action({"image": obs["images"]["scene"], "state": obs["state"]})
+    with pytest.raises(ValueError, match=r"\['wrist'\]: expected shape"):
+        policy.predict_action({**obs, "images": {**obs["images"],
+                                                 "wrist": obs["images"]["wrist"][:, :32]}})
+    with pytest.raises(ValueError, match="missing"):
+        policy.inverse_dynamics({"scene": obs["images"]["scene"]})
+    with pytest.raises(ValueError, match="either"):
+        policy.predict_action({**obs, "image": obs["images"]["scene"]})
+
+
+def test_latent_cache_keys_frames_by_camera(tmp_path):
+    cfg = two_camera_cfg()
+    random_checkpoint(tmp_path / "ckpt", cfg)
+    policy = load_policy(tmp_path / "ckpt")
+    obs = camera_obs(cfg)
+    frames = obs["images"]["scene"]
+    same = {**obs, "images": {"scene": frames, "wrist": frames}}  # identical pixels
+    policy.predict_action(same)
+    assert policy.frames_encoded == 4  # each camera's frames are its own
+    latents = policy.encode(same["images"])
+    assert latents.shape == (1, cfg.n_frames, 2, cfg.vae_latent_channels, cfg.latent_size,
+                             cfg.latent_size)
+    assert policy.frames_encoded == 4  # all cached
+    new = np.roll(frames, 1, axis=0)
+    new[-1] = 255 - frames[-1]
+    policy.predict_action({**obs, "images": {"scene": new, "wrist": new}})
+    assert policy.frames_encoded == 6  # the newest frame of each camera only
