@@ -67,7 +67,7 @@ def cmd_eval(a) -> dict:
 
 def cmd_bench(a) -> dict:
     from .bench import bench
-    return bench(a.ckpt, a.out, device=a.device, repeats=a.repeats)
+    return bench(a.ckpt, a.out, device=a.device, repeats=a.repeats, cameras=a.cameras)
 
 
 def cmd_viz(a) -> dict:
@@ -154,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="action head's starting-noise scale (default: the checkpoint's)")
     e.set_defaults(fn=cmd_eval)
 
-    b = sub.add_parser("bench", help="latency of predict_action vs predict_video")
+    b = sub.add_parser("bench", help="latency breakdown of predict_action / predict_video, "
+                       "fast vs reference path, with the machine it ran on")
     b.add_argument("--ckpt", default=None, help="default: a randomly initialised small model")
+    b.add_argument("--cameras", type=int, default=1,
+                   help="cameras of the random-init model (not with --ckpt)")
     b.add_argument("--out", default="outputs/bench.json")
     b.add_argument("--device", default="cpu")
     b.add_argument("--repeats", type=int, default=30)
