@@ -141,7 +141,7 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         parts["transformer"] = lambda: m.policy_latent(latents, proprio)
         part_ms = interleaved(parts, repeats, device)
     video = interleaved({k: (lambda p=p: p.predict_video(obs_at(0), seed=0))
-                         for k, p in policies.items()}, max(repeats // 3, 4), device)
+                         for k, p in policies.items()}, max(repeats // 3, 1), device)
 
     for path_name in ("fast", "reference"):
         act = _stats(action[path_name])
