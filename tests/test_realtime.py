@@ -169,6 +169,11 @@ def test_inference_clock_predicts_the_policy_window():
     assert not clock.policy_busy(t0 + 10 * period)  # stale: the policy stopped publishing
     clock.on_latency(float("nan"))
     assert clock.latency == latency
+    # chunks faster than the inference windows allow a gap: never wait (priority protects)
+    fast = InferenceClock(guard_s=0.02)
+    for k in range(5):
+        fast.on_chunk(k * 0.05)
+    assert not any(fast.policy_busy(0.2 + i * 0.01) for i in range(5))
 
 
 def test_inference_clock_duty_cycle_backs_off():

@@ -86,13 +86,17 @@ class InferenceClock:
 
     def policy_busy(self, now: float) -> bool:
         """True inside the predicted window [next start - guard, next end + guard], where the
-        next inference starts one period after the last one started (arrival - latency)."""
+        next inference starts one period after the last one started (arrival - latency). False
+        when the windows would cover more than half the period (waiting for a gap would starve
+        the background work for nothing)."""
         period = self.period()
         if period is None or period <= 0:
             return False
         last = self._arrivals[-1]
         if now - last > self.stale_periods * period:
             return False
+        if self.latency + 2 * self.guard > 0.5 * period:
+            return False  # no usable gap between inferences: the OS priority alone protects it
         start = last - self.latency + period
         phase = (now - start) % period  # time since the latest predicted start
         return phase <= self.latency + self.guard or phase >= period - self.guard
