@@ -63,7 +63,12 @@ class AdaLNDenoiser(nn.Module):
         nn.init.zeros_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None, cond: torch.Tensor | None,
+                modulations: list[list[torch.Tensor]] | None = None, step: int = 0) -> torch.Tensor:
+        """Predicted noise. With `modulations` (from step_conditions; t and cond unused) this
+        is sampling step `step` of a precomputed schedule: see forward_modulated."""
+        if modulations is not None:
+            return self.forward_modulated(x, modulations, step)
         c = self.time_embed(timestep_embedding(t, self.width)) + self.cond_embed(cond)
         h = self.input_proj(x)
         for block in self.blocks:
@@ -228,7 +233,8 @@ class DiffusionSampler:
             if coeffs is not None:
                 mods = denoiser.step_conditions(scheduler.timesteps.to(cond.device), cond)
                 for s, (a, b) in enumerate(coeffs):
-                    x = torch.add(x * a, denoiser.forward_modulated(x, mods, s), alpha=b)
+                    # through the module call, so forward hooks see every step as before
+                    x = torch.add(x * a, denoiser(x, None, None, mods, s), alpha=b)
                 return x
         for t in scheduler.timesteps:
             t_batch = t.to(cond.device).expand(cond.shape[0])

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import UVAConfig
 from .fastpath import FrameEncoder
 from .model import UVAModel
@@ -116,9 +116,12 @@ class UVAPolicy:
         cfg = self.cfg
         saved = OrderedDict(self._latent_cache)
         count = self.frames_encoded
-        blank = {"image": np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8),
-                 "state": np.tile(self.proprio_norm.unnormalize(np.zeros(cfg.proprio_dim)),
-                                  (cfg.n_frames, 1))}
+        frames = np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8)
+        cameras = list(getattr(cfg, "cameras", None) or [])
+        blank = ({"images": {c: frames for c in cameras}} if len(cameras) > 1
+                 else {"image": frames})
+        blank["state"] = np.tile(self.proprio_norm.unnormalize(np.zeros(cfg.proprio_dim)),
+                                 (cfg.n_frames, 1))
         for _ in range(repeats):
             self._latent_cache.clear()
             self.predict_action(blank, seed=0)
@@ -204,4 +207,9 @@ def load_policy(path, device: str = "cpu", fast: bool = True) -> UVAPolicy:
     """Load a checkpoint directory; raises CheckpointError naming the bad file. fast=False
     keeps the eager reference inference path (see UVAPolicy.fast)."""
     model, cfg, normalizers, meta = load_checkpoint(path, device)
-    return UVAPolicy(model, cfg, normalizers, device, meta, fast)
+    policy = UVAPolicy(model, cfg, normalizers, device, meta, fast)
+    try:  # lazy initialisation at load (= a node's configure), not at the first control tick
+        policy.warm_up()
+    except (RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: loads but predict_action fails on blank input: {e}") from e
+    return policy
