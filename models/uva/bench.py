@@ -1,7 +1,18 @@
-"""`uva bench`: parameter counts and CPU latency of predict_action vs predict_video."""
+"""`uva bench`: where the time of a control step goes, on which machine.
+
+Measures, for the fast inference path and the eager reference path of the same checkpoint,
+interleaved call by call (A B A B ...) so that a shared or throttled machine slows both alike:
+predict_action (a real control step: one new frame, the others cached), its parts — VAE encode of
+one frame, the transformer (policy-mode encoder + decoder), the action head (total and per DDIM
+step) — and predict_video. It records the machine (CPU model, cores, load, torch version and
+threads, device) beside the numbers, so figures from different machines are not confused.
+"""
 from __future__ import annotations
 
+import dataclasses
+import os
 import platform
+import sys
 import tempfile
 import time
 
@@ -14,7 +25,6 @@ from .config import UVAConfig
 from .model import UVAModel
 from .normalizer import MinMaxNormalizer
 from .policy import load_policy
-from .vae import encode_frames
 
 
 def random_checkpoint(path, cfg: UVAConfig | None = None, seed: int = 0) -> None:
@@ -26,57 +36,156 @@ def random_checkpoint(path, cfg: UVAConfig | None = None, seed: int = 0) -> None
     save_checkpoint(path, UVAModel(cfg), cfg, norms, {"note": "random init"})
 
 
-def _times(fn, repeats: int) -> np.ndarray:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def camera_config(n: int) -> UVAConfig:
+    """The small default model with `n` cameras named cam0..cam{n-1} (n = 1: the default)."""
+    if n < 1:
+        raise ValueError(f"--cameras must be >= 1, got {n}")
+    if n == 1:
+        return UVAConfig()
+    if "cameras" not in {f.name for f in dataclasses.fields(UVAConfig)}:
+        raise ValueError("--cameras > 1 needs multi-camera models (UVAConfig.cameras), which "
+                         "this version of uva does not have")
+    return UVAConfig(cameras=[f"cam{i}" for i in range(n)])
+
+
+def machine_info(device: str) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "device": device}
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def interleaved(fns: dict, repeats: int, device: str) -> dict[str, np.ndarray]:
+    """Milliseconds per call of each fn, calls alternated A B, B A, ... after one warm-up each."""
+    sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (
+        lambda: None)
+    for fn in fns.values():
         fn()
-        out.append(time.perf_counter() - t0)
-    return np.array(out) * 1000
+    names, out = list(fns), {k: [] for k in fns}
+    for r in range(repeats):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            sync()
+            t0 = time.perf_counter()
+            fns[k]()
+            sync()
+            out[k].append((time.perf_counter() - t0) * 1000)
+    return {k: np.array(v) for k, v in out.items()}
 
 
-def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30) -> dict:
+def _stats(ms: np.ndarray) -> dict:
+    return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)),
+            "min": float(ms.min())}
+
+
+def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
+          cameras: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if ckpt is None:
-            random_checkpoint(tmp)
-            ckpt_used = "random-init small model"
-            policy = load_policy(tmp, device)
-        else:
-            ckpt_used = ckpt
-            policy = load_policy(ckpt, device)
-    cfg, m = policy.cfg, policy.model
+            random_checkpoint(tmp, camera_config(cameras))
+            ckpt_used = f"random-init small model, {cameras} camera(s)"
+        elif cameras != 1:
+            raise ValueError("--cameras builds a random-init model; do not combine it with --ckpt")
+        path = tmp if ckpt is None else ckpt
+        policies = {"fast": load_policy(path, device), "reference": load_policy(path, device,
+                                                                                fast=False)}
+        ckpt_used = ckpt if ckpt is not None else ckpt_used
+    cfg, m = policies["fast"].cfg, policies["fast"].model
+    names = list(getattr(cfg, "cameras", ["scene"]))
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (cfg.n_frames + repeats + 2, cfg.image_size, cfg.image_size, 3),
-                          dtype=np.uint8)
-    state = np.stack([policy.proprio_norm.unnormalize(rng.uniform(-1, 1, cfg.proprio_dim))
+    frames = {c: rng.integers(0, 255, (cfg.n_frames + repeats + 4, cfg.image_size,
+                                       cfg.image_size, 3), dtype=np.uint8) for c in names}
+    state = np.stack([policies["fast"].proprio_norm.unnormalize(rng.uniform(-1, 1, cfg.proprio_dim))
                       for _ in range(cfg.n_frames)])
-    counter = iter(range(10**9))
 
-    def control_step():
+    def obs_at(i: int) -> dict:
+        window = {c: f[i:i + cfg.n_frames] for c, f in frames.items()}
+        if len(names) == 1:
+            return {"image": window[names[0]], "state": state}
+        return {"images": window, "state": state}
+
+    def control_step(policy):
         """A real control step: one new frame arrives, the older ones are cached."""
-        i = next(counter) % (len(frames) - cfg.n_frames)
-        policy.predict_action({"image": frames[i:i + cfg.n_frames], "state": state})
+        counter = iter(range(10**9))
+        return lambda: policy.predict_action(
+            obs_at(next(counter) % (repeats + 4)), seed=0)
 
-    obs = {"image": frames[:cfg.n_frames], "state": state}
-    action_ms = _times(control_step, repeats)
-    video_ms = _times(lambda: policy.predict_video(obs), max(repeats // 3, 5))
-    one = torch.from_numpy(frames[:1]).to(device)
-    vae_ms = _times(lambda: encode_frames(m.vae, one, cfg.latent_scale), repeats)
+    result = {"checkpoint": ckpt_used, "cameras": len(names), "machine": machine_info(device),
+              "action_inference_steps": cfg.action_inference_steps,
+              "video_inference_steps": cfg.video_inference_steps,
+              "video_unmask_iterations": cfg.video_unmask_iterations}
+    action = interleaved({k: control_step(p) for k, p in policies.items()}, repeats, device)
+
+    fast = policies["fast"]
+    with torch.inference_mode():
+        proprio = fast._proprio(state)
+        latents = fast.encode(obs_at(0).get("images", obs_at(0).get("image")))
+        z = m.policy_latent(latents, proprio)
+        one = torch.from_numpy(frames[names[0]][:1]).to(device)
+        head, gen = m.action_head, lambda: torch.Generator().manual_seed(0)
+        parts = {}
+        for path_name, flag in (("fast", True), ("reference", False)):
+            parts[f"vae_encode_{path_name}"] = lambda f=flag: fast.frame_encoder(one, f)
+            parts[f"action_head_{path_name}"] = lambda f=flag: head.sample(
+                z, gen(), cfg.action_temperature, proprio, fast=f)
+        parts["transformer"] = lambda: m.policy_latent(latents, proprio)
+        part_ms = interleaved(parts, repeats, device)
+    video = interleaved({k: (lambda p=p: p.predict_video(obs_at(0), seed=0))
+                         for k, p in policies.items()}, max(repeats // 3, 1), device)
+
+    for path_name in ("fast", "reference"):
+        act = _stats(action[path_name])
+        vid = _stats(video[path_name])
+        head_ms = _stats(part_ms[f"action_head_{path_name}"])
+        result[path_name] = {
+            "predict_action_ms": act, "predict_video_ms": vid,
+            "vae_encode_ms_per_frame": _stats(part_ms[f"vae_encode_{path_name}"]),
+            "transformer_ms": _stats(part_ms["transformer"]),
+            "action_head_ms": head_ms,
+            "action_head_ms_per_step": head_ms["median"] / cfg.action_inference_steps,
+            "video_over_action_ratio": vid["median"] / act["median"],
+            "chunks_per_s": 1000.0 / act["median"]}
+    result["fast"]["vae_encoder"] = "traced" if fast.frame_encoder.fast else (
+        fast.frame_encoder.reason)
+    result["fast_over_reference_predict_action"] = (
+        result["fast"]["predict_action_ms"]["median"]
+        / result["reference"]["predict_action_ms"]["median"])
     count = lambda mod: 0 if mod is None else int(sum(p.numel() for p in mod.parameters()))
-    parts = {"vae": count(m.vae), "video_head": count(m.video_head),
+    heads = {"vae": count(m.vae), "video_head": count(m.video_head),
              "action_head": count(m.action_head),
              "inverse_action_head": count(m.inverse_action_head)}
-    result = {
-        "checkpoint": ckpt_used, "device": device, "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "params": {"total": count(m), "transformer": count(m) - sum(parts.values()), **parts},
-        "predict_action_ms": {"median": float(np.median(action_ms)),
-                              "p95": float(np.percentile(action_ms, 95))},
-        "predict_video_ms": {"median": float(np.median(video_ms)),
-                             "p95": float(np.percentile(video_ms, 95))},
-        "vae_encode_ms_per_frame": float(np.median(vae_ms)),
-        "video_over_action_ratio": float(np.median(video_ms) / np.median(action_ms)),
-    }
+    result["params"] = {"total": count(m), "transformer": count(m) - sum(heads.values()), **heads}
     atomic_write_json(out, result)
+    print(summary(result), file=sys.stderr)  # stdout carries the JSON (cli)
     return result
+
+
+def summary(r: dict) -> str:
+    """A few lines for people: the machine, then fast vs reference per part (medians, ms)."""
+    mi = r["machine"]
+    lines = [f"{r['checkpoint']} on {mi['cpu']} ({mi['cpus_usable']} usable CPUs, load "
+             f"{mi['load_avg_1m']:.1f}), torch {mi['torch']} x{mi['torch_threads']} threads, "
+             f"{mi['device']}",
+             f"{'median ms':<26}{'fast':>9}{'reference':>11}"]
+    for key, label in [("predict_action_ms", "predict_action"), ("vae_encode_ms_per_frame",
+                       "  VAE encode / frame"), ("transformer_ms", "  transformer"),
+                       ("action_head_ms", "  action head"), ("predict_video_ms",
+                       "predict_video")]:
+        f, ref = r["fast"][key]["median"], r["reference"][key]["median"]
+        lines.append(f"{label:<26}{f:>9.2f}{ref:>11.2f}")
+    lines.append(f"predict_action p95          {r['fast']['predict_action_ms']['p95']:>9.2f}"
+                 f"{r['reference']['predict_action_ms']['p95']:>11.2f}")
+    lines.append(f"fast / reference {r['fast_over_reference_predict_action']:.2f}; video / action "
+                 f"{r['fast']['video_over_action_ratio']:.1f}x")
+    return "\n".join(lines)

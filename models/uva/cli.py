@@ -172,7 +172,8 @@ def cmd_eval(a) -> dict:
 def cmd_bench(a) -> dict:
     from .bench import bench
     with atomic_output(a.out, a.overwrite, (a.ckpt,)) as staging:
-        result = bench(a.ckpt, str(staging), device=a.device, repeats=a.repeats)
+        result = bench(a.ckpt, str(staging), device=a.device, repeats=a.repeats,
+                       cameras=a.cameras)
     return _relocated(result, staging, str(a.out))
 
 
@@ -279,8 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="action head's starting-noise scale (default: the checkpoint's)")
     e.set_defaults(fn=cmd_eval)
 
-    b = sub.add_parser("bench", help="latency of predict_action vs predict_video")
+    b = sub.add_parser("bench", help="latency breakdown of predict_action / predict_video, "
+                       "fast vs reference path, with the machine it ran on")
     b.add_argument("--ckpt", default=None, help="default: a randomly initialised small model")
+    b.add_argument("--cameras", type=positive_int, default=1,
+                   help="cameras of the random-init model (not with --ckpt)")
     _add_out(b, default="outputs/bench.json", help="JSON file to write")
     b.add_argument("--device", default="cpu")
     b.add_argument("--repeats", type=positive_int, default=30)

@@ -63,13 +63,47 @@ class AdaLNDenoiser(nn.Module):
         nn.init.zeros_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None, cond: torch.Tensor | None,
+                modulations: list[list[torch.Tensor]] | None = None, step: int = 0) -> torch.Tensor:
+        """Predicted noise. With `modulations` (from step_conditions; t and cond unused) this
+        is sampling step `step` of a precomputed schedule: see forward_modulated."""
+        if modulations is not None:
+            return self.forward_modulated(x, modulations, step)
         c = self.time_embed(timestep_embedding(t, self.width)) + self.cond_embed(cond)
         h = self.input_proj(x)
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         return self.output_proj(self.final_norm(h) * (1 + scale) + shift)
+
+    def step_conditions(self, timesteps: torch.Tensor, cond: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Everything of forward() that does not depend on x, for all sampling steps at once.
+
+        timesteps (S,), cond (B, cond_dim) -> per block [shift, 1 + scale, gate] and then the
+        final [shift, 1 + scale], each (S, B, width). The modulations depend on the timestep and
+        the condition only, so a sampler computes them in one batched matmul per block instead
+        of one per step (the head is dispatch-bound at batch 1)."""
+        S, B = timesteps.shape[0], cond.shape[0]
+        temb = self.time_embed(timestep_embedding(timesteps, self.width))  # (S, W)
+        c = (temb[:, None] + self.cond_embed(cond)[None]).reshape(S * B, self.width)
+        out = []
+        for mod, n in [(b.modulation, 3) for b in self.blocks] + [(self.final_modulation, 2)]:
+            parts = list(mod(c).reshape(S, B, n * self.width).chunk(n, dim=-1))
+            parts[1] = parts[1] + 1
+            out.append(parts)
+        return out
+
+    def forward_modulated(self, x: torch.Tensor, mods: list[list[torch.Tensor]], s: int) -> torch.Tensor:
+        """forward() of sampling step `s` given step_conditions() (same arithmetic, regrouped)."""
+        ln = lambda v: F.layer_norm(v, (self.width,), eps=1e-6)
+        h = F.linear(x, self.input_proj.weight, self.input_proj.bias)
+        for block, (shift, scale1, gate) in zip(self.blocks, mods):
+            lin1, lin2 = block.mlp[0], block.mlp[2]
+            y = F.silu(F.linear(torch.addcmul(shift[s], ln(h), scale1[s]), lin1.weight, lin1.bias))
+            h = torch.addcmul(h, gate[s], F.linear(y, lin2.weight, lin2.bias))
+        shift, scale1 = mods[-1]
+        return F.linear(torch.addcmul(shift[s], ln(h), scale1[s]),
+                        self.output_proj.weight, self.output_proj.bias)
 
 
 class FiLMConvBlock(nn.Module):
@@ -155,13 +189,53 @@ class DiffusionSampler:
         pred = denoiser(noisy, t.reshape(-1), cond.reshape(-1, cond.shape[-1]))
         return F.mse_loss(pred, noise.reshape(-1, noise.shape[-1]))
 
+    def ddim_coefficients(self) -> list[tuple[float, float]]:
+        """Per sampling step (a, b) with DDIMScheduler.step(eps, t, x, eta=0) == a*x + b*eps.
+
+        Taken from the diffusers scheduler's own tables (alphas_cumprod, final_alpha_cumprod,
+        its prev-timestep rule) for the configuration used here (epsilon prediction, no clipping
+        or thresholding); any other configuration raises, and the sampler then uses step()."""
+        sch = self.sample_scheduler
+        cfg = sch.config
+        if cfg.prediction_type != "epsilon" or cfg.clip_sample or cfg.thresholding:
+            raise NotImplementedError("closed-form DDIM covers epsilon prediction, unclipped")
+        key = tuple(int(t) for t in sch.timesteps)
+        if getattr(self, "_ddim_key", None) != key:
+            ac = sch.alphas_cumprod.double()
+            coeffs = []
+            for t in key:
+                prev = t - cfg.num_train_timesteps // sch.num_inference_steps
+                a_t = ac[t].item()
+                a_prev = ac[prev].item() if prev >= 0 else float(sch.final_alpha_cumprod)
+                a = math.sqrt(a_prev / a_t)
+                coeffs.append((a, math.sqrt(1 - a_prev) - a * math.sqrt(1 - a_t)))
+            self._ddim_key, self._ddim_coeffs = key, coeffs
+        return self._ddim_coeffs
+
     @torch.no_grad()
     def sample(self, denoiser: AdaLNDenoiser, cond: torch.Tensor, target_dim: int,
-               generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """DDIM (eta 0) from noise scaled by `temperature` (MAR's knob: lower = less diverse)."""
+               generator: torch.Generator | None = None, temperature: float = 1.0,
+               fast: bool = True) -> torch.Tensor:
+        """DDIM (eta 0) from noise scaled by `temperature` (MAR's knob: lower = less diverse).
+
+        fast: for the MLP-AdaLN denoiser, precompute every step's modulations in one batch and
+        apply the scheduler's closed-form step coefficients in a tight loop (the reference loop,
+        fast=False, calls the module and scheduler.step() each step; they agree to float
+        rounding, tests/test_realtime.py)."""
         scheduler = self.sample_scheduler
         x = torch.randn(cond.shape[0], target_dim, generator=generator, device="cpu").to(cond)
         x = x * temperature
+        if fast and isinstance(denoiser, AdaLNDenoiser):
+            try:
+                coeffs = self.ddim_coefficients()
+            except NotImplementedError:
+                coeffs = None
+            if coeffs is not None:
+                mods = denoiser.step_conditions(scheduler.timesteps.to(cond.device), cond)
+                for s, (a, b) in enumerate(coeffs):
+                    # through the module call, so forward hooks see every step as before
+                    x = torch.add(x * a, denoiser(x, None, None, mods, s), alpha=b)
+                return x
         for t in scheduler.timesteps:
             t_batch = t.to(cond.device).expand(cond.shape[0])
             eps = denoiser(x, t_batch, cond)
@@ -192,9 +266,10 @@ class VideoDiffusionHead(nn.Module):
         return self.diffusion.training_loss(self.denoiser, target, z, t[:, batch_slice],
                                             noise[:, batch_slice])
 
-    def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
-        """z: (M, z_dim) -> tokens (M, token_dim)."""
-        return self.diffusion.sample(self.denoiser, z, self.token_dim, generator, temperature)
+    def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0,
+               fast: bool = True) -> torch.Tensor:
+        """z: (M, z_dim) -> tokens (M, token_dim). fast: see DiffusionSampler.sample."""
+        return self.diffusion.sample(self.denoiser, z, self.token_dim, generator, temperature, fast)
 
 
 ACTION_POOLINGS = ("mean", "flatten", "attention")
@@ -307,7 +382,9 @@ class ActionDiffusionHead(nn.Module):
                                             t[:, batch_slice], noise[:, batch_slice])
 
     def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0,
-               proprio: torch.Tensor | None = None) -> torch.Tensor:
+               proprio: torch.Tensor | None = None, fast: bool = True) -> torch.Tensor:
+        """z (B, F*S, C) -> action chunk (B, horizon, action_dim) normalised. fast: see
+        DiffusionSampler.sample."""
         flat = self.diffusion.sample(self.denoiser, self.condition(z, proprio),
-                                     self.horizon * self.action_dim, generator, temperature)
+                                     self.horizon * self.action_dim, generator, temperature, fast)
         return rearrange(flat, "b (h a) -> b h a", h=self.horizon)

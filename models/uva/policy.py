@@ -17,8 +17,9 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import UVAConfig
+from .fastpath import FrameEncoder
 from .model import UVAModel
 from .normalizer import MinMaxNormalizer
 from .vae import decode_latents, encode_frames
@@ -26,7 +27,7 @@ from .vae import decode_latents, encode_frames
 
 class UVAPolicy:
     def __init__(self, model: UVAModel, cfg: UVAConfig, normalizers: dict[str, MinMaxNormalizer],
-                 device: str = "cpu", meta: dict | None = None):
+                 device: str = "cpu", meta: dict | None = None, fast: bool = True):
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.meta = meta or {}  # training facts saved with the checkpoint (steps, val episodes)
@@ -36,6 +37,11 @@ class UVAPolicy:
         self._latent_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self.cache_capacity = 4 * cfg.n_frames * cfg.n_cameras
         self.frames_encoded = 0  # counts VAE encodes; lets callers verify the cache works
+        # fast: traced VAE encoder + batched-modulation DDIM loop; False = the eager reference
+        # path (same results within fastpath.FAST_TOLERANCE; kept for tests and `uva bench`)
+        self.fast = fast
+        self.frame_encoder = FrameEncoder(self.model.vae, cfg.image_size, cfg.latent_scale,
+                                          self.device, fast)
 
     # ------------------------------------------------------------------ validation
     def _check_frames(self, images, name: str) -> np.ndarray:
@@ -111,8 +117,7 @@ class UVAPolicy:
         todo = [i for i, k in enumerate(keys) if k not in self._latent_cache]
         if todo:
             pixels = np.stack([frames[i][1] for i in todo])
-            fresh = encode_frames(self.model.vae, torch.from_numpy(pixels).to(self.device),
-                                  self.cfg.latent_scale)
+            fresh = self.frame_encoder(torch.from_numpy(pixels).to(self.device), self.fast)
             self.frames_encoded += len(todo)
             for i, lat in zip(todo, fresh):
                 self._latent_cache[keys[i]] = lat
@@ -144,7 +149,27 @@ class UVAPolicy:
         proprio = self._proprio(state)
         z = self.model.policy_latent(self.encode(images), proprio)
         return self._actions_out(self.model.action_head.sample(
-            z, self._generator(seed), self.cfg.action_temperature, proprio)[0])
+            z, self._generator(seed), self.cfg.action_temperature, proprio, fast=self.fast)[0])
+
+    def warm_up(self, repeats: int = 2) -> None:
+        """Run predict_action on blank inputs so lazy initialisation (oneDNN primitive caches,
+        CUDA kernels and allocator) happens before the first control tick; the latent cache is
+        left as it was (blank frames are evicted)."""
+        cfg = self.cfg
+        saved = OrderedDict(self._latent_cache)
+        count = self.frames_encoded
+        frames = np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8)
+        cameras = list(getattr(cfg, "cameras", None) or [])
+        blank = ({"images": {c: frames for c in cameras}} if len(cameras) > 1
+                 else {"image": frames})
+        blank["state"] = np.tile(self.proprio_norm.unnormalize(np.zeros(cfg.proprio_dim)),
+                                 (cfg.n_frames, 1))
+        for _ in range(repeats):
+            self._latent_cache.clear()
+            self.predict_action(blank, seed=0)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._latent_cache, self.frames_encoded = saved, count
 
     def _actions_out(self, normalized: torch.Tensor) -> np.ndarray:
         """Clip to the demonstrated range ([-1, 1] normalised) before mapping to env units:
@@ -199,7 +224,8 @@ class UVAPolicy:
             reveal = orders[:, n_next:n_masked]
             token_idx = (offsets[:, :, None] + reveal[:, None, :]).reshape(-1)
             tokens[0, token_idx] = m.video_head.sample(
-                z[0, token_idx], gen, cfg.video_temperature if temperature is None else temperature)
+                z[0, token_idx], gen, cfg.video_temperature if temperature is None else temperature,
+                fast=self.fast)
             n_masked = n_next
         latents = m.untokenize(tokens)[0]
         newest = history_latents[0, -1:]
@@ -231,10 +257,16 @@ class UVAPolicy:
         z = self.model.inverse_latent(self.encode(self._check_cameras(frames, "frames")))
         head = self.model.head_for("inverse_model")
         return self._actions_out(head.sample(z, self._generator(seed),
-                                             self.cfg.action_temperature)[0])
+                                             self.cfg.action_temperature, fast=self.fast)[0])
 
 
-def load_policy(path, device: str = "cpu") -> UVAPolicy:
-    """Load a checkpoint directory; raises CheckpointError naming the bad file."""
+def load_policy(path, device: str = "cpu", fast: bool = True) -> UVAPolicy:
+    """Load a checkpoint directory; raises CheckpointError naming the bad file. fast=False
+    keeps the eager reference inference path (see UVAPolicy.fast)."""
     model, cfg, normalizers, meta = load_checkpoint(path, device)
-    return UVAPolicy(model, cfg, normalizers, device, meta)
+    policy = UVAPolicy(model, cfg, normalizers, device, meta, fast)
+    try:  # lazy initialisation at load (= a node's configure), not at the first control tick
+        policy.warm_up()
+    except (RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: loads but predict_action fails on blank input: {e}") from e
+    return policy

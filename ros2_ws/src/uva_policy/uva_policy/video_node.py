@@ -22,6 +22,7 @@ from .conversions import model_frames, rgb_to_image
 from .observations import ObservationStreams
 from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
+from .scheduling import ControlPriority
 
 PARAMETERS = {
     **SHARED_PARAMETERS,
@@ -54,6 +55,9 @@ class VideoNode(Node):
         from uva import CheckpointError, load_policy
         import torch
         torch.set_num_threads(max(int(p("torch_threads")), 1))
+        # the control loop first: lower OS priority, 1 torch thread, no start while the policy
+        # infers (scheduling.py)
+        self.priority = ControlPriority(self)
         self.joint_names = list(p("joint_names"))
         self.dt = 1.0 / float(p("control_rate_hz"))
         self.max_age, self.slop, self.scale = float(p("max_obs_age_s")), float(p("sync_slop_s")), int(p("tile_scale"))
@@ -116,14 +120,15 @@ class VideoNode(Node):
             chunk, input_error = self.latest_chunk, self.streams.error
         if input_error:  # malformed input is worth a warning; waiting for data is not
             self.get_logger().warning(f"not predicting: {reason}", throttle_duration_sec=1.0)
-        if obs is None or chunk is None:
+        if obs is None or chunk is None or not self.priority.may_start():
             return
         self._busy = True
         threading.Thread(target=self._run, args=(obs, aligned, chunk), daemon=True).start()
 
     def _run(self, obs, aligned, chunk):
         try:
-            strip, _ = self._predict_strip(obs, self._fit_chunk(chunk))
+            with self.priority.job():
+                strip, _ = self._predict_strip(obs, self._fit_chunk(chunk))
             self.pub.publish(rgb_to_image(strip, rclpy.time.Time(seconds=aligned.stamp).to_msg(),
                                           "uva_predicted_frames"))
         except ValueError as e:
