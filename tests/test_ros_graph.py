@@ -35,7 +35,7 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
     from uva_msgs.srv import PredictFuture
     node, executor = ros
     proc = start_node("uva_policy.video_node", "video_node",
-                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0,
+                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0, "autostart": True,
                        "max_obs_age_s": 5.0},
                       log_path=tmp_path / "video.log")
     img_pub = node.create_publisher(Image, "/camera/color/image_raw", 10)
@@ -98,7 +98,8 @@ def test_closed_loop_sim_executes_policy_trajectories(ros, panda_ckpt, tmp_path)
     sim = start_node("uva_sim.sim_node", "franka_sim", {"first_seed": 7},
                      log_path=tmp_path / "sim.log")
     policy = start_node("uva_policy.policy_node", "policy_node",
-                        {"checkpoint": str(panda_ckpt), "joint_lower_limits": PANDA_LOWER,
+                        {"checkpoint": str(panda_ckpt), "autostart": True,
+                         "joint_lower_limits": PANDA_LOWER,
                          "joint_upper_limits": PANDA_UPPER, "max_joint_step": 0.1},
                         {"/uva/joint_trajectory": "/fr3_arm_controller/joint_trajectory"},
                         log_path=tmp_path / "policy.log")

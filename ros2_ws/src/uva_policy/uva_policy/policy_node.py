@@ -309,9 +309,11 @@ class PolicyNode(LifecycleNode):
         command = self.switch.update(float(chunk[j, g]), float(measured[g]))
         if command is not None:
             problem = self.gripper.send(command)
-            if problem:
-                self.switch.reset()  # not sent: decide again from the measured fingers
-                self._hold(problem)
+            with self.health.lock:
+                self.health.extra["gripper_error"] = problem
+            if problem:  # the arm keeps running; the gripper is retried from the measured fingers
+                self.switch.reset()
+                self.get_logger().warning(f"gripper: {problem}", throttle_duration_sec=1.0)
             else:
                 self.get_logger().info(f"gripper: {command}")
 
