@@ -91,6 +91,7 @@ class SimNode(Node):
         with self.lock:
             self.trajectory = None
             self.hold = obs.state[:7].copy()
+            self.measured = obs.state[:7].copy()
         self.fingers.set_goal(2 * float(obs.state[7]), self.fingers.max_speed)
         self.fingers.step(0.0, 2 * float(obs.state[7]))
         self._prev_q = None
@@ -122,8 +123,10 @@ class SimNode(Node):
         times = np.array([pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9
                           for pt in msg.points])
         with self.lock:
-            current = self.hold.copy()
-        reason = check_trajectory(names, want, times, q, v, current, self.max_start_deviation)
+            current, measured = self.hold.copy(), self.measured.copy()
+        # the jump check compares with the measured joints (what the robot's reflex watches);
+        # interpolation starts from the held command, so the command itself never jumps
+        reason = check_trajectory(names, want, times, q, v, measured, self.max_start_deviation)
         if reason:
             return self._refuse(reason)
         order = [names.index(n) for n in want]  # controller order, whatever the message's
@@ -147,7 +150,10 @@ class SimNode(Node):
             return self.hold.copy()
 
     def _step(self):
-        fingers = self.fingers.step(self.dt, 2 * float(self.env.joint_state()[7]))
+        state = self.env.joint_state()
+        with self.lock:
+            self.measured = state[:7].copy()
+        fingers = self.fingers.step(self.dt, 2 * float(state[7]))
         target = np.concatenate([self._arm_target(self._now() + self.dt), [fingers]])
         if self.expert_pub is not None:
             self.expert_pub.publish(Float64MultiArray(data=[float(x) for x in self.env.expert_action()]))
