@@ -80,7 +80,7 @@ def record(episodes: int, checkpoint: str | None, first_seed: int, log_dir: Path
     rclpy.shutdown()
     done = [s for s in seeds if s in joints and (s + 1) in started]
     return {"seeds": done, "success": [bool(success.get(s, False)) for s in done],
-            "joints": {s: joints[s] for s in done[:1]}}
+            "joints": {s: joints[s] for s in done}}
 
 
 def plot(samples: list, path: Path, seed: int, succeeded: bool) -> None:
@@ -107,9 +107,9 @@ def plot(samples: list, path: Path, seed: int, succeeded: bool) -> None:
     axes[2].set_ylabel("gripper width (m)")
     axes[2].set_xlabel("time in episode (s)")
     axes[0].legend(ncol=4, fontsize=8, loc="upper right")
-    axes[0].set_title(f"Executed FR3 joint path, sim episode seed {seed} "
-                      f"({'success' if succeeded else 'no success'}): policy node -> "
-                      "arm trajectory controller + gripper actions")
+    axes[0].set_title(f"Executed joint path, sim episode seed {seed} "
+                      f"({'success' if succeeded else 'no success'})\n"
+                      "policy node -> arm trajectory controller + gripper actions", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -124,7 +124,8 @@ def main(argv=None):
     ap.add_argument("--checkpoint", default=None, help="default: the graph's (shipped Panda)")
     ap.add_argument("--first-seed", type=int, default=100000)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--plot", default=None, help="PNG of the first episode's joint path")
+    ap.add_argument("--plot", default=None,
+                    help="PNG of the joint path of the first successful episode (else the first)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds (default 40 per episode)")
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
@@ -142,8 +143,9 @@ def main(argv=None):
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({k: metrics[k] for k in ("episodes", "successes", "success_rate")}))
     if a.plot and res["joints"]:
-        seed = res["seeds"][0]
-        plot(res["joints"][seed], Path(a.plot), seed, res["success"][0])
+        k = res["success"].index(True) if any(res["success"]) else 0
+        seed = res["seeds"][k]
+        plot(res["joints"][seed], Path(a.plot), seed, res["success"][k])
         print(f"wrote {a.plot}")
 
 
