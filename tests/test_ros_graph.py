@@ -91,7 +91,8 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
 
 
 def test_closed_loop_sim_executes_policy_trajectories(ros, panda_ckpt, tmp_path):
-    """Simulated arm + policy node: the arm follows the policy's trajectories over DDS."""
+    """Simulated arm + policy node: the arm follows the policy's trajectories over DDS, and the
+    driver (which refuses what franka_ros2's controller refuses) accepts every one of them."""
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
     node, executor = ros
@@ -114,8 +115,11 @@ def test_closed_loop_sim_executes_policy_trajectories(ros, panda_ckpt, tmp_path)
         first = np.array(states[0].position[:7])
         last = np.array(states[-1].position[:7])
         assert np.abs(last - first).max() > 0.05  # the arm moved under policy control
-        commanded = np.array(trajs[-3].points[-1].positions[:7])
-        assert np.all(np.isfinite(commanded))
+        commanded = np.array(trajs[-3].points[-1].positions)
+        assert len(commanded) == 7 and np.all(np.isfinite(commanded))
+        assert all(list(t.joint_names) == PANDA_JOINTS[:7] for t in trajs)
+        sim_log = (tmp_path / "sim.log").read_text()
+        assert "trajectory refused" not in sim_log, sim_log[-2000:]
         assert sim.poll() is None and policy.poll() is None
     finally:
         for s in subs:
