@@ -38,6 +38,7 @@ class Feeder:
                                      lambda m: self.diags.append((time.time(), parse(m, name))), 10)]
         self._next = 0.0
         self.last_image = 0.0
+        self.extra = None  # called with each round of inputs
 
     def spin(self, seconds=None, until=None, timeout=30.0):
         end = time.time() + (seconds if seconds is not None else timeout)
@@ -47,6 +48,8 @@ class Feeder:
                     self.img_pub.publish(make_image(self.node))
                     self.last_image = time.time()
                 self.js_pub.publish(make_joints(self.node, HOME))
+                if self.extra is not None:
+                    self.extra()
                 self._next = time.time() + 0.05
             self.executor.spin_once(timeout_sec=0.01)
         return until() if until else True
@@ -203,5 +206,41 @@ def test_diagnostics_report_a_stale_camera_within_a_second(ros, panda_ckpt, tmp_
         assert held["level"] == "1" and held["state"] == "active"
         assert float(held["observation_age_s /camera/color/image_raw"]) > max_age
     finally:
+        f.close()
+        stop(proc)
+
+
+def test_video_node_publishes_predictions_only_while_active(ros, panda_ckpt, tmp_path):
+    from lifecycle_msgs.msg import Transition
+    from sensor_msgs.msg import Image
+    from uva_msgs.msg import ActionChunk
+    node, executor = ros
+    proc = start_node("uva_policy.video_node", "video_node",
+                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0, "max_obs_age_s": 5.0},
+                      log_path=tmp_path / "video.log")
+    f = Feeder(node, executor, name="video_node")
+    strips = []
+    sub = node.create_subscription(Image, "/uva/predicted_frames", strips.append, 10)
+    chunk_pub = node.create_publisher(ActionChunk, "/uva/action_chunk", 10)
+    chunk = ActionChunk(joint_names=list(make_joints(node, HOME).name), horizon=8, action_dim=8, dt=0.1)
+    chunk.data = np.tile(HOME, 8).astype(np.float32).tolist()
+    change, get, engage = lifecycle_clients(node, "video_node")
+    f.extra = lambda: chunk_pub.publish(chunk)
+    try:
+        assert transition(f, change, Transition.TRANSITION_CONFIGURE)
+        f.spin(2.5)  # inactive: inputs and chunks flowing, no strip
+        assert not strips and f.latest()["state"] == "inactive"
+        assert transition(f, change, Transition.TRANSITION_ACTIVATE)
+        assert f.spin(until=lambda: strips, timeout=40), (tmp_path / "video.log").read_text()[-2000:]
+        assert transition(f, change, Transition.TRANSITION_DEACTIVATE)
+        f.spin(0.6)  # at most a strip already in flight
+        n = len(strips)
+        f.spin(2.0)
+        assert len(strips) == n and proc.poll() is None
+    finally:
+        for c in (change, get, engage):
+            node.destroy_client(c)
+        node.destroy_subscription(sub)
+        node.destroy_publisher(chunk_pub)
         f.close()
         stop(proc)
