@@ -38,9 +38,10 @@ class Health:
     def message(self, stamp) -> DiagnosticArray:
         with self.lock:
             lat = np.array(self.latencies) if self.latencies else None
-            if self.state != "active":
-                level, text = DiagnosticStatus.WARN if self.reason else DiagnosticStatus.OK, \
-                    f"{self.state}: {self.reason}" if self.reason else self.state
+            if self.state != "active" and self.reason:
+                level, text = DiagnosticStatus.WARN, f"{self.state}: {self.reason}"
+            elif self.state != "active":
+                level, text = DiagnosticStatus.OK, self.state
             elif self.reason:
                 level, text = DiagnosticStatus.WARN, f"HOLD: {self.reason}"
             else:
@@ -66,7 +67,8 @@ def parse(msg: DiagnosticArray, name: str) -> dict[str, str] | None:
     for status in msg.status:
         if status.name == name:
             out = {kv.key: kv.value for kv in status.values}
-            out["level"], out["message"] = str(int.from_bytes(status.level, "little")
-                                               if isinstance(status.level, bytes) else status.level), status.message
+            level = status.level  # a one-byte `bytes` in rclpy
+            out["level"] = str(level[0] if isinstance(level, bytes) else int(level))
+            out["message"] = status.message
             return out
     return None

@@ -89,8 +89,8 @@ def add_engage_service(node) -> None:
         elif state == "active":
             node.trigger_deactivate()
         state = lifecycle_state(node)
-        response.success = state == ("active" if request.data else "inactive") or \
-            (not request.data and state == "unconfigured")
+        wanted = ("active",) if request.data else ("inactive", "unconfigured")
+        response.success = state in wanted
         response.message = f"state: {state}"
         return response
 

@@ -214,17 +214,14 @@ class PolicyNode(LifecycleNode):
         if cfg.proprio_dim != n:
             raise ValueError(f"checkpoint {path} has proprio_dim {cfg.proprio_dim} but "
                              f"joint_names lists {n} joints")
-        for attr, have, what in (("joint_names", self.joint_names, "joint_names"),
-                                 ("cameras", None, "image_topics")):
-            want = getattr(cfg, attr, None)
-            if not want:
-                continue
-            if have is not None and list(want) != list(have):
-                raise ValueError(f"checkpoint {path} was trained on joints {list(want)}, "
-                                 f"parameter joint_names is {list(have)}")
-            if have is None and len(want) != len(self.image_topics):
-                raise ValueError(f"checkpoint {path} expects {len(want)} cameras {list(want)}, "
-                                 f"parameter image_topics lists {len(self.image_topics)}")
+        trained_joints = getattr(cfg, "joint_names", None)  # recorded by newer checkpoints
+        if trained_joints and list(trained_joints) != self.joint_names:
+            raise ValueError(f"checkpoint {path} was trained on joints {list(trained_joints)}, "
+                             f"parameter joint_names is {self.joint_names}")
+        cameras = getattr(cfg, "cameras", None)
+        if cameras and len(cameras) != len(self.image_topics):
+            raise ValueError(f"checkpoint {path} expects {len(cameras)} cameras {list(cameras)}, "
+                             f"parameter image_topics lists {len(self.image_topics)}")
         gripper = self._param("gripper_joint")
         if gripper and gripper not in self.joint_names:
             raise ValueError(f"parameter gripper_joint {gripper!r} is not in joint_names")
@@ -374,8 +371,15 @@ class PolicyNode(LifecycleNode):
         self.chunk_pub.publish(msg)
 
 
+def _join_worker(node: PolicyNode) -> None:
+    """On shutdown: let an inference in flight finish before the process tears down."""
+    worker = getattr(node, "_worker", None)
+    if worker is not None and worker.is_alive():
+        worker.join(timeout=5.0)
+
+
 def main(args=None):
-    run_node(PolicyNode, args)
+    run_node(PolicyNode, args, on_shutdown=_join_worker)
 
 
 if __name__ == "__main__":
