@@ -63,7 +63,8 @@ def sim(ros, tmp_path_factory):
     node, executor = ros
     log = tmp_path_factory.mktemp("sim") / "sim.log"
     proc = start_node("uva_sim.sim_node", "franka_sim",
-                      {"first_seed": 3, "episode_steps": 100000}, log_path=log)
+                      {"first_seed": 3, "episode_steps": 100000, "publish_expert": True},
+                      log_path=log)
     h = SimHarness(node, executor)
     assert h.wait(lambda: len(h.states) > 5 and h.traj_pub.get_subscription_count() > 0, 60), \
         log.read_text()
@@ -163,7 +164,7 @@ def test_gripper_opens_and_closes_through_its_own_actions(sim):
         node.destroy_client(stop_client)
 
 
-def test_scripted_expert_picks_and_places_through_the_split_interface(ros, tmp_path):
+def test_scripted_expert_picks_and_places_through_the_split_interface(sim):
     """The sim's scripted expert action (ground truth topic) driven over DDS the way the policy
     node drives a real FR3: arm joints as a JointTrajectory on the controller topic, the finger
     dimension as grasp / move goals through the hysteresis. At least one real success."""
@@ -174,9 +175,9 @@ def test_scripted_expert_picks_and_places_through_the_split_interface(ros, tmp_p
     from uva_msgs.action import Grasp, Move
     from uva_msgs.msg import GraspEpsilon
     from uva_policy.gripper import CLOSED, GripperSwitch
-    node, executor = ros
-    proc = start_node("uva_sim.sim_node", "franka_sim",
-                      {"first_seed": 11, "publish_expert": True}, log_path=tmp_path / "sim.log")
+    h, proc, log = sim
+    node, executor = h.node, h.executor
+    refusals_before = log.read_text().count("trajectory refused")
     pub = node.create_publisher(JointTrajectory, CONTROLLER, 10)
     move, grasp = ActionClient(node, Move, "/fr3_gripper/move"), ActionClient(node, Grasp, "/fr3_gripper/grasp")
     switch = GripperSwitch(0.04)
@@ -208,12 +209,12 @@ def test_scripted_expert_picks_and_places_through_the_split_interface(ros, tmp_p
         end = time.time() + 60
         while time.time() < end and not state["success"]:
             executor.spin_once(timeout_sec=0.02)
-        assert state["success"], (tmp_path / "sim.log").read_text()[-3000:]
+        assert state["success"], log.read_text()[-3000:]
         assert state["goals"] >= 2  # closed on the cube and opened to release it
-        assert "trajectory refused" not in (tmp_path / "sim.log").read_text()
+        assert log.read_text().count("trajectory refused") == refusals_before
     finally:
         for s in subs:
             node.destroy_subscription(s)
+        node.destroy_publisher(pub)
         move.destroy()
         grasp.destroy()
-        stop(proc)
