@@ -14,8 +14,8 @@ grep -rl "/opt/python/cp311-cp311" "$VENV/share" --include='*Export*.cmake' 2>/d
          -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/core/include#$NPINC#g" "$f"
 done || true
 source "$ROOT/scripts/ros_env.sh"
-BUILD="$ROOT/build/uva_msgs"
-mkdir -p "$ROOT/build"
+BUILD="${UVA_MSGS_BUILD_DIR:-$ROOT/build/uva_msgs}"  # override for a build tree of another checkout
+mkdir -p "$(dirname "$BUILD")"
 cmake -S "$ROOT/ros2_ws/src/uva_msgs" -B "$BUILD" -DCMAKE_PREFIX_PATH="$VENV" \
   -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF > "$BUILD.log" 2>&1 \
   || { tail -30 "$BUILD.log"; exit 1; }

@@ -28,7 +28,8 @@ def declared_parameters(node_name: str) -> set[str]:
 
 
 def launch_nodes(path: Path) -> list[dict]:
-    """Every launch_ros Node(...) call: package, executable, name, override keys, remaps."""
+    """Every launch_ros Node(...) / LifecycleNode(...) call: package, executable, name,
+    override keys, remaps, and whether it is managed."""
     tree = ast.parse(path.read_text())
     overrides = {}
     for node in ast.walk(tree):
@@ -36,9 +37,11 @@ def launch_nodes(path: Path) -> list[dict]:
             overrides[node.targets[0].id] = [k.value for k in node.value.keys]
     nodes = []
     for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("Node", "LifecycleNode"):
             kw = {k.arg: k.value for k in call.keywords}
             info = {k: kw[k].value for k in ("package", "executable", "name") if k in kw}
+            info["lifecycle"] = call.func.id == "LifecycleNode"
+            info["has_namespace"] = "namespace" in kw  # launch_ros' LifecycleNode requires it
             info["override_keys"] = []
             if "parameters" in kw:
                 for el in kw["parameters"].elts:
@@ -81,9 +84,19 @@ def test_launch_file_is_consistent(launch_file):
             assert topic == "/uva/joint_trajectory"  # the only topic we remap: policy -> controller
     declared, used = launch_arguments(path)
     assert used <= declared, used - declared
-    assert {"checkpoint", "device", "use_video_node", "rviz", "camera_topic"} <= declared
+    assert {"checkpoint", "device", "use_video_node", "rviz", "camera_topic", "autostart"} <= declared
     if launch_file == "franka.launch.py":
         assert "robot_ip" in declared
+    # the UVA nodes are managed: launched as LifecycleNodes, configured by an emitted event
+    # unless they autostart, never activated by the launch file itself
+    managed = [n for n in nodes if n["executable"] in ("policy_node", "video_node")]
+    assert all(n["lifecycle"] and n["has_namespace"] for n in managed)
+    text = path.read_text()
+    assert "TRANSITION_CONFIGURE" in text and "UnlessCondition(autostart)" in text
+    assert "TRANSITION_ACTIVATE" not in text
+    default = {"franka.launch.py": "false", "sim.launch.py": "true"}[launch_file]
+    assert re.search(r'DeclareLaunchArgument\("autostart", default_value="%s"' % default, text)
+    assert re.search(r'DeclareLaunchArgument\("checkpoint", default_value=""', text)
 
 
 @pytest.mark.parametrize("yaml_file", ["sim.yaml", "franka.yaml"])
@@ -97,6 +110,12 @@ def test_every_yaml_parameter_is_declared(yaml_file):
         if node_name == "policy_node":
             n = len(params["joint_names"])
             assert len(params["joint_lower_limits"]) == len(params["joint_upper_limits"]) == n
+            assert params["gripper_joint"] in params["joint_names"]
+            assert params["gripper_namespace"] == "/fr3_gripper"
+            assert params["autostart"] is (yaml_file == "sim.yaml")  # the robot waits for engage
+            assert params["checkpoint"] == ""  # the installed default, not a cwd-relative path
+        if node_name == "franka_sim":
+            assert params["gripper_namespace"] == "/fr3_gripper"
 
 
 def test_runner_builds_the_same_graph_as_the_sim_launch_file():
@@ -118,6 +137,6 @@ def test_rviz_config_displays_topics_our_nodes_publish():
               if d["Class"] == "rviz_default_plugins/Image"}
     assert images == {"/camera/color/image_raw", "/uva/predicted_frames"}
     video_src = (SRC / "uva_policy" / "uva_policy" / "video_node.py").read_text()
-    assert 'create_publisher(Image, "/uva/predicted_frames"' in video_src
+    assert 'create_lifecycle_publisher(Image, "/uva/predicted_frames"' in video_src
     sim_src = (SRC / "uva_sim" / "uva_sim" / "sim_node.py").read_text()
     assert 'create_publisher(Image, "/camera/color/image_raw"' in sim_src

@@ -9,7 +9,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from ros_helpers import (HOME, PANDA_JOINTS, PANDA_LOWER, PANDA_UPPER, isolate_dds, make_image,
-                         make_joints, matched_publisher, spin, start_node, stop)
+                         make_joints, matched_publisher, refused_trajectories, spin, start_node,
+                         stop)
 
 isolate_dds()
 
@@ -35,7 +36,7 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
     from uva_msgs.srv import PredictFuture
     node, executor = ros
     proc = start_node("uva_policy.video_node", "video_node",
-                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0,
+                      {"checkpoint": str(panda_ckpt), "publish_rate_hz": 4.0, "autostart": True,
                        "max_obs_age_s": 5.0},
                       log_path=tmp_path / "video.log")
     img_pub = node.create_publisher(Image, "/camera/color/image_raw", 10)
@@ -91,14 +92,16 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
 
 
 def test_closed_loop_sim_executes_policy_trajectories(ros, panda_ckpt, tmp_path):
-    """Simulated arm + policy node: the arm follows the policy's trajectories over DDS."""
+    """Simulated arm + policy node: the arm follows the policy's trajectories over DDS, and the
+    driver (which refuses what franka_ros2's controller refuses) accepts every one of them."""
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
     node, executor = ros
     sim = start_node("uva_sim.sim_node", "franka_sim", {"first_seed": 7},
                      log_path=tmp_path / "sim.log")
     policy = start_node("uva_policy.policy_node", "policy_node",
-                        {"checkpoint": str(panda_ckpt), "joint_lower_limits": PANDA_LOWER,
+                        {"checkpoint": str(panda_ckpt), "autostart": True,
+                         "joint_lower_limits": PANDA_LOWER,
                          "joint_upper_limits": PANDA_UPPER, "max_joint_step": 0.1},
                         {"/uva/joint_trajectory": "/fr3_arm_controller/joint_trajectory"},
                         log_path=tmp_path / "policy.log")
@@ -106,15 +109,20 @@ def test_closed_loop_sim_executes_policy_trajectories(ros, panda_ckpt, tmp_path)
     subs = [node.create_subscription(JointState, "/joint_states", states.append, 50),
             node.create_subscription(JointTrajectory, "/fr3_arm_controller/joint_trajectory", trajs.append, 10)]
     try:
-        end = time.time() + 60
+        start = time.time()
+        end = start + 60
         while time.time() < end and len(trajs) < 6:
             executor.spin_once(timeout_sec=0.05)
         assert len(trajs) >= 6, (tmp_path / "policy.log").read_text()[-2000:]
         first = np.array(states[0].position[:7])
         last = np.array(states[-1].position[:7])
         assert np.abs(last - first).max() > 0.05  # the arm moved under policy control
-        commanded = np.array(trajs[-3].points[-1].positions[:7])
-        assert np.all(np.isfinite(commanded))
+        commanded = np.array(trajs[-3].points[-1].positions)
+        assert len(commanded) == 7 and np.all(np.isfinite(commanded))
+        assert all(list(t.joint_names) == PANDA_JOINTS[:7] for t in trajs)
+        malformed, deviation = refused_trajectories((tmp_path / "sim.log").read_text())
+        assert not malformed, malformed
+        assert len(deviation) <= 3 * int(time.time() - start > 12), deviation  # a reset at most
         assert sim.poll() is None and policy.poll() is None
     finally:
         for s in subs:

@@ -56,11 +56,12 @@ class Harness:
 def policy(ros, panda_ckpt, tmp_path):
     node, executor = ros
     proc = start_node("uva_policy.policy_node", "policy_node",
-                      {"checkpoint": str(panda_ckpt), "joint_lower_limits": PANDA_LOWER,
+                      {"checkpoint": str(panda_ckpt), "autostart": True,
+                       "joint_lower_limits": PANDA_LOWER,
                        "joint_upper_limits": PANDA_UPPER, "max_joint_step": 0.05,
                        "max_obs_age_s": 0.5}, log_path=tmp_path / "policy.log")
     h = Harness(node, executor)
-    assert h.wait_for(lambda: len(h.statuses) > 0, 30), (tmp_path / "policy.log").read_text()
+    assert h.wait_for(lambda: len(h.statuses) > 0, 60), (tmp_path / "policy.log").read_text()
     yield h, proc
     h.close()
     stop(proc)
@@ -70,14 +71,14 @@ def test_trajectory_is_well_formed_and_safe(policy):
     h, proc = policy
     assert h.wait_for(lambda: len(h.trajs) >= 3, 30)
     for traj in h.trajs:
-        assert list(traj.joint_names) == PANDA_JOINTS
+        assert list(traj.joint_names) == PANDA_JOINTS[:7]  # the arm only: the gripper is split off
         assert len(traj.points) >= 1
         times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
         assert all(b > a for a, b in zip(times, times[1:]))
         q = np.array([p.positions for p in traj.points])
         assert np.isfinite(q).all()
-        assert (q >= np.array(PANDA_LOWER) - 1e-9).all() and (q <= np.array(PANDA_UPPER) + 1e-9).all()
-        steps = np.abs(np.diff(np.vstack([HOME, q]), axis=0))
+        assert (q >= np.array(PANDA_LOWER[:7]) - 1e-9).all() and (q <= np.array(PANDA_UPPER[:7]) + 1e-9).all()
+        steps = np.abs(np.diff(np.vstack([HOME[:7], q]), axis=0))
         assert (steps <= 0.05 + 1e-6).all()  # max per-step change from the measured state
     # status is published on the control tick, so it may trail the last trajectory by a tick
     assert h.wait_for(lambda: h.statuses[-1].state == 0 and h.statuses[-1].chunks_published >= 3, 5)
@@ -148,17 +149,35 @@ def test_timestamps_going_backwards_hold(policy):
     assert proc.poll() is None
 
 
-def test_missing_checkpoint_holds_but_stays_alive(ros, tmp_path):
+def test_missing_checkpoint_fails_configure_but_stays_alive(ros, tmp_path):
+    """A checkpoint that is not there fails `configure` with an error naming the parameter (on
+    /diagnostics and from ~/engage); the node stays alive, unconfigured, commanding nothing."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_srvs.srv import SetBool
+    from uva_policy.diagnostics import parse
     node, executor = ros
     proc = start_node("uva_policy.policy_node", "policy_node",
-                      {"checkpoint": str(tmp_path / "nowhere")}, log_path=tmp_path / "p.log")
+                      {"checkpoint": str(tmp_path / "nowhere"), "autostart": True},
+                      log_path=tmp_path / "p.log")
     h = Harness(node, executor)
+    diags = []
+    sub = node.create_subscription(DiagnosticArray, "/diagnostics",
+                                   lambda m: diags.append(parse(m, "policy_node")), 10)
+    client = node.create_client(SetBool, "/policy_node/engage")
     try:
-        assert h.wait_for(lambda: len(h.statuses) >= 3, 30)
-        assert all(s.state == 1 for s in h.statuses)
-        assert "checkpoint" in h.statuses[-1].reason
+        failed = lambda: [d for d in diags if d and d["state"] == "unconfigured"
+                          and "configure failed" in d["hold_reason"]]
+        assert h.wait_for(failed, 60), (tmp_path / "p.log").read_text()
+        last = failed()[-1]
+        assert "parameter 'checkpoint'" in last["hold_reason"] and "nowhere" in last["hold_reason"]
+        assert client.wait_for_service(timeout_sec=10)
+        fut = client.call_async(SetBool.Request(data=True))
+        h.wait_for(fut.done, 20)
+        assert not fut.result().success and "parameter 'checkpoint'" in fut.result().message
         assert not h.trajs and proc.poll() is None
     finally:
+        node.destroy_subscription(sub)
+        node.destroy_client(client)
         h.close()
         stop(proc)
 
@@ -171,7 +190,7 @@ def test_compressed_camera_topic_drives_the_policy_and_junk_holds(ros, panda_ckp
     node, executor = ros
     topic = "/camera/color/image_raw/compressed"  # image_transport's name for the JPEG/PNG stream
     proc = start_node("uva_policy.policy_node", "policy_node",
-                      {"checkpoint": str(panda_ckpt), "image_topics": [topic],
+                      {"checkpoint": str(panda_ckpt), "image_topics": [topic], "autostart": True,
                        "joint_lower_limits": PANDA_LOWER, "joint_upper_limits": PANDA_UPPER},
                       log_path=tmp_path / "policy.log")
     h = Harness(node, executor)

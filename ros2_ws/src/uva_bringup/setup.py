@@ -14,6 +14,8 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
+        # the shipped checkpoints (a link to models/checkpoints): the nodes' default checkpoint
+        *[("share/" + package_name + "/" + d, glob(d + "/*")) for d in glob("checkpoints/*")],
     ],
     install_requires=["setuptools"],
     entry_points={"console_scripts": [

@@ -1,6 +1,14 @@
-"""UVA on a real Franka FR3: franka_ros2 bringup + policy node (+ video node, rviz2).
+"""UVA on a real Franka FR3: franka_ros2 bringup + the managed policy node (+ video node, rviz2).
 
-The policy's /uva/joint_trajectory is remapped to the arm's joint trajectory controller.
+The policy's /uva/joint_trajectory (the seven arm joints) is remapped to the arm's joint
+trajectory controller; its gripper goals go to franka_gripper's actions (/fr3_gripper/move,
+/fr3_gripper/grasp). The UVA nodes are lifecycle nodes: this file configures them (checkpoint
+loaded and checked, inference warmed up) and leaves them `inactive`, so nothing moves until an
+operator engages:
+    ros2 lifecycle set /policy_node activate        (or: ros2 service call /policy_node/engage
+                                                      std_srvs/srv/SetBool "{data: true}")
+`autostart:=true` makes them activate by themselves instead.
+
 Written against the real launch / launch_ros API (not installable on the dev machine; the same
 graph runs there via `python -m uva_bringup.run` from the same YAML).
 """
@@ -8,25 +16,53 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription
+from launch.conditions import IfCondition, UnlessCondition
+from launch.events import matches_action
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
+from lifecycle_msgs.msg import Transition
+
+
+def configure(node, condition):
+    """Bring a lifecycle node to `inactive` (unless it autostarts by itself)."""
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                       transition_id=Transition.TRANSITION_CONFIGURE),
+                     condition=condition)
 
 
 def generate_launch_description():
     share = get_package_share_directory("uva_bringup")
     params = os.path.join(share, "config", "franka.yaml")
     robot_ip = LaunchConfiguration("robot_ip")
-    checkpoint = LaunchConfiguration("checkpoint")
-    device = LaunchConfiguration("device")
-    camera_topic = LaunchConfiguration("camera_topic")
-    overrides = {"checkpoint": checkpoint, "device": device, "image_topics": [camera_topic]}
+    autostart = LaunchConfiguration("autostart")
+    overrides = {"checkpoint": ParameterValue(LaunchConfiguration("checkpoint"), value_type=str),
+                 "device": LaunchConfiguration("device"),
+                 "image_topics": [LaunchConfiguration("camera_topic")],
+                 "autostart": ParameterValue(autostart, value_type=bool)}
+    policy = LifecycleNode(
+        package="uva_policy", executable="policy_node", name="policy_node", namespace="",
+        parameters=[params, overrides],
+        remappings=[("/uva/joint_trajectory", LaunchConfiguration("trajectory_controller"))],
+        output="screen",
+    )
+    video = LifecycleNode(
+        package="uva_policy", executable="video_node", name="video_node", namespace="",
+        parameters=[params, overrides],
+        condition=IfCondition(LaunchConfiguration("use_video_node")),
+        output="screen",
+    )
     return LaunchDescription([
         DeclareLaunchArgument("robot_ip", description="FR3 control box address"),
-        DeclareLaunchArgument("checkpoint", default_value="models/checkpoints/panda"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="checkpoint directory; empty = the one installed "
+                                          "with uva_bringup (share/uva_bringup/checkpoints/panda)"),
         DeclareLaunchArgument("device", default_value="cuda"),
+        DeclareLaunchArgument("autostart", default_value="false",
+                              description="activate the UVA nodes at once (no explicit engage)"),
         DeclareLaunchArgument("use_video_node", default_value="true"),
         DeclareLaunchArgument("rviz", default_value="true"),
         DeclareLaunchArgument("camera_topic", default_value="/camera/color/image_raw"),
@@ -37,18 +73,10 @@ def generate_launch_description():
                 get_package_share_directory("franka_bringup"), "launch", "franka.launch.py")),
             launch_arguments={"robot_ip": robot_ip, "load_gripper": "true"}.items(),
         ),
-        Node(
-            package="uva_policy", executable="policy_node", name="policy_node",
-            parameters=[params, overrides],
-            remappings=[("/uva/joint_trajectory", LaunchConfiguration("trajectory_controller"))],
-            output="screen",
-        ),
-        Node(
-            package="uva_policy", executable="video_node", name="video_node",
-            parameters=[params, overrides],
-            condition=IfCondition(LaunchConfiguration("use_video_node")),
-            output="screen",
-        ),
+        policy,
+        video,
+        configure(policy, UnlessCondition(autostart)),
+        configure(video, UnlessCondition(autostart)),
         Node(
             package="rviz2", executable="rviz2", name="rviz2",
             arguments=["-d", os.path.join(share, "rviz", "uva.rviz")],

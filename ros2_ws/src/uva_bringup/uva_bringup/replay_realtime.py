@@ -72,10 +72,13 @@ def run(bag: str, ckpt: str, topics, log_path: str | None = None) -> dict:
     argv = [sys.executable, "-m", "uva_policy.policy_node", "--ros-args", "-r", "__node:=policy_node",
             "-p", f"checkpoint:={ckpt}", "-p", "use_sim_time:=true", "-p", f"joint_names:={fmt(names)}",
             "-p", f"image_topics:={fmt([image_topic])}",
-            "-p", f"control_rate_hz:={topics.control_rate_hz}",
-            "-p", f"max_obs_age_s:={topics.max_obs_age_s}",
-            "-p", f"sync_slop_s:={topics.sync_slop_s}",
-            "-p", "blend_steps:=0", "-p", "max_joint_step:=100.0"]
+            "-p", f"control_rate_hz:={float(topics.control_rate_hz)}",
+            "-p", f"max_obs_age_s:={float(topics.max_obs_age_s)}",
+            "-p", f"sync_slop_s:={float(topics.sync_slop_s)}",
+            "-p", "blend_steps:=0", "-p", "max_joint_step:=100.0",
+            # engaged at once; the whole chunk on /uva/action_chunk is what is compared, so no
+            # gripper split (a bag's joints need not include the Franka finger)
+            "-p", "autostart:=true", "-p", "gripper_joint:=''"]
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     policy = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     sent = {"image": 0, "joints": 0}

@@ -88,3 +88,12 @@ class ObservationStreams:
             obs, reason = align_history(self.image_buffers, self.state_buffer, now, n_frames,
                                         spacing_s, slop_s, max_age_s)
             return obs, reason, self.generation
+
+    def ages(self, now: float, image_topics: list[str]) -> dict[str, float | None]:
+        """Seconds since the newest message of each stream (None before the first), for health."""
+        with self.lock:
+            out = {t: (None if b.latest_stamp is None else now - b.latest_stamp)
+                   for t, b in zip(image_topics, self.image_buffers)}
+            stamp = self.state_buffer.latest_stamp
+            out["joint_states"] = None if stamp is None else now - stamp
+            return out

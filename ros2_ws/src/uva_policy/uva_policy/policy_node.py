@@ -1,10 +1,19 @@
-"""UVA policy node: RGB image topics + /joint_states in, joint trajectory chunks out.
+"""UVA policy node: RGB image topics + /joint_states in; arm trajectories and gripper goals out.
 
-A thin adapter over `uva`: messages are converted to arrays, the observation history is aligned
-by timestamp on a fixed-rate control timer (.observations over uva.control), `predict_action`
-runs on a worker thread (never the video head, never blocking callbacks), and every command
-passes the safety filter. On missing, stale or malformed input nothing new is published (the controller holds the
-last trajectory) and the reason is reported once per second in the log and on ~/status.
+A thin, managed (lifecycle) adapter over `uva`: messages are converted to arrays, the
+observation history is aligned by timestamp on a fixed-rate control timer (.observations over
+uva.control), `predict_action` runs on a worker thread (never the video head, never blocking
+callbacks), and every command passes the safety filter. Each chunk is split as a franka_ros2
+robot needs it: the arm joints go to /uva/joint_trajectory (remapped to the arm's
+JointTrajectoryController) with velocities consistent with the positions, the gripper dimension
+becomes franka_gripper move/grasp goals with hysteresis (.gripper).
+
+Lifecycle (.managed): `configure` resolves, loads and checks the checkpoint and warms up
+inference; `activate` is the explicit engage, before which nothing is commanded; `deactivate`
+stops commanding at once (with `stop_on_deactivate`, one empty trajectory tells the controller to
+stop and hold where it is). On missing, stale or malformed input nothing new is published (the
+controller holds) and the reason is reported once per second in the log, on ~/status and on
+/diagnostics (at once when it changes).
 """
 from __future__ import annotations
 
@@ -14,27 +23,35 @@ import time
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
-from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva import franka
 from uva.control import SafetyFilter, schedule_chunk
+from uva.trajectory import chunk_velocities
 
 from .conversions import model_frames
+from .diagnostics import Health
+from .gripper import GripperClient, GripperSwitch
+from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
+                      resolve_checkpoint, schedule_autostart)
 from .observations import ObservationStreams
 from .runtime import run_node
 
 
 SHARED_PARAMETERS = {  # declared by both the policy and the video node
-    "checkpoint": "",
+    "checkpoint": "",  # "" = the default installed with uva_bringup (share/.../checkpoints/panda)
     "device": "cpu",
+    "autostart": False,  # configure + activate by itself (sim graph, tests); else wait for engage
     "image_topics": ["/camera/color/image_raw"],
     "joint_states_topic": "/joint_states",
     "joint_names": franka.MODEL_JOINTS,
     "control_rate_hz": 10.0,
     "sync_slop_s": 0.05,
     "torch_threads": 1,
+    "diagnostics_rate_hz": 2.0,
     # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): nothing
     # is planned or predicted from frames of the scene before it
     "reset_topic": "~/reset",
@@ -47,69 +64,186 @@ PARAMETERS = {
     "max_obs_age_s": 0.5,
     "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default
     "blend_steps": 2,
+    "stop_on_deactivate": True,
+    # the action dimension that is the gripper ("" = none: every joint goes to the trajectory)
+    "gripper_joint": franka.FINGER_JOINTS[0],
+    "gripper_namespace": "/fr3_gripper",  # franka_gripper's move / grasp actions
+    "gripper_open_position": 0.04,  # finger joint position (m) of a fully open hand
+    "gripper_close_below": 0.3,  # hysteresis on opening = target / open position
+    "gripper_open_above": 0.7,
+    "gripper_open_width": 0.08,  # Move goal width (m between the fingers)
+    "gripper_grasp_width": 0.0,  # Grasp goal: width, epsilon band, speed, force
+    "gripper_epsilon_inner": 0.005,
+    "gripper_epsilon_outer": 0.08,
+    "gripper_speed": 0.1,
+    "gripper_force": 20.0,
 }
 
 
-def declare_all(node: Node, params: dict) -> None:
+def declare_all(node, params: dict) -> None:
     for name, default in params.items():
         node.declare_parameter(name, default)
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
     def __init__(self):
         super().__init__("policy_node")
         declare_all(self, PARAMETERS)
-        p = lambda n: self.get_parameter(n).value
+        p = self._param
         self.joint_names = list(p("joint_names"))
+        self.image_topics = list(p("image_topics"))
         self.rate = float(p("control_rate_hz"))
         self.dt = 1.0 / self.rate
-        self.max_age = float(p("max_obs_age_s"))
-        self.slop = float(p("sync_slop_s"))
-        self.blend_steps = int(p("blend_steps"))
-        self.safety = SafetyFilter(p("joint_lower_limits"), p("joint_upper_limits"),
-                                   p("max_joint_step"))
         self.status = PolicyStatus()
+        self.health = Health(self.get_name())
         self._reason, self._last_log = "", 0.0
         self.policy = None
-        self._load_policy(p("checkpoint"), p("device"), int(p("torch_threads")))
-        n_exec = int(p("n_action_steps"))
-        self.n_exec = n_exec if n_exec > 0 else (self.policy.cfg.n_action_steps if self.policy else 8)
-        self.streams = ObservationStreams(self, list(p("image_topics")), p("joint_states_topic"),
+        self.configure_error = ""
+        self._active = False
+        self._epoch = 0  # bumped by activate / deactivate: results of an older epoch are dropped
+        self._publish_lock = threading.Lock()
+        self._timer = None
+        self.gripper = None
+        self.streams = ObservationStreams(self, self.image_topics, p("joint_states_topic"),
                                           self.joint_names, p("reset_topic"), self._forget_plan)
-        self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
-        self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)
+        self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "/uva/action_chunk", 10)
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0 / float(p("diagnostics_rate_hz")), self._publish_health)
+        add_engage_service(self)
+        schedule_autostart(self)
+
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        p = self._param
+        try:
+            self._load_policy(p("checkpoint"), p("device"), int(p("torch_threads")))
+        except (CheckpointParameterError, ValueError, RuntimeError) as e:
+            self.configure_error = str(e)
+            self.policy = None
+            self.get_logger().error(f"configure failed: {e}")
+            self.health.set_reason(f"configure failed: {e}")
+            self._publish_health()
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        self.safety = SafetyFilter(p("joint_lower_limits"), p("joint_upper_limits"),
+                                   p("max_joint_step"))
+        self.slop, self.max_age = float(p("sync_slop_s")), float(p("max_obs_age_s"))
+        self.blend_steps = int(p("blend_steps"))
+        n_exec = int(p("n_action_steps"))
+        self.n_exec = n_exec if n_exec > 0 else self.policy.cfg.n_action_steps
+        gripper = p("gripper_joint")
+        self.gripper_index = self.joint_names.index(gripper) if gripper else None
+        self.arm_index = [i for i in range(len(self.joint_names)) if i != self.gripper_index]
+        self.arm_names = [self.joint_names[i] for i in self.arm_index]
+        if gripper:
+            self.switch = GripperSwitch(float(p("gripper_open_position")),
+                                        float(p("gripper_close_below")), float(p("gripper_open_above")))
+            self.gripper = GripperClient(
+                self, p("gripper_namespace"), float(p("gripper_open_width")),
+                float(p("gripper_grasp_width")), float(p("gripper_epsilon_inner")),
+                float(p("gripper_epsilon_outer")), float(p("gripper_speed")), float(p("gripper_force")))
         self._worker: threading.Thread | None = None
-        self._ticks_since_plan = 10**9
-        self._prev_chunk, self._prev_start = None, None
-        self.create_timer(self.dt, self._tick)
+        self._forget_plan()
+        self._last_tick = None
+        self._timer = self.create_timer(self.dt, self._tick)
+        self._hold("inactive: waiting for activate (engage)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        with self._publish_lock:
+            self._epoch += 1
+            self._forget_plan()
+            self._active = True
+        self.get_logger().info("engaged: commanding the arm")
+        self.health.set_reason("")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        with self._publish_lock:  # a worker finishing now publishes nothing
+            self._active = False
+            self._epoch += 1
+            if self._param("stop_on_deactivate"):
+                self.traj_pub.publish(JointTrajectory(joint_names=self.arm_names))
+        self.get_logger().info("disengaged: no further commands")
+        self._hold("inactive: waiting for activate (engage)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        self._hold("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        with self._publish_lock:
+            self._active = False
+            self._epoch += 1
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self.gripper is not None:
+            self.gripper.destroy()
+            self.gripper = None
+        self.policy = None
 
     # ------------------------------------------------------------------ setup
-    def _load_policy(self, path: str, device: str, threads: int) -> None:
+    def _load_policy(self, value: str, device: str, threads: int) -> None:
+        """Resolve, load and check the checkpoint against this node's parameters, then warm up;
+        raises with the reason (the configure transition fails with it)."""
         import torch
         from uva import CheckpointError, load_policy
         torch.set_num_threads(max(threads, 1))
+        path = resolve_checkpoint(value)
         try:
-            if not path:
-                raise CheckpointError("parameter 'checkpoint' is empty")
-            self.policy = load_policy(path, device)
-            self.get_logger().info(f"loaded UVA checkpoint {path} on {device}")
+            policy = load_policy(path, device)
         except CheckpointError as e:
-            self.policy = None
-            self._hold(f"no usable checkpoint: {e}")
-            return
-        if self.policy.cfg.action_dim != len(self.joint_names):
-            self._hold(f"checkpoint action_dim {self.policy.cfg.action_dim} != "
-                       f"{len(self.joint_names)} joint_names")
-            self.policy = None
+            raise CheckpointParameterError(f"parameter 'checkpoint' ({path}): {e}") from e
+        cfg = policy.cfg
+        n = len(self.joint_names)
+        if cfg.action_dim != n:
+            raise ValueError(f"checkpoint {path} has action_dim {cfg.action_dim} but "
+                             f"joint_names lists {n} joints {self.joint_names}")
+        if cfg.proprio_dim != n:
+            raise ValueError(f"checkpoint {path} has proprio_dim {cfg.proprio_dim} but "
+                             f"joint_names lists {n} joints")
+        trained_joints = getattr(cfg, "joint_names", None)  # recorded by newer checkpoints
+        if trained_joints and list(trained_joints) != self.joint_names:
+            raise ValueError(f"checkpoint {path} was trained on joints {list(trained_joints)}, "
+                             f"parameter joint_names is {self.joint_names}")
+        cameras = getattr(cfg, "cameras", None)
+        if cameras and len(cameras) != len(self.image_topics):
+            raise ValueError(f"checkpoint {path} expects {len(cameras)} cameras {list(cameras)}, "
+                             f"parameter image_topics lists {len(self.image_topics)}")
+        gripper = self._param("gripper_joint")
+        if gripper and gripper not in self.joint_names:
+            raise ValueError(f"parameter gripper_joint {gripper!r} is not in joint_names")
+        t0 = time.perf_counter()
+        lower = np.asarray(self._param("joint_lower_limits"), dtype=np.float64)
+        upper = np.asarray(self._param("joint_upper_limits"), dtype=np.float64)
+        policy.predict_action({
+            "image": np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8),
+            "state": np.tile((lower + upper) / 2, (cfg.n_frames, 1))})
+        self.policy = policy
+        self.get_logger().info(f"loaded UVA checkpoint {path} on {device} "
+                               f"(warm-up inference {time.perf_counter() - t0:.2f}s)")
 
     def _forget_plan(self) -> None:
-        """On reset (under the streams' lock): the next chunk is planned from fresh frames as
-        soon as they arrive, without blending into the old scene's chunk."""
+        """On reset (under the streams' lock) or a lifecycle change: the next chunk is planned
+        from fresh frames as soon as they arrive, without blending into an old chunk."""
         self._prev_chunk, self._prev_start = None, None
         self._ticks_since_plan = 10**9
+        if self.gripper is not None:
+            self.switch.reset()  # a new scene: the fingers' state is measured again
 
-    # ------------------------------------------------------------------ control tick
+    # ------------------------------------------------------------------ health
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -117,41 +251,78 @@ class PolicyNode(Node):
         self.status.state = PolicyStatus.HOLD
         self.status.reason = reason
         self.status.ticks_held += 1
+        if self.health.set_reason(reason):
+            self._publish_health()  # a new hold reason is reported at once
         now = time.monotonic()
         if reason != self._reason or now - self._last_log > 1.0:
-            self.get_logger().warning(f"HOLD: {reason}")
+            if self._active:
+                self.get_logger().warning(f"HOLD: {reason}")
             self._reason, self._last_log = reason, now
 
+    def _publish_health(self) -> None:
+        h = self.health
+        with h.lock:
+            h.state = lifecycle_state(self)
+            h.stream_ages = self.streams.ages(self._now(), self.image_topics)
+            h.chunks_published = int(self.status.chunks_published)
+            if self.gripper is not None:
+                h.extra["gripper_goals_sent"] = str(self.gripper.goals_sent)
+        self.diag_pub.publish(h.message(self.get_clock().now().to_msg()))
+
+    # ------------------------------------------------------------------ control tick
     def _tick(self) -> None:
         now = self._now()
+        if self._last_tick is not None:  # a late timer means control steps that never ran
+            self.health.dropped_ticks += max(int(round((now - self._last_tick) / self.dt)) - 1, 0)
+        self._last_tick = now
         self._ticks_since_plan += 1
-        cfg = self.policy.cfg if self.policy else None
+        cfg = self.policy.cfg
         obs, reason, generation = self.streams.aligned(
-            now, cfg.n_frames if cfg else 1, (cfg.actions_per_frame if cfg else 1) * self.dt,
-            self.slop, self.max_age)
-        if self.policy is None:
-            self._hold(self.status.reason or "no policy loaded")
+            now, cfg.n_frames, cfg.actions_per_frame * self.dt, self.slop, self.max_age)
+        if not self._active:
+            self._hold("inactive: waiting for activate (engage)")
         elif obs is None:
             self._hold(reason)
             self._prev_chunk = None  # after a hold, start the next chunk from the measured state
         else:
             self.status.observation_age_s = float(obs.age_s)
+            self._command_gripper(now, obs.states[-1])
             busy = self._worker is not None and self._worker.is_alive()
             if not busy and self._ticks_since_plan >= self.n_exec:
                 self._ticks_since_plan = 0
-                self._worker = threading.Thread(target=self._infer, args=(obs, generation),
-                                                daemon=True)
+                self._worker = threading.Thread(target=self._infer,
+                                                args=(obs, generation, self._epoch), daemon=True)
                 self._worker.start()
         self.status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(self.status)
 
-    def _infer(self, obs, generation: int) -> None:
+    def _command_gripper(self, now: float, measured: np.ndarray) -> None:
+        """The gripper dimension of the running chunk at this tick, through the hysteresis."""
+        if self.gripper is None or self._prev_chunk is None:
+            return
+        chunk, start = self._prev_chunk, self._prev_start
+        j = int(np.clip(np.ceil((now - start) / self.dt - 1e-6), 0, len(chunk) - 1))
+        g = self.gripper_index
+        command = self.switch.update(float(chunk[j, g]), float(measured[g]))
+        if command is not None:
+            problem = self.gripper.send(command)
+            with self.health.lock:
+                self.health.extra["gripper_error"] = problem
+            if problem:  # the arm keeps running; the gripper is retried from the measured fingers
+                self.switch.reset()
+                self.get_logger().warning(f"gripper: {problem}", throttle_duration_sec=1.0)
+            else:
+                self.get_logger().info(f"gripper: {command}")
+
+    def _infer(self, obs, generation: int, epoch: int) -> None:
         cfg = self.policy.cfg
         try:
             images = model_frames(obs, cfg.image_size)
             t0 = time.perf_counter()
             chunk = self.policy.predict_action({"image": images, "state": obs.states})
-            self.status.inference_latency_s = time.perf_counter() - t0
+            latency = time.perf_counter() - t0
+            self.status.inference_latency_s = latency
+            self.health.latency(latency)
             now = self._now()
             steps, first, start = schedule_chunk(chunk, obs.stamp, now, self.dt,
                                                  self._prev_chunk, self._prev_start,
@@ -160,24 +331,32 @@ class PolicyNode(Node):
         except ValueError as e:
             self._hold(f"rejected observation or action: {e}")
             return
-        with self.streams.lock:
-            if generation != self.streams.generation:  # planned from before a reset: stale
+        with self._publish_lock:
+            if epoch != self._epoch or not self._active:  # disengaged meanwhile
                 return
-            self._prev_chunk, self._prev_start = safe, start
-        self.status.state = PolicyStatus.RUNNING
-        self.status.reason = ""
-        self.status.chunks_published += 1
-        self._publish(safe, first, obs.stamp, start, now, chunk.shape[1])
+            with self.streams.lock:
+                if generation != self.streams.generation:  # planned from before a reset: stale
+                    return
+                self._prev_chunk, self._prev_start = safe, start
+            self.status.state = PolicyStatus.RUNNING
+            self.status.reason = ""
+            self.health.set_reason("")
+            self.status.chunks_published += 1
+            self._publish(safe, first, obs.stamp, start, now, chunk.shape[1])
 
     def _publish(self, steps: np.ndarray, first: int, obs_stamp: float, start: float,
                  now: float, action_dim: int) -> None:
         traj = JointTrajectory()
-        traj.header.stamp = self.get_clock().now().to_msg()
-        traj.joint_names = self.joint_names
-        for j, q in enumerate(steps):
+        traj.header.stamp = rclpy.time.Time(seconds=now).to_msg()  # time_from_start counts from here
+        traj.joint_names = self.arm_names
+        times = np.array([max(start + j * self.dt - now, 0.0) + 1e-3 * j  # strictly increasing
+                          for j in range(len(steps))])
+        arm = steps[:, self.arm_index]
+        velocities = chunk_velocities(times, arm)
+        for q, v, offset in zip(arm, velocities, times):
             pt = JointTrajectoryPoint()
-            pt.positions = [float(v) for v in q]
-            offset = max(start + j * self.dt - now, 0.0) + 1e-3 * j  # strictly increasing
+            pt.positions = [float(x) for x in q]
+            pt.velocities = [float(x) for x in v]
             pt.time_from_start = Duration(sec=int(offset), nanosec=int((offset % 1) * 1e9))
             traj.points.append(pt)
         self.traj_pub.publish(traj)
@@ -192,8 +371,15 @@ class PolicyNode(Node):
         self.chunk_pub.publish(msg)
 
 
+def _join_worker(node: PolicyNode) -> None:
+    """On shutdown: let an inference in flight finish before the process tears down."""
+    worker = getattr(node, "_worker", None)
+    if worker is not None and worker.is_alive():
+        worker.join(timeout=5.0)
+
+
 def main(args=None):
-    run_node(PolicyNode, args)
+    run_node(PolicyNode, args, on_shutdown=_join_worker)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,30 @@ At a low rate it runs forward dynamics (the video head) for the current observat
 latest action chunk from the policy node, and publishes a horizontal strip on
 /uva/predicted_frames: the real current frame first, then each predicted frame, labelled with its
 index and seconds ahead. ~/predict_future answers the same for a caller's candidate chunk.
+
+Managed like the policy node (.managed): `configure` loads and checks the checkpoint and warms
+up the video head, strips are published only while `active`, the what-if service answers once
+configured; health on /diagnostics.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from uva_msgs.msg import ActionChunk
 from uva_msgs.srv import PredictFuture
 
 from .conversions import model_frames, rgb_to_image
+from .diagnostics import Health
+from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
+                      resolve_checkpoint, schedule_autostart)
 from .observations import ObservationStreams
 from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
@@ -47,37 +56,100 @@ def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[
     return np.concatenate(tiles, axis=1)
 
 
-class VideoNode(Node):
+class VideoNode(LifecycleNode):
     def __init__(self):
         super().__init__("video_node")
         declare_all(self, PARAMETERS)
         p = lambda n: self.get_parameter(n).value
-        from uva import CheckpointError, load_policy
-        import torch
-        torch.set_num_threads(max(int(p("torch_threads")), 1))
         # the control loop first: lower OS priority, 1 torch thread, no start while the policy
         # infers (scheduling.py)
         self.priority = ControlPriority(self)
         self.joint_names = list(p("joint_names"))
+        self.image_topics = list(p("image_topics"))
         self.dt = 1.0 / float(p("control_rate_hz"))
         self.max_age, self.slop, self.scale = float(p("max_obs_age_s")), float(p("sync_slop_s")), int(p("tile_scale"))
-        try:
-            self.policy = load_policy(p("checkpoint"), p("device"))
-        except CheckpointError as e:
-            self.policy = None
-            self.get_logger().error(f"no usable checkpoint, not predicting: {e}")
+        self.policy = None
+        self.configure_error = ""
+        self.health = Health(self.get_name())
         self._model_lock = threading.Lock()
         self.latest_chunk: np.ndarray | None = None
-        self.streams = ObservationStreams(self, list(p("image_topics")), p("joint_states_topic"),
+        self.streams = ObservationStreams(self, self.image_topics, p("joint_states_topic"),
                                           self.joint_names, p("reset_topic"), self._forget_chunk)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
-        self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
+        self.pub = self.create_lifecycle_publisher(Image, "/uva/predicted_frames", 5)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # own callback group: a what-if request (one predict_video) never stalls the image and
         # joint-state callbacks, which run on the executor's other thread
         self.create_service(PredictFuture, "~/predict_future", self._on_predict_future,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
+        self._timer = None
+        self._active = False
         self._busy = False
+        self.create_timer(1.0 / float(p("diagnostics_rate_hz")), self._publish_health)
+        add_engage_service(self)
+        schedule_autostart(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        p = lambda n: self.get_parameter(n).value
+        from uva import CheckpointError, load_policy
+        import torch
+        torch.set_num_threads(max(int(p("torch_threads")), 1))
+        try:
+            path = resolve_checkpoint(p("checkpoint"))
+            try:
+                policy = load_policy(path, p("device"))
+            except CheckpointError as e:
+                raise CheckpointParameterError(f"parameter 'checkpoint' ({path}): {e}") from e
+            cfg = policy.cfg
+            if cfg.action_dim != len(self.joint_names):
+                raise ValueError(f"checkpoint {path} has action_dim {cfg.action_dim} but "
+                                 f"joint_names lists {len(self.joint_names)} joints")
+            cameras = getattr(cfg, "cameras", None)
+            if cameras and len(cameras) != len(self.image_topics):
+                raise ValueError(f"checkpoint {path} expects {len(cameras)} cameras, "
+                                 f"parameter image_topics lists {len(self.image_topics)}")
+            obs = {"image": np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8),
+                   "state": np.zeros((cfg.n_frames, cfg.proprio_dim))}
+            policy.predict_video(obs, actions=np.zeros((cfg.horizon, cfg.action_dim)))  # warm-up
+        except (CheckpointParameterError, ValueError, RuntimeError) as e:
+            self.configure_error = str(e)
+            self.get_logger().error(f"configure failed: {e}")
+            self.health.set_reason(f"configure failed: {e}")
+            self._publish_health()
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        self.policy = policy
+        self.health.set_reason("")
+        self._timer = self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
+        self.get_logger().info(f"loaded UVA checkpoint {path}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        self.policy = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._active = False
+        return self.on_cleanup(state)
+
+    def _publish_health(self) -> None:
+        with self.health.lock:
+            self.health.state = lifecycle_state(self)
+            self.health.stream_ages = self.streams.ages(
+                self.get_clock().now().nanoseconds * 1e-9, self.image_topics)
+        self.diag_pub.publish(self.health.message(self.get_clock().now().to_msg()))
 
     def _on_chunk(self, msg: ActionChunk):
         if msg.action_dim == 0 or len(msg.data) != msg.horizon * msg.action_dim:
@@ -113,7 +185,7 @@ class VideoNode(Node):
         return label_strip(obs["image"][-1], frames, ahead, self.scale), ahead
 
     def _tick(self):
-        if self.policy is None or self._busy:
+        if self.policy is None or self._busy or not self._active:
             return
         obs, aligned, reason = self._observation()
         with self.streams.lock:
@@ -127,8 +199,13 @@ class VideoNode(Node):
 
     def _run(self, obs, aligned, chunk):
         try:
+            t0 = time.perf_counter()
             with self.priority.job():
                 strip, _ = self._predict_strip(obs, self._fit_chunk(chunk))
+            self.health.latency(time.perf_counter() - t0)
+            if not self._active:  # deactivated while predicting
+                return
+            self.health.chunks_published += 1
             self.pub.publish(rgb_to_image(strip, rclpy.time.Time(seconds=aligned.stamp).to_msg(),
                                           "uva_predicted_frames"))
         except ValueError as e:
@@ -138,7 +215,7 @@ class VideoNode(Node):
 
     def _on_predict_future(self, request, response):
         if self.policy is None:
-            response.success, response.message = False, "no checkpoint loaded"
+            response.success, response.message = False, "not configured: no checkpoint loaded"
             return response
         n = request.horizon * request.action_dim
         if request.action_dim != self.policy.cfg.action_dim or n == 0 or len(request.actions) != n:

@@ -1,26 +1,37 @@
-"""Simulated Franka: publishes /joint_states (fr3_joint1..7 + fingers) and a camera, executes
-JointTrajectory commands at the controller rate, and reports task success and the cube position
-(ground truth for tests and demos).
+"""Simulated Franka: publishes /joint_states (fr3_joint1..7 + both fingers) and a camera, runs
+an arm controller and a gripper interface shaped like franka_ros2's, and reports task success and
+the cube position (ground truth for tests and demos).
 
-Stands in for franka_ros2 + a RealSense on this machine; the policy node cannot tell the
-difference from the topics. Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
+Stands in for franka_ros2 + a RealSense on this machine, and refuses what they refuse:
+- the arm, like ros2_control's JointTrajectoryController, takes trajectory_msgs/JointTrajectory
+  for exactly fr3_joint1..7 on its controller topic (/fr3_arm_controller/joint_trajectory) and
+  rejects, with a log line, other joint sets (a finger joint included), points whose
+  time_from_start is not strictly increasing, non-finite values, a nonzero final velocity and a
+  first point too far from the current state; accepted points are followed with cubic Hermite
+  interpolation when they carry velocities (linear otherwise), a new trajectory replacing the old;
+- the gripper, like franka_gripper, is driven only through its own actions and stop service
+  (uva_sim.gripper_server, under /fr3_gripper). Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
 `episode_steps` run out, with seeds from `first_seed` upwards; each reset is announced on
 /franka_sim/episode_start (std_msgs/Empty) before the new episode's first observation, so the
 policy node can forget the old scene (sim.yaml points its `reset_topic` there).
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from rclpy.node import Node
 from geometry_msgs.msg import Point, PointStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, Empty, Int32
+from std_msgs.msg import Bool, Empty, Float64MultiArray, Int32
 from trajectory_msgs.msg import JointTrajectory
 
 from uva import franka
 from uva.envs.panda import PandaEnv
+from uva.trajectory import check_trajectory, sample
 from uva_policy.runtime import run_node
 
+from .gripper_server import FingerState, GripperServer
 
 
 PARAMETERS = {
@@ -29,6 +40,11 @@ PARAMETERS = {
     "first_seed": 100000,
     "episode_steps": PandaEnv.max_steps,
     "trajectory_topic": "/fr3_arm_controller/joint_trajectory",
+    "gripper_namespace": "/fr3_gripper",
+    "gripper_max_speed": 0.2,  # m/s of the finger opening
+    "max_start_deviation": 0.5,  # rad: a first point further from the state is refused
+    # ground truth for tests: the scripted expert's action each step on /franka_sim/expert_action
+    "publish_expert": False,
 }
 
 
@@ -48,11 +64,21 @@ class SimNode(Node):
         self.episode_pub = self.create_publisher(Int32, "/franka_sim/episode", 10)
         self.cube_pub = self.create_publisher(PointStamped, "/franka_sim/cube_position", 10)
         self.episode_start_pub = self.create_publisher(Empty, "/franka_sim/episode_start", 10)
+        self.gripper_state_pub = self.create_publisher(
+            JointState, p("gripper_namespace").rstrip("/") + "/joint_states", 10)
+        self.expert_pub = (self.create_publisher(Float64MultiArray, "/franka_sim/expert_action", 10)
+                           if p("publish_expert") else None)
+        self.max_start_deviation = float(p("max_start_deviation"))
+        self.dt = 1.0 / float(p("controller_rate_hz"))
+        self.lock = threading.Lock()  # the trajectory, between the subscription and the timer
+        self.trajectory = None  # (absolute times, positions, velocities or None)
+        self.fingers = FingerState(0.08, float(p("gripper_max_speed")))
+        self.gripper = GripperServer(self, self.fingers, p("gripper_namespace"), self.dt)
         self.create_subscription(JointTrajectory, p("trajectory_topic"), self._on_trajectory, 10)
         self.create_subscription(Bool, "/franka_sim/reset", lambda m: self._reset(), 10)
-        self.points: list[tuple[float, np.ndarray]] = []
+        self._prev_q = None
         self._reset()
-        self.create_timer(1.0 / float(p("controller_rate_hz")), self._step)
+        self.create_timer(self.dt, self._step)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -62,38 +88,76 @@ class SimNode(Node):
         self.episode_seed = self.seed
         self.seed += 1
         self.steps = 0
-        self.points = []
-        self.hold = obs.state.copy()
+        with self.lock:
+            self.trajectory = None
+            self.hold = obs.state[:7].copy()
+            self.measured = obs.state[:7].copy()
+        self.fingers.set_goal(2 * float(obs.state[7]), self.fingers.max_speed)
+        self.fingers.step(0.0, 2 * float(obs.state[7]))
+        self._prev_q = None
         self.episode_pub.publish(Int32(data=self.episode_seed))
         self.episode_start_pub.publish(Empty())
         self._publish(obs)
 
+    def _refuse(self, reason: str) -> None:
+        self.get_logger().error(f"trajectory refused: {reason}")
+
     def _on_trajectory(self, msg: JointTrajectory):
         names = list(msg.joint_names)
-        want = franka.MODEL_JOINTS
-        if any(n not in names for n in want):
-            self.get_logger().warning(f"trajectory joints {names} do not cover {want}; ignored")
+        want = franka.ARM_JOINTS
+        if not msg.points:  # the controller's convention: an empty trajectory stops and holds
+            with self.lock:
+                self.trajectory = None
+            self.get_logger().info("empty trajectory: stopping, holding the current position")
             return
-        order = [names.index(n) for n in want]
-        t0 = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or self._now()
-        points = []
-        for pt in msg.points:
-            q = np.array([pt.positions[i] for i in order])
-            if not np.isfinite(q).all():
-                self.get_logger().error("non-finite trajectory point; trajectory ignored")
-                return
-            points.append((t0 + pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9, q))
-        self.points = points  # a new trajectory replaces the old one (as ros2_control does)
+        try:
+            q = np.array([list(pt.positions) for pt in msg.points], dtype=np.float64)
+            has_v = bool(msg.points) and all(len(pt.velocities) > 0 for pt in msg.points)
+            v = np.array([list(pt.velocities) for pt in msg.points], dtype=np.float64) \
+                if has_v else None
+        except ValueError:  # ragged: points with different numbers of values
+            return self._refuse("points carry different numbers of values")
+        q = q.reshape(len(msg.points), -1)
+        if not has_v and any(len(pt.velocities) for pt in msg.points):
+            return self._refuse("velocities must be given on every point or on none")
+        times = np.array([pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9
+                          for pt in msg.points])
+        with self.lock:
+            current, measured = self.hold.copy(), self.measured.copy()
+        # the jump check compares with the measured joints (what the robot's reflex watches);
+        # interpolation starts from the held command, so the command itself never jumps
+        reason = check_trajectory(names, want, times, q, v, measured, self.max_start_deviation)
+        if reason:
+            return self._refuse(reason)
+        order = [names.index(n) for n in want]  # controller order, whatever the message's
+        q, v = q[:, order], (v[:, order] if v is not None else None)
+        now = self._now()
+        t0 = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or now
+        start = max(t0, now)
+        abs_times = t0 + times
+        # like the controller: from the state held now to the first point, then through them
+        if abs_times[0] > start:
+            abs_times = np.concatenate([[start], abs_times])
+            q = np.vstack([current, q])
+            v = np.vstack([np.zeros(7), v]) if v is not None else None
+        with self.lock:
+            self.trajectory = (abs_times, q, v)  # a new trajectory replaces the old one
 
-    def _target(self, now: float) -> np.ndarray:
-        """Latest point whose time has come (the controller holds the last one)."""
-        due = [q for t, q in self.points if t <= now + 1e-3]
-        if due:
-            self.hold = due[-1]
-        return self.hold
+    def _arm_target(self, now: float) -> np.ndarray:
+        with self.lock:
+            if self.trajectory is not None:
+                self.hold = sample(*self.trajectory, now)
+            return self.hold.copy()
 
     def _step(self):
-        res = self.env.step(self._target(self._now()))
+        state = self.env.joint_state()
+        with self.lock:
+            self.measured = state[:7].copy()
+        fingers = self.fingers.step(self.dt, 2 * float(state[7]))
+        target = np.concatenate([self._arm_target(self._now() + self.dt), [fingers]])
+        if self.expert_pub is not None:
+            self.expert_pub.publish(Float64MultiArray(data=[float(x) for x in self.env.expert_action()]))
+        res = self.env.step(target)
         self.steps += 1
         self._publish(res.obs)
         self.success_pub.publish(Bool(data=bool(res.success)))
@@ -110,8 +174,16 @@ class SimNode(Node):
         js = JointState()
         js.header.stamp = stamp
         js.name = franka.ARM_JOINTS + franka.FINGER_JOINTS
-        js.position = [float(v) for v in obs.state[:7]] + [float(obs.state[7])] * 2
+        q = np.concatenate([obs.state[:7], [obs.state[7]] * 2]).astype(np.float64)
+        # velocities: backward differences over the controller step (zero after a reset)
+        v = np.zeros_like(q) if self._prev_q is None else (q - self._prev_q) / self.dt
+        self._prev_q = q
+        js.position, js.velocity = q.tolist(), v.tolist()
         self.joint_pub.publish(js)
+        hand = JointState(name=list(franka.FINGER_JOINTS), position=q[7:].tolist(),
+                          velocity=v[7:].tolist())
+        hand.header.stamp = stamp
+        self.gripper_state_pub.publish(hand)
         img = Image()
         img.header.stamp = stamp
         img.header.frame_id = "camera_color_optical_frame"
@@ -127,7 +199,8 @@ class SimNode(Node):
 
 
 def main(args=None):
-    run_node(SimNode, args, on_shutdown=lambda node: node.env.close())
+    # gripper goals run on their own threads while the physics timer keeps stepping
+    run_node(SimNode, args, threads=4, on_shutdown=lambda node: node.env.close())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""Smooth chunks and the controller's checks (uva.trajectory), the gripper hysteresis, and the
+checkpoint parameter's resolution: no DDS needed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from uva.franka import ARM_JOINTS, FINGER_JOINTS
+from uva.trajectory import check_trajectory, chunk_velocities, sample
+
+
+def test_velocities_are_central_differences_and_zero_at_the_end():
+    t = np.array([0.03, 0.1, 0.2, 0.3, 0.4])
+    q = np.stack([np.sin(t), t**2, -3 * t], axis=1)
+    v = chunk_velocities(t, q)
+    for i in range(1, len(t) - 1):  # interior: central differences on the point times
+        np.testing.assert_allclose(v[i], (q[i + 1] - q[i - 1]) / (t[i + 1] - t[i - 1]),
+                                   rtol=0.35)
+    np.testing.assert_allclose(v[2], (q[3] - q[1]) / 0.2, atol=1e-12)  # uniform spacing: exact
+    np.testing.assert_allclose(v[0], (q[1] - q[0]) / (t[1] - t[0]))
+    assert (v[-1] == 0).all()
+    with pytest.raises(ValueError):
+        chunk_velocities(np.array([0.0, 0.1, 0.1]), np.zeros((3, 2)))
+
+
+def test_hermite_sampling_passes_through_points_with_their_slopes():
+    t = np.array([0.0, 0.1, 0.2, 0.3])
+    q = np.array([[0.0], [0.1], [0.15], [0.15]])
+    v = chunk_velocities(t, q)
+    for k in range(len(t)):
+        np.testing.assert_allclose(sample(t, q, v, t[k]), q[k], atol=1e-12)
+    eps = 1e-6
+    slope = (sample(t, q, v, 0.1 + eps) - sample(t, q, v, 0.1 - eps)) / (2 * eps)
+    np.testing.assert_allclose(slope, v[1], rtol=1e-4)
+    np.testing.assert_allclose(sample(t, q, None, 0.05), [0.05])  # positions only: linear
+    np.testing.assert_allclose(sample(t, q, v, 9.0), q[-1])  # held after the end
+
+
+def _check(names=ARM_JOINTS, times=(0.1, 0.2), q=None, v=None, current=None, limit=0.3):
+    q = np.zeros((len(times), len(names))) if q is None else np.asarray(q, dtype=float)
+    return check_trajectory(list(names), ARM_JOINTS, np.asarray(times, dtype=float), q, v,
+                            np.zeros(7) if current is None else current, limit)
+
+
+def test_controller_checks_refuse_what_the_trajectory_controller_refuses():
+    assert _check() == ""
+    assert _check(names=ARM_JOINTS[::-1]) == ""  # any order
+    assert "do not match" in _check(names=ARM_JOINTS + FINGER_JOINTS[:1])
+    assert "do not match" in _check(names=ARM_JOINTS[:6])
+    assert "duplicate" in _check(names=ARM_JOINTS[:6] + ARM_JOINTS[:1])
+    assert "strictly increasing" in _check(times=(0.2, 0.2))
+    assert "strictly increasing" in _check(times=(0.3, 0.2))
+    bad = np.zeros((2, 7))
+    bad[1, 3] = np.nan
+    assert "non-finite" in _check(q=bad)
+    moving_end = np.ones((2, 7))
+    assert "last point's velocity" in _check(v=moving_end)
+    far = np.zeros((2, 7))
+    far[0, 2] = 0.5
+    assert "from the current state" in _check(q=far)
+    assert _check(q=far, current=np.array([0, 0, 0.4, 0, 0, 0, 0])) == ""
+
+
+def test_gripper_switch_has_hysteresis_and_does_not_spam():
+    from uva_policy.gripper import CLOSED, OPEN, GripperSwitch
+    sw = GripperSwitch(0.04, close_below=0.3, open_above=0.7)
+    # starts from the measured fingers (open), then flickers around the close threshold
+    commands = [sw.update(target, measured=0.04) for target in
+                [0.04, 0.02, 0.013, 0.011, 0.013, 0.011, 0.012, 0.02, 0.025, 0.0]]
+    assert [c for c in commands if c] == [CLOSED]
+    assert commands.index(CLOSED) == 3  # first target below 0.3 * 0.04 = 0.012
+    assert [sw.update(x, 0.0) for x in [0.02, 0.027, 0.029]] == [None, None, OPEN]
+    sw.reset()
+    assert sw.update(0.0, measured=0.0) is None  # measured closed, target closed: nothing to do
+    with pytest.raises(ValueError):
+        GripperSwitch(0.04, close_below=0.7, open_above=0.3)
+
+
+def test_checkpoint_parameter_resolves_the_installed_default_or_names_itself(tmp_path):
+    from uva_policy.managed import CheckpointParameterError, resolve_checkpoint
+    default = resolve_checkpoint("")
+    assert (default / "config.json").is_file() and default.name == "panda"
+    assert resolve_checkpoint("panda") == default  # a name under the share's checkpoints/
+    assert resolve_checkpoint(str(tmp_path)) == tmp_path.resolve()
+    with pytest.raises(CheckpointParameterError, match="parameter 'checkpoint'.*nowhere"):
+        resolve_checkpoint(str(tmp_path / "nowhere"))
