@@ -18,64 +18,33 @@ from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
-from uva import franka
-from uva.control import SafetyFilter, schedule_chunk
+from uva.control import SafetyFilter, camera_set_reason, schedule_chunk
 
-from .conversions import model_frames
+from . import parameters
+from .conversions import checkpoint_cameras, model_inputs
 from .observations import ObservationStreams
 from .runtime import run_node
 
 
-SHARED_PARAMETERS = {  # declared by both the policy and the video node
-    "checkpoint": "",
-    "device": "cpu",
-    "image_topics": ["/camera/color/image_raw"],
-    "joint_states_topic": "/joint_states",
-    "joint_names": franka.MODEL_JOINTS,
-    "control_rate_hz": 10.0,
-    "sync_slop_s": 0.05,
-    "torch_threads": 1,
-    # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): nothing
-    # is planned or predicted from frames of the scene before it
-    "reset_topic": "~/reset",
-}
-PARAMETERS = {
-    **SHARED_PARAMETERS,
-    "joint_lower_limits": franka.LOWER_LIMITS,
-    "joint_upper_limits": franka.UPPER_LIMITS,
-    "max_joint_step": 0.15,  # rad (or m for the gripper) per control step
-    "max_obs_age_s": 0.5,
-    "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default
-    "blend_steps": 2,
-}
-
-
-def declare_all(node: Node, params: dict) -> None:
-    for name, default in params.items():
-        node.declare_parameter(name, default)
+PARAMETERS = parameters.POLICY  # every parameter, its descriptor and range: .parameters
 
 
 class PolicyNode(Node):
     def __init__(self):
         super().__init__("policy_node")
-        declare_all(self, PARAMETERS)
-        p = lambda n: self.get_parameter(n).value
-        self.joint_names = list(p("joint_names"))
-        self.rate = float(p("control_rate_hz"))
+        p = parameters.declare(self, PARAMETERS)  # ParameterError: run_node exits, nothing sent
+        self.joint_names = p["joint_names"]
+        self.rate = p["control_rate_hz"]
         self.dt = 1.0 / self.rate
-        self.max_age = float(p("max_obs_age_s"))
-        self.slop = float(p("sync_slop_s"))
-        self.blend_steps = int(p("blend_steps"))
-        self.safety = SafetyFilter(p("joint_lower_limits"), p("joint_upper_limits"),
-                                   p("max_joint_step"))
         self.status = PolicyStatus()
         self._reason, self._last_log = "", 0.0
         self.policy = None
-        self._load_policy(p("checkpoint"), p("device"), int(p("torch_threads")))
-        n_exec = int(p("n_action_steps"))
-        self.n_exec = n_exec if n_exec > 0 else (self.policy.cfg.n_action_steps if self.policy else 8)
-        self.streams = ObservationStreams(self, list(p("image_topics")), p("joint_states_topic"),
-                                          self.joint_names, p("reset_topic"), self._forget_plan)
+        self._load_policy(p["checkpoint"], p["device"], p["torch_threads"], p["camera_names"])
+        self.streams = ObservationStreams(self, p["image_topics"], p["joint_states_topic"],
+                                          self.joint_names, p["reset_topic"], self._forget_plan,
+                                          p["camera_names"], p["max_future_skew_s"])
+        self._configure(p)
+        parameters.watch(self, PARAMETERS, p, self._configure)
         self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
         self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
@@ -85,7 +54,21 @@ class PolicyNode(Node):
         self.create_timer(self.dt, self._tick)
 
     # ------------------------------------------------------------------ setup
-    def _load_policy(self, path: str, device: str, threads: int) -> None:
+    def _configure(self, p: dict) -> None:
+        """Runtime settings from validated parameters, swapped in at once (they hold from the next
+        tick); ValueError refuses a parameter change and keeps the old settings."""
+        safety = SafetyFilter(p["joint_lower_limits"], p["joint_upper_limits"],
+                              p["max_joint_step"], n_joints=len(self.joint_names))
+        horizon = self.policy.cfg.horizon if self.policy else None
+        if horizon is not None and p["n_action_steps"] > horizon:
+            raise ValueError(f"n_action_steps {p['n_action_steps']} exceeds the checkpoint's "
+                             f"horizon {horizon}")
+        n_exec = p["n_action_steps"] or (self.policy.cfg.n_action_steps if self.policy else 8)
+        self.max_age, self.slop, self.blend_steps = p["max_obs_age_s"], p["sync_slop_s"], p["blend_steps"]
+        self.n_exec, self.safety = n_exec, safety
+        self.streams.max_future_skew_s = p["max_future_skew_s"]
+
+    def _load_policy(self, path: str, device: str, threads: int, cameras: list[str]) -> None:
         import torch
         from uva import CheckpointError, load_policy
         torch.set_num_threads(max(threads, 1))
@@ -101,6 +84,11 @@ class PolicyNode(Node):
         if self.policy.cfg.action_dim != len(self.joint_names):
             self._hold(f"checkpoint action_dim {self.policy.cfg.action_dim} != "
                        f"{len(self.joint_names)} joint_names")
+            self.policy = None
+            return
+        reason = camera_set_reason(cameras, checkpoint_cameras(self.policy.cfg))
+        if reason:
+            self._hold(f"camera set refused: {reason}")
             self.policy = None
 
     def _forget_plan(self) -> None:
@@ -148,9 +136,9 @@ class PolicyNode(Node):
     def _infer(self, obs, generation: int) -> None:
         cfg = self.policy.cfg
         try:
-            images = model_frames(obs, cfg.image_size)
+            inputs = model_inputs(obs, cfg)
             t0 = time.perf_counter()
-            chunk = self.policy.predict_action({"image": images, "state": obs.states})
+            chunk = self.policy.predict_action(inputs)
             self.status.inference_latency_s = time.perf_counter() - t0
             now = self._now()
             steps, first, start = schedule_chunk(chunk, obs.stamp, now, self.dt,

@@ -18,17 +18,14 @@ from sensor_msgs.msg import Image
 from uva_msgs.msg import ActionChunk
 from uva_msgs.srv import PredictFuture
 
-from .conversions import model_frames, rgb_to_image
+from uva.control import camera_set_reason
+
+from . import parameters
+from .conversions import checkpoint_cameras, model_inputs, rgb_to_image
 from .observations import ObservationStreams
-from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
 
-PARAMETERS = {
-    **SHARED_PARAMETERS,
-    "publish_rate_hz": 2.0,
-    "max_obs_age_s": 1.0,
-    "tile_scale": 2,
-}
+PARAMETERS = parameters.VIDEO  # every parameter, its descriptor and range: .parameters
 
 
 def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[float],
@@ -49,23 +46,30 @@ def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[
 class VideoNode(Node):
     def __init__(self):
         super().__init__("video_node")
-        declare_all(self, PARAMETERS)
-        p = lambda n: self.get_parameter(n).value
+        values = parameters.declare(self, PARAMETERS)  # ParameterError: run_node exits
+        p = values.__getitem__
         from uva import CheckpointError, load_policy
         import torch
         torch.set_num_threads(max(int(p("torch_threads")), 1))
         self.joint_names = list(p("joint_names"))
         self.dt = 1.0 / float(p("control_rate_hz"))
-        self.max_age, self.slop, self.scale = float(p("max_obs_age_s")), float(p("sync_slop_s")), int(p("tile_scale"))
+        self._configure(values)
         try:
             self.policy = load_policy(p("checkpoint"), p("device"))
         except CheckpointError as e:
             self.policy = None
             self.get_logger().error(f"no usable checkpoint, not predicting: {e}")
+        reason = camera_set_reason(p("camera_names"), checkpoint_cameras(self.policy.cfg)) \
+            if self.policy is not None else ""
+        if reason:
+            self.policy = None
+            self.get_logger().error(f"camera set refused, not predicting: {reason}")
         self._model_lock = threading.Lock()
         self.latest_chunk: np.ndarray | None = None
         self.streams = ObservationStreams(self, list(p("image_topics")), p("joint_states_topic"),
-                                          self.joint_names, p("reset_topic"), self._forget_chunk)
+                                          self.joint_names, p("reset_topic"), self._forget_chunk,
+                                          p("camera_names"), p("max_future_skew_s"))
+        parameters.watch(self, PARAMETERS, values, self._configure)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
         self.pub = self.create_publisher(Image, "/uva/predicted_frames", 5)
         # own callback group: a what-if request (one predict_video) never stalls the image and
@@ -74,6 +78,12 @@ class VideoNode(Node):
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
         self._busy = False
+
+    def _configure(self, p: dict) -> None:
+        """Runtime settings from validated parameters (they hold from the next tick)."""
+        self.max_age, self.slop, self.scale = p["max_obs_age_s"], p["sync_slop_s"], p["tile_scale"]
+        if hasattr(self, "streams"):
+            self.streams.max_future_skew_s = p["max_future_skew_s"]
 
     def _on_chunk(self, msg: ActionChunk):
         if msg.action_dim == 0 or len(msg.data) != msg.horizon * msg.action_dim:
@@ -92,7 +102,7 @@ class VideoNode(Node):
                                               self.slop, self.max_age)
         if obs is None:
             return None, None, reason
-        return {"image": model_frames(obs, cfg.image_size), "state": obs.states}, obs, ""
+        return model_inputs(obs, cfg), obs, ""
 
     def _fit_chunk(self, chunk: np.ndarray) -> np.ndarray:
         """Pad (repeat last) or cut a chunk to the model's horizon."""
@@ -106,7 +116,11 @@ class VideoNode(Node):
         with self._model_lock:
             frames = self.policy.predict_video(obs, actions=chunk)
         ahead = [(i + 1) * cfg.actions_per_frame * self.dt for i in range(cfg.n_frames)]
-        return label_strip(obs["image"][-1], frames, ahead, self.scale), ahead
+        first = checkpoint_cameras(cfg)[0]  # several cameras: the strip shows the first one
+        current = obs["image"] if "image" in obs else obs["images"][first]
+        if isinstance(frames, dict):
+            frames = frames[first]
+        return label_strip(current[-1], frames, ahead, self.scale), ahead
 
     def _tick(self):
         if self.policy is None or self._busy:

@@ -19,25 +19,17 @@ from trajectory_msgs.msg import JointTrajectory
 
 from uva import franka
 from uva.envs.panda import PandaEnv
+from uva_policy import parameters
 from uva_policy.runtime import run_node
 
-
-
-PARAMETERS = {
-    "controller_rate_hz": 10.0,
-    "camera_size": 96,
-    "first_seed": 100000,
-    "episode_steps": PandaEnv.max_steps,
-    "trajectory_topic": "/fr3_arm_controller/joint_trajectory",
-}
+PARAMETERS = parameters.SIM  # every parameter, its descriptor and range: uva_policy.parameters
 
 
 class SimNode(Node):
     def __init__(self):
         super().__init__("franka_sim")
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = lambda n: self.get_parameter(n).value
+        values = parameters.declare(self, PARAMETERS)  # ParameterError: run_node exits
+        p = values.__getitem__
         self.env = PandaEnv(render_size=int(p("camera_size")))
         self.seed = int(p("first_seed"))
         self.episode_steps = int(p("episode_steps"))
@@ -53,6 +45,10 @@ class SimNode(Node):
         self.points: list[tuple[float, np.ndarray]] = []
         self._reset()
         self.create_timer(1.0 / float(p("controller_rate_hz")), self._step)
+        parameters.watch(self, PARAMETERS, values, self._configure)
+
+    def _configure(self, p: dict) -> None:
+        self.episode_steps = int(p["episode_steps"])  # from the next step on
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
