@@ -175,9 +175,11 @@ def test_runtime_parameter_changes_are_validated_and_take_effect(policy):
     steps = [np.abs(np.diff(np.vstack([HOME, q]), axis=0)).max() for q in positions(h.trajs)]
     assert max(steps) > 0.02  # the random policy uses its step budget: a tighter cap must show
 
-    swapped = {"joint_lower_limits": PANDA_UPPER, "joint_upper_limits": PANDA_LOWER}
+    above = [u + 0.1 for u in PANDA_UPPER]  # every lower limit above its upper limit
+    below = [v - 0.1 for v in PANDA_LOWER]  # every upper limit below its lower limit
+    swapped = {"joint_lower_limits": above, "joint_upper_limits": below}
     refused = [dict(max_joint_step=-1.0), dict(max_joint_step=float("nan")),
-               dict(max_joint_step=0.0), dict(joint_lower_limits=PANDA_UPPER),
+               dict(max_joint_step=0.0), dict(joint_lower_limits=above),
                dict(joint_upper_limits=PANDA_UPPER[:7]), dict(n_action_steps=1000),
                dict(n_action_steps=100),  # more than the checkpoint's 16-step horizon
                dict(checkpoint="/elsewhere"), dict(control_rate_hz=50.0),
@@ -185,7 +187,7 @@ def test_runtime_parameter_changes_are_validated_and_take_effect(policy):
     for change in refused:
         results = set_parameters(h, **change)
         assert not results[0].successful and results[0].reason, change
-    results = set_parameters(h, **swapped)  # each alone is lower > upper
+    results = set_parameters(h, **swapped)  # one at a time, each leaves lower > upper
     assert not any(r.successful for r in results)
     assert get_parameters(h, "max_joint_step", "n_action_steps") == [MAX_STEP, 0]
     assert list(get_parameters(h, "joint_lower_limits")[0]) == PANDA_LOWER
