@@ -21,7 +21,7 @@ isolate_dds()
 MAX_STEP = 0.05
 BASE = {"joint_lower_limits": PANDA_LOWER, "joint_upper_limits": PANDA_UPPER,
         "max_joint_step": MAX_STEP, "max_obs_age_s": 0.5,
-        "autostart": True}  # managed nodes go active by themselves (ignored by plain nodes)
+        "autostart": True}  # managed nodes go active by themselves
 
 
 def floats(values) -> str:
@@ -124,6 +124,44 @@ def policy(ros, panda_ckpt, tmp_path):
     yield h, proc
     h.close()
     stop(proc)
+
+
+# ---------------------------------------------------------------- the parameter specs
+
+def test_every_parameter_is_described_and_numbers_have_ranges():
+    from uva_policy import parameters as P
+    for specs in (P.POLICY, P.VIDEO, P.SIM):
+        assert P.check({k: s.default for k, s in specs.items()}, specs) == ""
+        for name, spec in specs.items():
+            d = P.descriptor(name, spec)
+            assert d.description and d.read_only == spec.read_only
+            if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+                assert d.floating_point_range or d.integer_range, name
+    for name in ("checkpoint", "device", "image_topics", "camera_names", "joint_names",
+                 "joint_states_topic", "control_rate_hz"):
+        assert P.POLICY[name].read_only and P.VIDEO[name].read_only
+    for name in ("max_joint_step", "joint_lower_limits", "joint_upper_limits", "max_obs_age_s",
+                 "sync_slop_s", "n_action_steps", "blend_steps", "max_future_skew_s"):
+        assert not P.POLICY[name].read_only  # changeable at runtime, in force from the next tick
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(max_obs_age_s=float("nan")), "max_obs_age_s"),
+    (dict(sync_slop_s=-0.1), "sync_slop_s"),
+    (dict(blend_steps=-1), "blend_steps"),
+    (dict(camera_names=["scene", "scene"], image_topics=["/a", "/b"]), "distinct"),
+    (dict(camera_names=["a/b"]), "without '/'"),
+    (dict(image_topics=[""]), "one topic per camera"),
+    (dict(joint_states_topic=""), "joint_states_topic must not be empty"),
+    (dict(joint_names=[]), "non-empty"),
+    (dict(joint_upper_limits=PANDA_UPPER + [1.0]), "9 upper limits"),
+    (dict(gripper_close_below=0.8), "hysteresis"),
+])
+def test_parameter_check_names_what_is_wrong(change, reason):
+    from uva_policy import parameters as P
+    values = {k: s.default for k, s in P.POLICY.items()}
+    values.update(change)
+    assert reason in P.check(values, P.POLICY)
 
 
 # ---------------------------------------------------------------- parameters at start-up

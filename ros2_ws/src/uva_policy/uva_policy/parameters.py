@@ -71,9 +71,35 @@ SHARED = {  # declared by both the policy and the video node
     # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): nothing
     # is planned or predicted from frames of the scene before it
     "reset_topic": Spec("~/reset", "std_msgs/Empty: forget the observation history", True),
+    # lifecycle and health of the managed nodes
+    "autostart": Spec(False, "configure and activate by itself (sim graph, tests); else wait "
+                      "for the lifecycle transitions", True),
+    "diagnostics_rate_hz": Spec(2.0, "rate of the node's /diagnostics status", True,
+                                (0.01, 100.0)),
+}
+GRIPPER = {  # the action dimension split off to franka_gripper-like actions (policy node)
+    "gripper_joint": Spec(franka.FINGER_JOINTS[0], "action dimension that is the gripper "
+                          "(\"\" = none: every joint goes to the trajectory)", True),
+    "gripper_namespace": Spec("/fr3_gripper", "namespace of the gripper's move/grasp actions",
+                              True),
+    "gripper_open_position": Spec(0.04, "finger joint position of a fully open hand [m]", True,
+                                  (1e-4, 1.0)),
+    "gripper_close_below": Spec(0.3, "grasp when target / open position falls below this",
+                                True, (0.0, 1.0)),
+    "gripper_open_above": Spec(0.7, "open when target / open position rises above this", True,
+                               (0.0, 1.0)),
+    "gripper_open_width": Spec(0.08, "Move goal width between the fingers [m]", True,
+                               (0.0, 1.0)),
+    "gripper_grasp_width": Spec(0.0, "Grasp goal width [m]", True, (0.0, 1.0)),
+    "gripper_epsilon_inner": Spec(0.005, "Grasp epsilon, inner [m]", True, (0.0, 1.0)),
+    "gripper_epsilon_outer": Spec(0.08, "Grasp epsilon, outer [m]", True, (0.0, 1.0)),
+    "gripper_speed": Spec(0.1, "gripper speed [m/s]", True, (1e-4, 1.0)),
+    "gripper_force": Spec(20.0, "Grasp force [N]", True, (0.0, 200.0)),
 }
 POLICY = {
     **SHARED,
+    **GRIPPER,
+    "stop_on_deactivate": Spec(True, "on deactivate, command a stop at the measured state", True),
     "joint_lower_limits": Spec(franka.LOWER_LIMITS, "lower position limit per joint [rad or m]"),
     "joint_upper_limits": Spec(franka.UPPER_LIMITS, "upper position limit per joint [rad or m]"),
     "max_joint_step": Spec(0.15, "max change of any joint target per control step [rad or m]",
@@ -100,6 +126,13 @@ SIM = {
     "episode_steps": Spec(120, "steps before an episode is reset", False, (1, 10**6)),
     "trajectory_topic": Spec("/fr3_arm_controller/joint_trajectory",
                              "trajectory_msgs/JointTrajectory command input", True),
+    "gripper_namespace": Spec("/fr3_gripper", "namespace of the simulated gripper's actions",
+                              True),
+    "gripper_max_speed": Spec(0.2, "finger opening speed limit [m/s]", True, (1e-4, 10.0)),
+    "max_start_deviation": Spec(0.5, "a trajectory whose first point is further from the "
+                                "measured joints is refused [rad]", True, (1e-4, 10.0)),
+    # ground truth for tests: the scripted expert's action each step on /franka_sim/expert_action
+    "publish_expert": Spec(False, "publish the scripted expert's action each step", True),
 }
 
 
@@ -146,6 +179,10 @@ def check(values: dict, specs: dict) -> str:
         if len(topics) != len(cams) or any(not t for t in topics):
             return (f"{len(topics)} image_topics for {len(cams)} camera_names {cams}: give one "
                     f"topic per camera (or cameras.<name>: <topic>)")
+    if "gripper_close_below" in values and \
+            not values["gripper_close_below"] < values["gripper_open_above"]:
+        return (f"gripper_close_below {values['gripper_close_below']} must be below "
+                f"gripper_open_above {values['gripper_open_above']} (hysteresis)")
     if "max_joint_step" in values:
         try:
             SafetyFilter(values["joint_lower_limits"], values["joint_upper_limits"],
