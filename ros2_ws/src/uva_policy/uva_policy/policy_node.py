@@ -43,7 +43,10 @@ class PolicyNode(Node):
         self.streams = ObservationStreams(self, p["image_topics"], p["joint_states_topic"],
                                           self.joint_names, p["reset_topic"], self._forget_plan,
                                           p["camera_names"], p["max_future_skew_s"])
-        self._configure(p)
+        try:
+            self._configure(p)
+        except ValueError as e:  # e.g. n_action_steps beyond the loaded checkpoint's horizon
+            raise parameters.ParameterError(str(e)) from e
         parameters.watch(self, PARAMETERS, p, self._configure)
         self.traj_pub = self.create_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
         self.chunk_pub = self.create_publisher(ActionChunk, "/uva/action_chunk", 10)
