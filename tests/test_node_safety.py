@@ -365,3 +365,23 @@ def test_two_cameras_hold_on_a_missing_wrist_stream_and_run_when_it_returns(
     finally:
         h.close()
         stop(proc)
+
+
+def test_model_inputs_feed_each_camera_by_name():
+    from types import SimpleNamespace
+
+    from uva.control import AlignedObservation
+    from uva_policy.conversions import model_inputs
+    scene = np.full((48, 64, 3), 10, np.uint8)  # cameras of different sizes, each resized alone
+    wrist = np.full((120, 160, 3), 200, np.uint8)
+    obs = AlignedObservation([[wrist, scene], [wrist, scene]], np.zeros((2, 8)), 1.0, 0.0,
+                             ["wrist", "scene"])
+    two = model_inputs(obs, SimpleNamespace(image_size=32, cameras=["scene", "wrist"]))
+    assert set(two) == {"images", "state"} and list(two["images"]) == ["scene", "wrist"]
+    assert two["images"]["scene"].shape == (2, 32, 32, 3) and (two["images"]["scene"] == 10).all()
+    assert (two["images"]["wrist"] == 200).all()
+    one = AlignedObservation([[scene]], np.zeros((1, 8)), 1.0, 0.0, ["scene"])
+    single = model_inputs(one, SimpleNamespace(image_size=32))  # a config without cameras
+    assert set(single) == {"image", "state"} and (single["image"] == 10).all()
+    with pytest.raises(ValueError, match=r"cameras \['wrist'\]"):
+        model_inputs(one, SimpleNamespace(image_size=32, cameras=["scene", "wrist"]))
