@@ -1,5 +1,6 @@
 """ROS-free control-time logic shared by the policy node and offline tools: stamped stream
-buffers, timestamp alignment of the observation history, safety filtering and chunk scheduling.
+buffers, consistency checks of observations (joint names, future stamps, camera sets),
+timestamp alignment of the observation history, safety filtering and chunk scheduling.
 
 Instead of message_filters (not installable here), each stream keeps a short stamped buffer and
 the observation is assembled by timestamp on every control tick: a fixed-rate policy needs the
@@ -9,7 +10,7 @@ give it.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,29 +61,93 @@ class StampedBuffer:
 
 @dataclass
 class AlignedObservation:
-    images: list  # per history frame: list of per-camera frames
+    images: list  # per history frame: list of per-camera frames (in `cameras` order)
     states: np.ndarray  # (F, P)
     stamp: float  # stamp of the newest frame
     age_s: float
+    cameras: list[str] = field(default_factory=lambda: ["scene"])
+
+
+def future_skew_reason(stamp: float, now: float, max_future_skew_s: float | None) -> str:
+    """"" if `stamp` is at most `max_future_skew_s` ahead of `now`, else why it is refused (a clock
+    that jumped, a publisher stamping in another time base): a future stamp would look fresh
+    and put trajectory points years ahead."""
+    if not np.isfinite(stamp):
+        return "stamp is not finite"
+    if max_future_skew_s is not None and stamp - now > max_future_skew_s:
+        return (f"stamped {stamp - now:.3f}s in the future "
+                f"(> max_future_skew_s {max_future_skew_s:.3f}; check the clocks)")
+    return ""
+
+
+def select_joints(names, positions, wanted: list[str]) -> np.ndarray:
+    """Positions of `wanted` from a joint-state reading (names in any order, extra joints
+    ignored). Raises ValueError when the reading is inconsistent: lengths differ, a joint is
+    named twice (which reading is the real one?), a wanted joint is missing or non-finite."""
+    names = list(names)
+    if len(positions) != len(names):
+        raise ValueError(f"{len(names)} names but {len(positions)} positions")
+    seen, repeated = set(), []
+    for n in names:
+        if n in seen and n not in repeated:
+            repeated.append(n)
+        seen.add(n)
+    if repeated:
+        raise ValueError(f"joint names repeated {repeated}")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in wanted if n not in index]
+    if missing:
+        raise ValueError(f"missing joints {missing} (got {names})")
+    q = np.array([positions[index[n]] for n in wanted], dtype=np.float64)
+    if not np.isfinite(q).all():
+        bad = [n for n, v in zip(wanted, q) if not np.isfinite(v)]
+        raise ValueError(f"non-finite positions for {bad}")
+    return q
+
+
+def camera_set_reason(node_cameras: list[str], checkpoint_cameras: list[str]) -> str:
+    """"" if the node's cameras are the checkpoint's (by name, any order), else why not."""
+    if len(set(node_cameras)) != len(node_cameras):
+        return f"camera_names {list(node_cameras)} name a camera twice"
+    if set(node_cameras) != set(checkpoint_cameras):
+        missing = [c for c in checkpoint_cameras if c not in node_cameras]
+        extra = [c for c in node_cameras if c not in checkpoint_cameras]
+        parts = ([f"missing {missing}"] if missing else []) + ([f"unknown {extra}"] if extra else [])
+        return (f"cameras {list(node_cameras)} do not match the checkpoint's "
+                f"{list(checkpoint_cameras)} ({', '.join(parts)})")
+    return ""
 
 
 def align_history(image_buffers: list[StampedBuffer], state_buffer: StampedBuffer, now: float,
                   n_frames: int, frame_period_s: float, sync_slop_s: float,
-                  max_age_s: float) -> tuple[AlignedObservation | None, str]:
-    """Assemble F frames spaced `frame_period_s` apart, ending at the newest frame of camera 0
-    whose partners can have arrived, each matched to the other cameras and joint states within
-    `sync_slop_s`. Before the buffers reach back far enough the oldest available frame is
-    repeated (episode-start padding, as in training). Returns (observation, "") or (None, reason).
+                  max_age_s: float, camera_names: list[str] | None = None,
+                  max_future_skew_s: float | None = None
+                  ) -> tuple[AlignedObservation | None, str]:
+    """Assemble F frames spaced `frame_period_s` apart, ending at the newest frame of the first
+    camera whose partners can have arrived, each matched to the other cameras and joint states
+    within `sync_slop_s`. Before the buffers reach back far enough the oldest available frame is
+    repeated (episode-start padding, as in training). Returns (observation, "") or (None, reason);
+    a reason names the camera (`camera_names`, default "0", "1", ...).
 
     A camera frame newer than another stream's newest sample by more than the slop cannot be
     matched yet (its joint state may still be in flight), so the anchor is the newest frame that
     can; anchoring on the newest frame regardless would refuse a tick that has a good match one
-    frame earlier. message_filters' ApproximateTime waits for complete sets the same way."""
-    for k, buf in enumerate(image_buffers):
+    frame earlier. message_filters' ApproximateTime waits for complete sets the same way.
+    A stream whose newest sample is stamped more than `max_future_skew_s` after `now` holds."""
+    names = list(camera_names) if camera_names is not None else \
+        [str(k) for k in range(len(image_buffers))]
+    if len(names) != len(image_buffers):
+        raise ValueError(f"{len(names)} camera names for {len(image_buffers)} image buffers")
+    for name, buf in zip(names, image_buffers):
         if buf.latest_stamp is None:
-            return None, "no image received yet" if k == 0 else f"camera {k}: no image received yet"
+            return None, f"camera {name}: no image received yet"
     if state_buffer.latest_stamp is None:
         return None, "no joint state received yet"
+    for source, buf in [*((f"camera {n}", b) for n, b in zip(names, image_buffers)),
+                        ("joint states", state_buffer)]:
+        skew = future_skew_reason(buf.latest_stamp, now, max_future_skew_s)
+        if skew:
+            return None, f"{source}: {skew}"
     partners_until = min(b.latest_stamp for b in (*image_buffers[1:], state_buffer)) + sync_slop_s
     anchor = image_buffers[0].newest_stamp_until(partners_until)
     if anchor is None:  # every frame is newer than its partners: the sync check below says so
@@ -90,41 +155,78 @@ def align_history(image_buffers: list[StampedBuffer], state_buffer: StampedBuffe
     state_age = now - state_buffer.latest_stamp  # first: dead joints also hold the anchor back
     if state_age > max_age_s:
         return None, f"joint states are stale ({state_age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
+    for name, buf in zip(names[1:], image_buffers[1:]):
+        age = now - buf.latest_stamp
+        if age > max_age_s:
+            return None, f"camera {name} is stale ({age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
     age = now - anchor
     if age > max_age_s:
-        return None, f"camera is stale ({age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
+        return None, f"camera {names[0]} is stale ({age:.2f}s old > max_obs_age_s {max_age_s:.2f})"
     images, states = [], []
     for i in range(n_frames):
         t = anchor - (n_frames - 1 - i) * frame_period_s
         t0, first = image_buffers[0].nearest(t)
         cams = [first]
-        for k, buf in enumerate(image_buffers[1:], start=1):
+        for name, buf in zip(names[1:], image_buffers[1:]):
             hit = buf.nearest(t0)
             if hit is None or abs(hit[0] - t0) > sync_slop_s:
-                return None, f"camera {k} not synchronised with camera 0 within {sync_slop_s}s"
+                return None, (f"camera {name} not synchronised with camera {names[0]} "
+                              f"within {sync_slop_s}s")
             cams.append(hit[1])
         hit = state_buffer.nearest(t0)
         if hit is None or abs(hit[0] - t0) > sync_slop_s:
-            return None, f"joint states not synchronised with the camera within {sync_slop_s}s"
+            return None, (f"joint states not synchronised with camera {names[0]} "
+                          f"within {sync_slop_s}s")
         images.append(cams)
         states.append(hit[1])
-    return AlignedObservation(images, np.stack(states), anchor, age), ""
+    return AlignedObservation(images, np.stack(states), anchor, age, names), ""
+
+
+class SafetyViolation(ValueError):
+    """A command that must not be published (the caller holds and reports the reason)."""
 
 
 class SafetyFilter:
-    """Keeps commands finite, inside joint limits, and within a max change per step."""
+    """Keeps commands finite, inside joint limits, and within a max change per step.
 
-    def __init__(self, lower, upper, max_step):
-        self.lower = np.asarray(lower, dtype=np.float64)
-        self.upper = np.asarray(upper, dtype=np.float64)
-        self.max_step = np.broadcast_to(np.asarray(max_step, dtype=np.float64), self.lower.shape)
-        if np.any(self.lower > self.upper):
-            raise ValueError("joint lower limits must not exceed upper limits")
+    Refuses to exist with settings that could not keep that promise (non-finite, zero or
+    negative steps, lower > upper, shapes that disagree), and checks its own output before it
+    is returned: a filter bug or a corrupted setting raises SafetyViolation, never a command."""
+
+    def __init__(self, lower, upper, max_step, n_joints: int | None = None):
+        try:
+            self.lower = np.asarray(lower, dtype=np.float64)
+            self.upper = np.asarray(upper, dtype=np.float64)
+            step = np.asarray(max_step, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"joint limits and max_joint_step must be numbers: {e}") from e
+        if self.lower.ndim != 1 or self.upper.ndim != 1 or len(self.lower) == 0:
+            raise ValueError("joint limits must be non-empty lists")
+        if len(self.lower) != len(self.upper):
+            raise ValueError(f"{len(self.lower)} lower limits but {len(self.upper)} upper limits")
+        if n_joints is not None and len(self.lower) != n_joints:
+            raise ValueError(f"{len(self.lower)} joint limits for {n_joints} joints")
+        if step.ndim > 1 or (step.ndim == 1 and len(step) not in (1, len(self.lower))):
+            raise ValueError(f"max_joint_step must be one value or one per joint (got {step.shape})")
+        if not (np.isfinite(self.lower).all() and np.isfinite(self.upper).all()):
+            raise ValueError("joint limits must be finite")
+        if not np.isfinite(step).all() or (step <= 0).any():
+            raise ValueError(f"max_joint_step must be finite and > 0 (got {max_step})")
+        bad = np.flatnonzero(self.lower > self.upper)
+        if len(bad):
+            raise ValueError(f"joint lower limits exceed upper limits at joints {bad.tolist()}")
+        self.max_step = np.broadcast_to(step, self.lower.shape).copy()
 
     def apply(self, chunk: np.ndarray, current: np.ndarray) -> np.ndarray:
         """chunk (H, D) targets, current (D,) measured positions -> safe chunk.
-        Raises ValueError for non-finite input (the caller holds instead)."""
+        Raises ValueError for unusable input (the caller holds instead)."""
         chunk = np.asarray(chunk, dtype=np.float64)
+        current = np.asarray(current, dtype=np.float64)
+        if chunk.ndim != 2 or chunk.shape[1] != len(self.lower) or len(chunk) == 0:
+            raise ValueError(f"action chunk of shape {chunk.shape} for {len(self.lower)} joints")
+        if current.shape != self.lower.shape:
+            raise ValueError(f"current joint positions of shape {current.shape} "
+                             f"for {len(self.lower)} joints")
         if not np.isfinite(chunk).all():
             raise ValueError("policy produced non-finite actions")
         if not np.isfinite(current).all():
@@ -135,7 +237,26 @@ class SafetyFilter:
             step = np.clip(target - prev, -self.max_step, self.max_step)
             prev = np.clip(prev + step, self.lower, self.upper)
             out[i] = prev
+        self.check(out, current)
         return out
+
+    def check(self, steps: np.ndarray, current: np.ndarray, tol: float = 1e-9) -> None:
+        """Raise SafetyViolation unless `steps` (H, D) are finite, inside the limits and each
+        within max_step of the one before (the first of the measured `current`, clipped into
+        the limits: a joint measured outside them is brought back at most max_step a step)."""
+        steps = np.asarray(steps, dtype=np.float64)
+        if steps.ndim != 2 or steps.shape[1] != len(self.lower):
+            raise SafetyViolation(f"command of shape {steps.shape} for {len(self.lower)} joints")
+        if not np.isfinite(steps).all():
+            raise SafetyViolation("command is not finite")
+        low = np.flatnonzero((steps < self.lower - tol).any(0) | (steps > self.upper + tol).any(0))
+        if len(low):
+            raise SafetyViolation(f"command outside the joint limits at joints {low.tolist()}")
+        start = np.clip(np.asarray(current, dtype=np.float64), self.lower, self.upper)
+        jumps = np.abs(np.diff(np.vstack([start, steps]), axis=0))
+        over = np.flatnonzero((jumps > self.max_step + tol).any(0))
+        if len(over):
+            raise SafetyViolation(f"command steps exceed max_joint_step at joints {over.tolist()}")
 
 
 def schedule_chunk(chunk: np.ndarray, obs_stamp: float, now: float, dt: float,

@@ -66,32 +66,30 @@ def rgb_to_image(rgb: np.ndarray, stamp=None, frame_id: str = ""):
 
 
 def joint_positions(msg, names: list[str]) -> np.ndarray:
-    """Positions of `names` from a JointState (any order, extra joints ignored)."""
-    if len(msg.position) != len(msg.name):
-        raise ValueError(f"{len(msg.name)} names but {len(msg.position)} positions")
-    index = {n: i for i, n in enumerate(msg.name)}
+    """Positions of `names` from a JointState (any order, extra joints ignored); ValueError for
+    an inconsistent reading (uva.control.select_joints: lengths, repeated or missing names,
+    non-finite values)."""
+    from uva.control import select_joints
+    return select_joints(msg.name, msg.position, names)
+
+
+def checkpoint_cameras(cfg) -> list[str]:
+    """The checkpoint's camera names; a config from before cameras were named is one "scene"."""
+    return list(getattr(cfg, "cameras", None) or ["scene"])
+
+
+def model_inputs(aligned, cfg) -> dict:
+    """Aligned history -> predict_action/predict_video input. A one-camera checkpoint gets
+    {"image": (F, S, S, 3), "state"}; several cameras get {"images": {name: (F, S, S, 3)},
+    "state"}, each camera resized to cfg.image_size on its own and matched by name."""
+    from uva.vae import resize
+    names = checkpoint_cameras(cfg)
+    index = {name: k for k, name in enumerate(aligned.cameras)}
     missing = [n for n in names if n not in index]
     if missing:
-        raise ValueError(f"missing joints {missing} (got {list(msg.name)})")
-    q = np.array([msg.position[index[n]] for n in names], dtype=np.float64)
-    if not np.isfinite(q).all():
-        bad = [n for n, v in zip(names, q) if not np.isfinite(v)]
-        raise ValueError(f"non-finite positions for {bad}")
-    return q
-
-
-def model_frames(aligned, image_size: int) -> np.ndarray:
-    """Aligned history (per frame: per-camera images) -> (F, S, S, 3) model input."""
-    from uva.vae import resize
-    return np.stack([resize(tile_cameras(cams), image_size) for cams in aligned.images])
-
-
-def tile_cameras(frames: list[np.ndarray]) -> np.ndarray:
-    """Several cameras -> one frame side by side (heights matched), the model's single input."""
-    if len(frames) == 1:
-        return frames[0]
-    import cv2
-    h = min(f.shape[0] for f in frames)
-    resized = [f if f.shape[0] == h else cv2.resize(f, (int(f.shape[1] * h / f.shape[0]), h))
-               for f in frames]
-    return np.concatenate(resized, axis=1)
+        raise ValueError(f"no stream for the checkpoint's cameras {missing}")
+    frames = {n: np.stack([resize(cams[index[n]], cfg.image_size) for cams in aligned.images])
+              for n in names}
+    if len(names) == 1:
+        return {"image": frames[names[0]], "state": aligned.states}
+    return {"images": frames, "state": aligned.states}

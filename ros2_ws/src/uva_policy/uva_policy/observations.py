@@ -4,7 +4,10 @@ One class owns the subscriptions, the timestamped buffers and the lock around th
 node and the video node cannot drift apart in how they treat bad input or a reset: a malformed
 message empties that stream's buffer and is reported as the input error until the stream
 recovers; a reset forgets every buffer and bumps `generation`, which lets a node drop results
-computed from observations taken before it.
+computed from observations taken before it. Cameras are named (`camera_names`, parallel to
+`image_topics`) and every reason names its stream: "camera wrist: ...", "joint_states: ...".
+A message stamped beyond `max_future_skew_s` ahead of the node's clock is refused on arrival
+(uva.control.future_skew_reason) and empties its stream's buffer like a malformed one.
 """
 from __future__ import annotations
 
@@ -15,18 +18,25 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty
 
-from uva.control import StampedBuffer, align_history
+from uva.control import StampedBuffer, align_history, future_skew_reason
 
 from .conversions import ImageError, image_msg_type, image_to_rgb, joint_positions, stamp_to_sec
 
 
 class ObservationStreams:
     def __init__(self, node: Node, image_topics: list[str], joint_states_topic: str,
-                 joint_names: list[str], reset_topic: str, on_reset=None):
+                 joint_names: list[str], reset_topic: str, on_reset=None,
+                 camera_names: list[str] | None = None, max_future_skew_s: float = 0.1):
         """`on_reset` runs under `lock` after the buffers are cleared (a node's own state that
-        must not outlive the scene, e.g. its last chunk)."""
+        must not outlive the scene, e.g. its last chunk). `max_future_skew_s` may be changed
+        at any time (a node's parameter callback does)."""
         self.node = node
         self.joint_names = joint_names
+        self.camera_names = list(camera_names) if camera_names is not None else \
+            [str(k) for k in range(len(image_topics))]
+        if len(self.camera_names) != len(image_topics):
+            raise ValueError(f"{len(self.camera_names)} camera names for {len(image_topics)} topics")
+        self.max_future_skew_s = max_future_skew_s
         self.lock = threading.Lock()
         self.image_buffers = [StampedBuffer() for _ in image_topics]
         self.state_buffer = StampedBuffer()
@@ -40,7 +50,7 @@ class ObservationStreams:
         node.create_subscription(Empty, reset_topic, self._on_reset, 10)
 
     def _on_image(self, index: int, msg) -> None:
-        source = f"camera {index}"
+        source = f"camera {self.camera_names[index]}"
         try:
             rgb = image_to_rgb(msg)
         except ImageError as e:
@@ -62,7 +72,8 @@ class ObservationStreams:
             self._record(self.state_buffer, stamp_to_sec(msg.header.stamp), q, "joint_states")
 
     def _record(self, buffer: StampedBuffer, stamp: float, value, source: str) -> None:
-        err = buffer.push(stamp, value)
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        err = future_skew_reason(stamp, now, self.max_future_skew_s) or buffer.push(stamp, value)
         if err:
             buffer.clear()
             self.error = f"{source}: {err}"
@@ -86,7 +97,8 @@ class ObservationStreams:
             if self.error:
                 return None, self.error, self.generation
             obs, reason = align_history(self.image_buffers, self.state_buffer, now, n_frames,
-                                        spacing_s, slop_s, max_age_s)
+                                        spacing_s, slop_s, max_age_s, self.camera_names,
+                                        self.max_future_skew_s)
             return obs, reason, self.generation
 
     def ages(self, now: float, image_topics: list[str]) -> dict[str, float | None]:

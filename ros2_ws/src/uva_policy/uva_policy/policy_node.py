@@ -28,11 +28,11 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
-from uva import franka
-from uva.control import SafetyFilter, schedule_chunk
+from uva.control import SafetyFilter, camera_set_reason, schedule_chunk
 from uva.trajectory import chunk_velocities
 
-from .conversions import model_frames
+from . import parameters
+from .conversions import checkpoint_cameras, model_inputs
 from .diagnostics import Health
 from .gripper import GripperClient, GripperSwitch
 from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
@@ -41,57 +41,18 @@ from .observations import ObservationStreams
 from .runtime import run_node
 
 
-SHARED_PARAMETERS = {  # declared by both the policy and the video node
-    "checkpoint": "",  # "" = the default installed with uva_bringup (share/.../checkpoints/panda)
-    "device": "cpu",
-    "autostart": False,  # configure + activate by itself (sim graph, tests); else wait for engage
-    "image_topics": ["/camera/color/image_raw"],
-    "joint_states_topic": "/joint_states",
-    "joint_names": franka.MODEL_JOINTS,
-    "control_rate_hz": 10.0,
-    "sync_slop_s": 0.05,
-    "torch_threads": 1,
-    "diagnostics_rate_hz": 2.0,
-    # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): nothing
-    # is planned or predicted from frames of the scene before it
-    "reset_topic": "~/reset",
-}
-PARAMETERS = {
-    **SHARED_PARAMETERS,
-    "joint_lower_limits": franka.LOWER_LIMITS,
-    "joint_upper_limits": franka.UPPER_LIMITS,
-    "max_joint_step": 0.15,  # rad (or m for the gripper) per control step
-    "max_obs_age_s": 0.5,
-    "n_action_steps": 0,  # steps executed per chunk before re-planning; 0 = checkpoint default
-    "blend_steps": 2,
-    "stop_on_deactivate": True,
-    # the action dimension that is the gripper ("" = none: every joint goes to the trajectory)
-    "gripper_joint": franka.FINGER_JOINTS[0],
-    "gripper_namespace": "/fr3_gripper",  # franka_gripper's move / grasp actions
-    "gripper_open_position": 0.04,  # finger joint position (m) of a fully open hand
-    "gripper_close_below": 0.3,  # hysteresis on opening = target / open position
-    "gripper_open_above": 0.7,
-    "gripper_open_width": 0.08,  # Move goal width (m between the fingers)
-    "gripper_grasp_width": 0.0,  # Grasp goal: width, epsilon band, speed, force
-    "gripper_epsilon_inner": 0.005,
-    "gripper_epsilon_outer": 0.08,
-    "gripper_speed": 0.1,
-    "gripper_force": 20.0,
-}
-
-
-def declare_all(node, params: dict) -> None:
-    for name, default in params.items():
-        node.declare_parameter(name, default)
+PARAMETERS = parameters.POLICY  # every parameter, its descriptor and range: .parameters
 
 
 class PolicyNode(LifecycleNode):
     def __init__(self):
         super().__init__("policy_node")
-        declare_all(self, PARAMETERS)
+        # validated as a whole; ParameterError: run_node exits before anything is published
+        self._values = parameters.declare(self, PARAMETERS)
         p = self._param
         self.joint_names = list(p("joint_names"))
         self.image_topics = list(p("image_topics"))
+        self.camera_names = list(p("camera_names"))
         self.rate = float(p("control_rate_hz"))
         self.dt = 1.0 / self.rate
         self.status = PolicyStatus()
@@ -105,7 +66,10 @@ class PolicyNode(LifecycleNode):
         self._timer = None
         self.gripper = None
         self.streams = ObservationStreams(self, self.image_topics, p("joint_states_topic"),
-                                          self.joint_names, p("reset_topic"), self._forget_plan)
+                                          self.joint_names, p("reset_topic"), self._forget_plan,
+                                          self.camera_names, p("max_future_skew_s"))
+        # runtime changes are validated and applied by _configure (refused ones keep the old)
+        parameters.watch(self, PARAMETERS, self._values, self._configure)
         self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
         self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "/uva/action_chunk", 10)
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
@@ -115,13 +79,15 @@ class PolicyNode(LifecycleNode):
         schedule_autostart(self)
 
     def _param(self, name):
-        return self.get_parameter(name).value
+        """The validated value in force (runtime changes pass parameters.watch first)."""
+        return self._values[name]
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
         p = self._param
         try:
             self._load_policy(p("checkpoint"), p("device"), int(p("torch_threads")))
+            self._configure(self._values)  # e.g. n_action_steps beyond this checkpoint's horizon
         except (CheckpointParameterError, ValueError, RuntimeError) as e:
             self.configure_error = str(e)
             self.policy = None
@@ -130,12 +96,6 @@ class PolicyNode(LifecycleNode):
             self._publish_health()
             return TransitionCallbackReturn.FAILURE
         self.configure_error = ""
-        self.safety = SafetyFilter(p("joint_lower_limits"), p("joint_upper_limits"),
-                                   p("max_joint_step"))
-        self.slop, self.max_age = float(p("sync_slop_s")), float(p("max_obs_age_s"))
-        self.blend_steps = int(p("blend_steps"))
-        n_exec = int(p("n_action_steps"))
-        self.n_exec = n_exec if n_exec > 0 else self.policy.cfg.n_action_steps
         gripper = p("gripper_joint")
         self.gripper_index = self.joint_names.index(gripper) if gripper else None
         self.arm_index = [i for i in range(len(self.joint_names)) if i != self.gripper_index]
@@ -195,6 +155,21 @@ class PolicyNode(LifecycleNode):
         self.policy = None
 
     # ------------------------------------------------------------------ setup
+    def _configure(self, p: dict) -> None:
+        """Runtime settings from validated parameters, swapped in at once (they hold from the next
+        tick); ValueError refuses a parameter change and keeps the old settings."""
+        safety = SafetyFilter(p["joint_lower_limits"], p["joint_upper_limits"],
+                              p["max_joint_step"], n_joints=len(self.joint_names))
+        horizon = self.policy.cfg.horizon if self.policy else None
+        if horizon is not None and p["n_action_steps"] > horizon:
+            raise ValueError(f"n_action_steps {p['n_action_steps']} exceeds the checkpoint's "
+                             f"horizon {horizon}")
+        n_exec = p["n_action_steps"] or (self.policy.cfg.n_action_steps if self.policy else 8)
+        self.max_age, self.slop, self.blend_steps = p["max_obs_age_s"], p["sync_slop_s"], p["blend_steps"]
+        self.n_exec, self.safety = n_exec, safety
+        self.streams.max_future_skew_s = p["max_future_skew_s"]
+        self._values = p
+
     def _load_policy(self, value: str, device: str, threads: int) -> None:
         """Resolve, load and check the checkpoint against this node's parameters, then warm up;
         raises with the reason (the configure transition fails with it)."""
@@ -218,19 +193,20 @@ class PolicyNode(LifecycleNode):
         if trained_joints and list(trained_joints) != self.joint_names:
             raise ValueError(f"checkpoint {path} was trained on joints {list(trained_joints)}, "
                              f"parameter joint_names is {self.joint_names}")
-        cameras = getattr(cfg, "cameras", None)
-        if cameras and len(cameras) != len(self.image_topics):
-            raise ValueError(f"checkpoint {path} expects {len(cameras)} cameras {list(cameras)}, "
-                             f"parameter image_topics lists {len(self.image_topics)}")
+        reason = camera_set_reason(self.camera_names, checkpoint_cameras(cfg))
+        if reason:
+            raise ValueError(f"camera set refused: {reason}")
         gripper = self._param("gripper_joint")
         if gripper and gripper not in self.joint_names:
             raise ValueError(f"parameter gripper_joint {gripper!r} is not in joint_names")
         t0 = time.perf_counter()
         lower = np.asarray(self._param("joint_lower_limits"), dtype=np.float64)
         upper = np.asarray(self._param("joint_upper_limits"), dtype=np.float64)
-        policy.predict_action({
-            "image": np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8),
-            "state": np.tile((lower + upper) / 2, (cfg.n_frames, 1))})
+        blank = np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8)
+        cameras = checkpoint_cameras(cfg)
+        warm = {"images": {c: blank for c in cameras}} if len(cameras) > 1 else {"image": blank}
+        warm["state"] = np.tile((lower + upper) / 2, (cfg.n_frames, 1))
+        policy.predict_action(warm)
         self.policy = policy
         self.get_logger().info(f"loaded UVA checkpoint {path} on {device} "
                                f"(warm-up inference {time.perf_counter() - t0:.2f}s)")
@@ -317,9 +293,9 @@ class PolicyNode(LifecycleNode):
     def _infer(self, obs, generation: int, epoch: int) -> None:
         cfg = self.policy.cfg
         try:
-            images = model_frames(obs, cfg.image_size)
+            inputs = model_inputs(obs, cfg)
             t0 = time.perf_counter()
-            chunk = self.policy.predict_action({"image": images, "state": obs.states})
+            chunk = self.policy.predict_action(inputs)
             latency = time.perf_counter() - t0
             self.status.inference_latency_s = latency
             self.health.latency(latency)

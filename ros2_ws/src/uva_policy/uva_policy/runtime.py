@@ -1,4 +1,5 @@
-"""Process entry point shared by the UVA nodes: init, spin, clean shutdown on Ctrl-C/SIGINT."""
+"""Process entry point shared by the UVA nodes: init, spin, clean shutdown on Ctrl-C/SIGINT; a
+node whose parameters are invalid (parameters.ParameterError) exits with status 2."""
 from __future__ import annotations
 
 import rclpy
@@ -6,8 +7,14 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 
 
 def run_node(make_node, args=None, threads: int = 1, on_shutdown=None) -> None:
+    from .parameters import ParameterError
     rclpy.init(args=args)
-    node = make_node()
+    try:
+        node = make_node()
+    except ParameterError as e:  # refuse to run: no publisher exists yet, nothing was sent
+        rclpy.logging.get_logger("uva").fatal(f"invalid parameters, not starting: {e}")
+        rclpy.try_shutdown()
+        raise SystemExit(2)
     executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
     executor.add_node(node)
     try:

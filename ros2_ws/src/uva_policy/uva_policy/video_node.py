@@ -24,21 +24,18 @@ from sensor_msgs.msg import Image
 from uva_msgs.msg import ActionChunk
 from uva_msgs.srv import PredictFuture
 
-from .conversions import model_frames, rgb_to_image
+from uva.control import camera_set_reason
+
+from . import parameters
+from .conversions import checkpoint_cameras, model_inputs, rgb_to_image
 from .diagnostics import Health
 from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
                       resolve_checkpoint, schedule_autostart)
 from .observations import ObservationStreams
-from .policy_node import SHARED_PARAMETERS, declare_all
 from .runtime import run_node
 from .scheduling import ControlPriority
 
-PARAMETERS = {
-    **SHARED_PARAMETERS,
-    "publish_rate_hz": 2.0,
-    "max_obs_age_s": 1.0,
-    "tile_scale": 2,
-}
+PARAMETERS = parameters.VIDEO  # every parameter, its descriptor and range: .parameters
 
 
 def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[float],
@@ -59,22 +56,25 @@ def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[
 class VideoNode(LifecycleNode):
     def __init__(self):
         super().__init__("video_node")
-        declare_all(self, PARAMETERS)
-        p = lambda n: self.get_parameter(n).value
+        values = parameters.declare(self, PARAMETERS)  # ParameterError: run_node exits
+        p = values.__getitem__
         # the control loop first: lower OS priority, 1 torch thread, no start while the policy
         # infers (scheduling.py)
         self.priority = ControlPriority(self)
         self.joint_names = list(p("joint_names"))
         self.image_topics = list(p("image_topics"))
         self.dt = 1.0 / float(p("control_rate_hz"))
-        self.max_age, self.slop, self.scale = float(p("max_obs_age_s")), float(p("sync_slop_s")), int(p("tile_scale"))
+        self.camera_names = list(p("camera_names"))
+        self._configure(values)
         self.policy = None
         self.configure_error = ""
         self.health = Health(self.get_name())
         self._model_lock = threading.Lock()
         self.latest_chunk: np.ndarray | None = None
         self.streams = ObservationStreams(self, self.image_topics, p("joint_states_topic"),
-                                          self.joint_names, p("reset_topic"), self._forget_chunk)
+                                          self.joint_names, p("reset_topic"), self._forget_chunk,
+                                          self.camera_names, p("max_future_skew_s"))
+        parameters.watch(self, PARAMETERS, values, self._configure)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
         self.pub = self.create_lifecycle_publisher(Image, "/uva/predicted_frames", 5)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -105,12 +105,14 @@ class VideoNode(LifecycleNode):
             if cfg.action_dim != len(self.joint_names):
                 raise ValueError(f"checkpoint {path} has action_dim {cfg.action_dim} but "
                                  f"joint_names lists {len(self.joint_names)} joints")
-            cameras = getattr(cfg, "cameras", None)
-            if cameras and len(cameras) != len(self.image_topics):
-                raise ValueError(f"checkpoint {path} expects {len(cameras)} cameras, "
-                                 f"parameter image_topics lists {len(self.image_topics)}")
-            obs = {"image": np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8),
-                   "state": np.zeros((cfg.n_frames, cfg.proprio_dim))}
+            reason = camera_set_reason(self.camera_names, checkpoint_cameras(cfg))
+            if reason:
+                raise ValueError(f"camera set refused: {reason}")
+            blank = np.zeros((cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8)
+            cameras = checkpoint_cameras(cfg)
+            obs = ({"images": {c: blank for c in cameras}} if len(cameras) > 1
+                   else {"image": blank})
+            obs["state"] = np.zeros((cfg.n_frames, cfg.proprio_dim))
             policy.predict_video(obs, actions=np.zeros((cfg.horizon, cfg.action_dim)))  # warm-up
         except (CheckpointParameterError, ValueError, RuntimeError) as e:
             self.configure_error = str(e)
@@ -151,6 +153,12 @@ class VideoNode(LifecycleNode):
                 self.get_clock().now().nanoseconds * 1e-9, self.image_topics)
         self.diag_pub.publish(self.health.message(self.get_clock().now().to_msg()))
 
+    def _configure(self, p: dict) -> None:
+        """Runtime settings from validated parameters (they hold from the next tick)."""
+        self.max_age, self.slop, self.scale = p["max_obs_age_s"], p["sync_slop_s"], p["tile_scale"]
+        if hasattr(self, "streams"):
+            self.streams.max_future_skew_s = p["max_future_skew_s"]
+
     def _on_chunk(self, msg: ActionChunk):
         if msg.action_dim == 0 or len(msg.data) != msg.horizon * msg.action_dim:
             return
@@ -168,7 +176,7 @@ class VideoNode(LifecycleNode):
                                               self.slop, self.max_age)
         if obs is None:
             return None, None, reason
-        return {"image": model_frames(obs, cfg.image_size), "state": obs.states}, obs, ""
+        return model_inputs(obs, cfg), obs, ""
 
     def _fit_chunk(self, chunk: np.ndarray) -> np.ndarray:
         """Pad (repeat last) or cut a chunk to the model's horizon."""
@@ -182,7 +190,11 @@ class VideoNode(LifecycleNode):
         with self._model_lock:
             frames = self.policy.predict_video(obs, actions=chunk)
         ahead = [(i + 1) * cfg.actions_per_frame * self.dt for i in range(cfg.n_frames)]
-        return label_strip(obs["image"][-1], frames, ahead, self.scale), ahead
+        first = checkpoint_cameras(cfg)[0]  # several cameras: the strip shows the first one
+        current = obs["image"] if "image" in obs else obs["images"][first]
+        if isinstance(frames, dict):
+            frames = frames[first]
+        return label_strip(current[-1], frames, ahead, self.scale), ahead
 
     def _tick(self):
         if self.policy is None or self._busy or not self._active:

@@ -29,31 +29,19 @@ from trajectory_msgs.msg import JointTrajectory
 from uva import franka
 from uva.envs.panda import PandaEnv
 from uva.trajectory import check_trajectory, sample
+from uva_policy import parameters
 from uva_policy.runtime import run_node
 
 from .gripper_server import FingerState, GripperServer
 
-
-PARAMETERS = {
-    "controller_rate_hz": 10.0,
-    "camera_size": 96,
-    "first_seed": 100000,
-    "episode_steps": PandaEnv.max_steps,
-    "trajectory_topic": "/fr3_arm_controller/joint_trajectory",
-    "gripper_namespace": "/fr3_gripper",
-    "gripper_max_speed": 0.2,  # m/s of the finger opening
-    "max_start_deviation": 0.5,  # rad: a first point further from the state is refused
-    # ground truth for tests: the scripted expert's action each step on /franka_sim/expert_action
-    "publish_expert": False,
-}
+PARAMETERS = parameters.SIM  # every parameter, its descriptor and range: uva_policy.parameters
 
 
 class SimNode(Node):
     def __init__(self):
         super().__init__("franka_sim")
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = lambda n: self.get_parameter(n).value
+        values = parameters.declare(self, PARAMETERS)  # ParameterError: run_node exits
+        p = values.__getitem__
         self.env = PandaEnv(render_size=int(p("camera_size")))
         self.seed = int(p("first_seed"))
         self.episode_steps = int(p("episode_steps"))
@@ -79,6 +67,10 @@ class SimNode(Node):
         self._prev_q = None
         self._reset()
         self.create_timer(self.dt, self._step)
+        parameters.watch(self, PARAMETERS, values, self._configure)
+
+    def _configure(self, p: dict) -> None:
+        self.episode_steps = int(p["episode_steps"])  # from the next step on
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
