@@ -378,7 +378,7 @@ def test_cli_inputs_fail_on_one_line_with_exit_2(tmp_path, capsys):
     write_replay_buffer(flat, [{"img": rng.integers(0, 255, (12, 64, 64, 3), dtype=np.uint8),
                                 "state": np.zeros((12, 2), np.float32),
                                 "action": np.zeros(12, np.float32)}], {})
-    for buf, pattern in ((nonsquare, "must be square"), (flat, "action must be a 2-D")):
+    for buf, pattern in ((nonsquare, r"frames are \(64, 48\).*--image-size"), (flat, "action must be a 2-D")):
         cases.append((["train", "--data", str(buf), "--out", str(tmp_path / "r2"), "--config",
                        TINY_JSON, "--vae-steps", "1"], f"{buf.name}: .*{pattern}"))
     import re

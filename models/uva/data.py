@@ -194,10 +194,6 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
                            f"{buf.episode_ends.shape} {buf.episode_ends.dtype}")
     if buf.img.ndim != 4 or buf.img.shape[-1] != 3 or buf.img.dtype != np.uint8:
         raise DatasetError(f"{path}: img must be (N, H, W, 3) uint8, got {buf.img.shape} {buf.img.dtype}")
-    if buf.img.shape[1] != buf.img.shape[2] or buf.img.shape[1] == 0:
-        raise DatasetError(f"{path}: images must be square and non-empty (the model takes "
-                           f"S x S frames), got {buf.img.shape[1]} x {buf.img.shape[2]}; resize "
-                           f"or crop them when building the buffer")
     for key in ("state", "action"):
         arr = getattr(buf, key)
         if arr.ndim != 2 or arr.shape[1] == 0 or not np.issubdtype(arr.dtype, np.number) \

@@ -706,7 +706,8 @@ def check_cameras_fit(buf, cfg: UVAConfig, data_path, source) -> None:
     for name, frames in buf.images.items():
         if frames.shape[1:3] != (cfg.image_size, cfg.image_size):
             raise DatasetError(f"{data_path}: camera '{name}' frames are {frames.shape[1:3]}, "
-                               f"{source} expects {cfg.image_size} x {cfg.image_size}")
+                               f"{source} expects {cfg.image_size} x {cfg.image_size} (import "
+                               f"or collect with --image-size {cfg.image_size})")
 
 
 def check_dataset_fits(buf, cfg: UVAConfig, data_path, ckpt_path) -> None:
