@@ -197,12 +197,12 @@ def test_diagnostics_report_a_stale_camera_within_a_second(ros, panda_ckpt, tmp_
         assert int(d["chunks_published"]) >= 1 and int(d["dropped_ticks"]) >= 0
         f.camera = False  # the camera dies; joint states keep coming
         n = len(f.diags)
-        assert f.spin(until=lambda: any(dd and "camera is stale" in dd["hold_reason"]
+        assert f.spin(until=lambda: any(dd and "is stale" in dd["hold_reason"] and "camera" in dd["hold_reason"]
                                         for _, dd in f.diags[n:]), timeout=10)
-        t_seen = next(t for t, dd in f.diags[n:] if dd and "camera is stale" in dd["hold_reason"])
+        t_seen = next(t for t, dd in f.diags[n:] if dd and "is stale" in dd["hold_reason"] and "camera" in dd["hold_reason"])
         stale_since = f.last_image + max_age
         assert t_seen - stale_since < 1.0, t_seen - stale_since
-        held = next(dd for _, dd in f.diags[n:] if dd and "camera is stale" in dd["hold_reason"])
+        held = next(dd for _, dd in f.diags[n:] if dd and "is stale" in dd["hold_reason"] and "camera" in dd["hold_reason"])
         assert held["level"] == "1" and held["state"] == "active"
         assert float(held["observation_age_s /camera/color/image_raw"]) > max_age
     finally:

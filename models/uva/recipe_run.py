@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .rundir import stage_resumable
 from .checkpoint import atomic_write_json
 from .recipe import (STATE_FILE, Recipe, checkpoint_of, dependencies, effective_spec,
                      load_recipe, outputs, plan, read_state, with_budget)
@@ -93,7 +94,9 @@ def _run_train(recipe, st, out, device) -> dict:
                      batch_size=s.get("batch_size", defaults.batch_size),
                      lr=s.get("lr", defaults.lr), ckpt_every=s.get("ckpt_every", defaults.ckpt_every),
                      eval_every=s.get("eval_every", defaults.eval_every), seed=s.get("seed", 0),
-                     resume=True, device=device, init=init, vae_from=vae_from,
+                     # continue an interrupted stage; a stage not begun yet starts fresh
+                     resume=stage_resumable(root / s["stage"]), device=device, init=init,
+                     vae_from=vae_from,
                      modes=s.get("modes") or None, config_overrides=config,
                      max_minutes=s.get("max_minutes"), keep_every=s.get("keep_every"))
     return {"final": train(args)[s["stage"]]}

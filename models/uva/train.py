@@ -697,6 +697,16 @@ def check_overrides_fit(init: Path, overrides: dict) -> None:
                          f"{STAGE_WEIGHTING_FIELDS} here, not {changed}")
 
 
+def fresh_config(buf, args) -> UVAConfig:
+    """The config of a model trained from scratch on `buf` (sizes from the data, then --config),
+    checked against the buffer's cameras and frame sizes."""
+    cfg = UVAConfig(**{"image_size": int(buf.img.shape[1]), "cameras": buf.cameras,
+                       "action_dim": int(buf.action.shape[1]),
+                       "proprio_dim": int(buf.state.shape[1]), **args.config_overrides})
+    check_cameras_fit(buf, cfg, args.data, "--config")
+    return cfg
+
+
 def check_cameras_fit(buf, cfg: UVAConfig, data_path, source) -> None:
     """The config's cameras must be the buffer's (same names, same order): a model reads each
     camera's frames into that camera's tokens."""
@@ -755,6 +765,8 @@ def train(args: TrainArgs) -> dict:
     if args.vae_from and (args.stage in ("vae", HEAD_STAGE) or args.init):
         raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
                          "use it with --stage video, joint or all, and without --init")
+    if "vae" in stages and not args.vae_from:
+        fresh_config(buf, args)  # a dataset the model cannot take is refused before any write
     written = tuple(dict.fromkeys(stages + (("vae",) if args.vae_from else ())))
     inputs = (args.data, args.init, args.vae_from)
     lock = RunLock(root) if info.is_main else None
@@ -790,10 +802,7 @@ def _run_stages(args: TrainArgs, buf, info: DistInfo, root: Path, stages: tuple,
             init = out / "final"
             continue
         if stage == "vae":
-            cfg = UVAConfig(**{"image_size": int(buf.img.shape[1]), "cameras": buf.cameras,
-                               "action_dim": int(buf.action.shape[1]),
-                               "proprio_dim": int(buf.state.shape[1]), **args.config_overrides})
-            check_cameras_fit(buf, cfg, args.data, "--config")
+            cfg = fresh_config(buf, args)
             normalizers = {"action": MinMaxNormalizer.fit(buf.action),
                            "proprio": MinMaxNormalizer.fit(buf.state)}
             final = train_vae(buf, cfg, normalizers, args, out, info)

@@ -327,7 +327,7 @@ def import_bags(bags: list[str | Path], tm: TopicMap, out: str | Path,
              "episode_sources": sources}
     if image_size_px:
         attrs["image_size"] = image_size_px
-    write_replay_buffer(out, episodes, attrs)
+    write_replay_buffer(out, episodes, attrs, overwrite=overwrite, inputs=tuple(bags))
     return {"out": str(out), "episodes": len(episodes), "steps": int(sum(len(e["action"]) for e in episodes)),
             "skipped_short_episodes": skipped, "cameras": {c: list(episodes[0]["images"][c].shape[1:3])
                                                            for c in tm.cameras},

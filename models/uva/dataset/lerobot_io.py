@@ -113,5 +113,5 @@ def import_lerobot(root: str | Path, out: str | Path, image_size_px: int | None 
             attrs["joint_names"] = meta["joint_names"]
         if image_size_px:
             attrs["image_size"] = image_size_px
-        write_replay_buffer(out, episodes, attrs)
+        write_replay_buffer(out, episodes, attrs, overwrite=overwrite, inputs=(root,))
     return {"out": str(out), "fps": meta["fps"], "cameras": cameras, **result}

@@ -75,7 +75,7 @@ def run(bag: str, ckpt: str, topics, log_path: str | None = None) -> dict:
             "-p", f"control_rate_hz:={float(topics.control_rate_hz)}",
             "-p", f"max_obs_age_s:={float(topics.max_obs_age_s)}",
             "-p", f"sync_slop_s:={float(topics.sync_slop_s)}",
-            "-p", "blend_steps:=0", "-p", "max_joint_step:=100.0",
+            "-p", "blend_steps:=0", "-p", "max_joint_step:=10.0",
             # engaged at once; the whole chunk on /uva/action_chunk is what is compared, so no
             # gripper split (a bag's joints need not include the Franka finger)
             "-p", "autostart:=true", "-p", "gripper_joint:=''"]
@@ -109,7 +109,8 @@ def run(bag: str, ckpt: str, topics, log_path: str | None = None) -> dict:
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.02)
     finally:
-        os.killpg(policy.pid, signal.SIGINT)
+        if policy.poll() is None:  # a node that refused its parameters has exited already
+            os.killpg(policy.pid, signal.SIGINT)
         policy.wait(10)
         node.destroy_node()
         rclpy.shutdown()

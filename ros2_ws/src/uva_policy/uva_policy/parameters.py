@@ -103,7 +103,7 @@ POLICY = {
     "joint_lower_limits": Spec(franka.LOWER_LIMITS, "lower position limit per joint [rad or m]"),
     "joint_upper_limits": Spec(franka.UPPER_LIMITS, "upper position limit per joint [rad or m]"),
     "max_joint_step": Spec(0.15, "max change of any joint target per control step [rad or m]",
-                           False, (1e-6, 3.2)),
+                           False, (1e-6, 10.0)),
     "max_obs_age_s": Spec(0.5, "hold when the newest aligned observation is older [s]", False,
                           (0.001, 60.0)),
     "n_action_steps": Spec(0, "steps executed per chunk before re-planning; 0 = checkpoint "
