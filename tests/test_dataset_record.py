@@ -76,10 +76,12 @@ def test_recorded_demos_import_like_collected_ones(tmp_path):
         # mapping or a shifted label is off by ~1 rad); the simulator does not wait for a late
         # command, so episodes can differ in length (see experiments/dataset_fidelity.json)
         assert r["state_abs_err_mean"] < 0.3 and r["action_abs_err_mean"] < 0.3, r
-    # one step per recorded frame: the last of an episode has no label, and a frame the recorder
-    # caught before the first command of its episode has none either
+    # one step per recorded frame: the last of an episode has no label, and frames the recorder
+    # caught before the first command of its episode have none either (one or two when idle, a
+    # few more on a loaded 2-core machine, where the teleop's first command can come late; a
+    # dropped or duplicated step per frame would be off by tens)
     steps, frames = report["sample_on_camera"]["import"]["steps"], timing["frames"]
-    assert frames - 4 <= steps <= frames - 2, (steps, frames)
+    assert frames - 12 <= steps <= frames - 2, (steps, frames)
 
 
 def test_recorder_services_start_keep_and_discard_episodes(tmp_path, ros):
