@@ -189,25 +189,24 @@ class UVAConfig:
     def check_partial(cls, d: dict) -> None:
         """Check a dict of field overrides (e.g. `uva train --config`) key by key: unknown
         names, types and ranges, without the checks that need the whole config."""
-        if not isinstance(d, dict):
-            raise TypeError(f"overrides must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        cls._check_keys(d, "overrides", "unknown config fields")
         hints = typing.get_type_hints(cls)
         for name, value in d.items():
             _check_value(name, value, hints[name])
 
     @classmethod
     def from_dict(cls, d: dict) -> "UVAConfig":
-        if not isinstance(d, dict):
-            raise TypeError(f"config must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"config has unknown keys {sorted(unknown)}")
+        cls._check_keys(d, "config", "config has unknown keys")
         return cls(**d)
+
+    @classmethod
+    def _check_keys(cls, d, what: str, unknown_message: str) -> None:
+        """`d` is a dict naming only fields of the config (TypeError / ValueError otherwise)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"{what} must be a JSON object, got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{unknown_message} {sorted(unknown)}")
 
 
 # ---------------------------------------------------------------------------- field checks
