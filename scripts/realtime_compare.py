@@ -71,6 +71,21 @@ def latency(before, after, repeats: int, seed: int = 0) -> dict:
     return out
 
 
+class OneCameraConfig:
+    """The config of a policy from before cameras existed, seen with the camera fields today's
+    rollout loop reads (that code had one camera, named like today's default)."""
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+
+    def __getattr__(self, name):
+        if name == "n_cameras":
+            return 1
+        if name == "cameras":
+            return ["scene"]
+        return getattr(self._cfg, name)
+
+
 def paired_scores(before, after, env_name: str, episodes: int, first_seed: int = 100000) -> dict:
     from uva.envs import make_env
     from uva.evaluate import rollout
@@ -114,6 +129,8 @@ def main():
         uva_before = import_before(Path(tmp))
         for ckpt, env_name in zip(a.ckpt, a.env):
             before, after = uva_before.load_policy(ckpt), load_policy(ckpt)
+            if not hasattr(before.cfg, "n_cameras"):
+                before.cfg = OneCameraConfig(before.cfg)
             after.warm_up()
             before.predict_action({"image": np.zeros((before.cfg.n_frames, before.cfg.image_size,
                                                       before.cfg.image_size, 3), np.uint8),
