@@ -44,6 +44,22 @@ def panda_ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def two_camera_ckpt(tmp_path_factory):
+    """The same with two cameras, scene and wrist (each its own tokens)."""
+    from ros_helpers import PANDA_LOWER, PANDA_UPPER
+    from uva import UVAModel
+    from uva.checkpoint import save_checkpoint
+    from uva.normalizer import MinMaxNormalizer
+    torch.manual_seed(0)
+    cfg = UVAConfig(action_dim=8, proprio_dim=8, cameras=["scene", "wrist"], **TINY)
+    path = tmp_path_factory.mktemp("panda2") / "ckpt2"
+    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER))
+             for k in ("action", "proprio")}
+    save_checkpoint(path, UVAModel(cfg), cfg, norms)
+    return path
+
+
+@pytest.fixture(scope="module")
 def ros():
     """rclpy context + a test node and its executor, over real DDS."""
     rclpy = pytest.importorskip("rclpy")

@@ -131,12 +131,56 @@ def test_runner_builds_the_same_graph_as_the_sim_launch_file():
     assert sim_yaml["franka_sim"]["ros__parameters"]["trajectory_topic"] == TRAJECTORY_CONTROLLER
 
 
+def image_displays(displays: list) -> dict[str, bool]:
+    """{topic: shown by default} of every Image display, inside groups too."""
+    out = {}
+    for d in displays:
+        if d["Class"] == "rviz_common/Group":
+            out.update({t: on and d["Enabled"] for t, on in image_displays(d["Displays"]).items()})
+        elif d["Class"] == "rviz_default_plugins/Image":
+            out[d["Topic"]["Value"]] = d["Enabled"]
+    return out
+
+
 def test_rviz_config_displays_topics_our_nodes_publish():
+    from uva_policy.video_node import PREDICTED_TOPIC, camera_topics
     rviz = yaml.safe_load((SRC / "uva_bringup" / "rviz" / "uva.rviz").read_text())
-    images = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"]
-              if d["Class"] == "rviz_default_plugins/Image"}
-    assert images == {"/camera/color/image_raw", "/uva/predicted_frames"}
+    images = image_displays(rviz["Visualization Manager"]["Displays"])
+    # one camera, shown by default: the camera and its strip (all strips stacked for several)
+    assert {t for t, on in images.items() if on} == {"/camera/color/image_raw", PREDICTED_TOPIC}
+    # the two-camera layout of franka_2cam.yaml, one group: each camera and each camera's strip
+    layout = yaml.safe_load((SRC / "uva_bringup" / "config" / "franka_2cam.yaml").read_text())
+    video = layout["video_node"]["ros__parameters"]
+    assert set(images) == {PREDICTED_TOPIC, *video["image_topics"],
+                           *camera_topics(video["camera_names"]).values()}
+    assert set(camera_topics(["scene", "wrist"]).values()) == \
+        {"/uva/predicted_frames/scene", "/uva/predicted_frames/wrist"}
     video_src = (SRC / "uva_policy" / "uva_policy" / "video_node.py").read_text()
-    assert 'create_lifecycle_publisher(Image, "/uva/predicted_frames"' in video_src
+    assert PREDICTED_TOPIC == "/uva/predicted_frames"
+    assert "create_lifecycle_publisher(Image, PREDICTED_TOPIC" in video_src
+    assert "create_lifecycle_publisher(Image, t," in video_src  # one per camera
     sim_src = (SRC / "uva_sim" / "uva_sim" / "sim_node.py").read_text()
     assert 'create_publisher(Image, "/camera/color/image_raw"' in sim_src
+
+
+def test_two_camera_layout_yaml_over_franka_yaml_gives_both_nodes_scene_and_wrist():
+    """franka_2cam.yaml layered over franka.yaml (as franka.launch.py camera_params:= does):
+    valid parameter sets for both nodes naming the same two cameras on the same topics."""
+    from uva_policy import parameters as P
+    config = SRC / "uva_bringup" / "config"
+    base = yaml.safe_load((config / "franka.yaml").read_text())
+    layout = yaml.safe_load((config / "franka_2cam.yaml").read_text())
+    assert set(layout) == {"policy_node", "video_node"}
+    topics = set()
+    for name, specs in (("policy_node", P.POLICY), ("video_node", P.VIDEO)):
+        extra = layout[name]["ros__parameters"]
+        assert set(extra) <= declared_parameters(name), (name, set(extra))
+        merged = {**{k: s.default for k, s in specs.items()},
+                  **base[name]["ros__parameters"], **extra}
+        assert P.check(merged, specs) == "", name
+        assert merged["camera_names"] == ["scene", "wrist"]
+        assert merged["image_topics"][0] == base[name]["ros__parameters"]["image_topics"][0]
+        topics.add(tuple(merged["image_topics"]))
+    assert len(topics) == 1  # both nodes read the same streams
+    text = (LAUNCH / "franka.launch.py").read_text()
+    assert 'DeclareLaunchArgument("camera_params"' in text and "franka_2cam.yaml" in text

@@ -4,7 +4,6 @@ values stay in force; valid ones take effect; repeated joint names and future st
 cameras are matched to the checkpoint by name."""
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
@@ -323,23 +322,6 @@ def test_camera_set_not_matching_the_checkpoint_holds(ros, panda_ckpt, tmp_path)
     finally:
         h.close()
         stop(proc)
-
-
-@pytest.fixture
-def two_camera_ckpt(tmp_path):
-    import torch
-    from uva import UVAConfig, UVAModel
-    from uva.checkpoint import save_checkpoint
-    from uva.normalizer import MinMaxNormalizer
-    from conftest import TINY
-    if "cameras" not in {f.name for f in dataclasses.fields(UVAConfig)}:
-        pytest.skip("UVAConfig has no 'cameras' field yet: no several-camera checkpoint")
-    torch.manual_seed(0)
-    cfg = UVAConfig(action_dim=8, proprio_dim=8, cameras=["scene", "wrist"], **TINY)
-    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER))
-             for k in ("action", "proprio")}
-    save_checkpoint(tmp_path / "ckpt2", UVAModel(cfg), cfg, norms)
-    return tmp_path / "ckpt2"
 
 
 def test_two_cameras_hold_on_a_missing_wrist_stream_and_run_when_it_returns(

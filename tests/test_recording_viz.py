@@ -36,6 +36,7 @@ def test_recorder_writes_a_readable_bag_from_live_topics(tmp_path):
         img_pub = node.create_publisher(Image, "/camera/color/image_raw", 10)
         js_pub = node.create_publisher(JointState, "/joint_states", 10)
         chunk_pub = node.create_publisher(ActionChunk, "/uva/action_chunk", 10)
+        wrist_pub = node.create_publisher(Image, "/uva/predicted_frames/wrist", 10)
         stop = threading.Event()
         result = {}
         t = threading.Thread(target=lambda: result.update(record(str(tmp_path / "bag"), "sqlite3", stop_event=stop)))
@@ -47,6 +48,7 @@ def test_recorder_writes_a_readable_bag_from_live_topics(tmp_path):
             c = ActionChunk(joint_names=PANDA_JOINTS, horizon=1, action_dim=8, dt=0.1)
             c.data = [float(v) for v in HOME]
             chunk_pub.publish(c)
+            wrist_pub.publish(make_image(node, size=32))  # a two-camera video node's strip
             time.sleep(0.05)
         time.sleep(0.5)
         stop.set()
@@ -58,6 +60,7 @@ def test_recorder_writes_a_readable_bag_from_live_topics(tmp_path):
     assert counts["/camera/color/image_raw"] >= 15 and counts["/joint_states"] >= 15
     assert counts["/uva/action_chunk"] >= 15
     assert types["/uva/action_chunk"] == "uva_msgs/msg/ActionChunk"
+    assert counts["/uva/predicted_frames/wrist"] >= 15
     assert counts == {k: v for k, v in result.items() if v}
 
 
@@ -69,6 +72,8 @@ def test_viz_writes_foxglove_mcap_and_one_gif_frame_per_control_step(tmp_path):
     with BagWriter(tmp_path / "in", "mcap") as w:
         for topic, typ in (("/camera/color/image_raw", "sensor_msgs/msg/Image"),
                            ("/uva/predicted_frames", "sensor_msgs/msg/Image"),
+                           ("/uva/predicted_frames/scene", "sensor_msgs/msg/Image"),
+                           ("/uva/predicted_frames/wrist", "sensor_msgs/msg/Image"),
                            ("/joint_states", "sensor_msgs/msg/JointState"),
                            ("/uva/action_chunk", "uva_msgs/msg/ActionChunk"),
                            ("/tf_ignored", "std_msgs/msg/String")):
@@ -81,6 +86,9 @@ def test_viz_writes_foxglove_mcap_and_one_gif_frame_per_control_step(tmp_path):
             w.write("/tf_ignored", ns, T["std_msgs/msg/String"](data="x"))
             if k % 3 == 0 and k // 3 < n_pred:
                 w.write("/uva/predicted_frames", ns, w.image(ns, np.full((128, 384, 3), 200, np.uint8)))
+                for cam in ("scene", "wrist"):  # a two-camera video node's per-camera strips
+                    w.write(f"/uva/predicted_frames/{cam}", ns,
+                            w.image(ns, np.full((64, 192, 3), 100, np.uint8)))
             if k % 3 == 1 and k // 3 < n_chunk:
                 data = np.tile(HOME, (8, 1)) + np.linspace(0, 0.1, 8)[:, None]
                 w.write("/uva/action_chunk", ns, T["uva_msgs/msg/ActionChunk"](
@@ -89,6 +97,7 @@ def test_viz_writes_foxglove_mcap_and_one_gif_frame_per_control_step(tmp_path):
     assert uva_main(["viz", "--bag", str(tmp_path / "in"), "--out", str(tmp_path / "viz")]) == 0
     counts, types = _read_back(tmp_path / "viz" / "foxglove")
     assert counts == {"/camera/color/image_raw": n_cam, "/uva/predicted_frames": n_pred,
+                      "/uva/predicted_frames/scene": n_pred, "/uva/predicted_frames/wrist": n_pred,
                       "/joint_states": n_cam, "/uva/action_chunk": n_chunk, "/uva/action_chunk_plot": n_chunk}
     assert types["/uva/action_chunk_plot"] == "sensor_msgs/msg/JointState"
     gif = PILImage.open(tmp_path / "viz" / "viz.gif")

@@ -1,9 +1,11 @@
 """`uva viz --bag PATH`: a headless viewer path for runs recorded from the UVA graph.
 
 Writes (1) `foxglove.mcap`, a ROS 2 mcap Foxglove opens directly, holding the camera, predicted
-frames, joint states, action chunks and `/uva/action_chunk_plot` (the first step of each chunk as
-a JointState, which plot panels can chart), and (2) `viz.gif`: one frame per camera frame (control
-step), real frame beside the latest predicted frames, with the latest action chunk plotted under.
+frames (and each camera's strip, `/uva/predicted_frames/<camera>`, where the bag has them),
+joint states, action chunks and `/uva/action_chunk_plot` (the first step of each chunk as a
+JointState, which plot panels can chart), and (2) `viz.gif`: one frame per camera frame (control
+step), real frame beside the latest predicted frames (every camera's strip, stacked, for a
+several-camera checkpoint), with the latest action chunk plotted under.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def viz(bag: str, out: str, max_frames: int = 2000) -> dict:
     from .evaluate import write_gif
     bag_path, out_dir = Path(bag), Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    copied = dict(COPIED)
     counts = {t: 0 for t in list(COPIED) + [PLOT]}
     frames = []
     strip, chunk = None, None
@@ -52,10 +55,13 @@ def viz(bag: str, out: str, max_frames: int = 2000) -> dict:
     try:
         with AnyReader([bag_path], default_typestore=typestore()) as reader, \
                 BagWriter(partial, "mcap") as writer:
-            conns = [c for c in reader.connections if c.topic in COPIED]
+            copied.update({c.topic: COPIED[PREDICTED] for c in reader.connections
+                           if c.topic.startswith(PREDICTED + "/") and c.msgtype == COPIED[PREDICTED]})
+            counts.update({t: 0 for t in copied})
+            conns = [c for c in reader.connections if c.topic in copied]
             if not any(c.topic == CAMERA for c in conns):
                 raise BagError(f"{bag}: no {CAMERA} topic to visualise")
-            for topic, typename in COPIED.items():
+            for topic, typename in copied.items():
                 writer.add_topic(topic, typename)
             writer.add_topic(PLOT, "sensor_msgs/msg/JointState")
             for conn, t_ns, raw in tqdm(reader.messages(connections=conns), desc="viz"):

@@ -2,7 +2,9 @@
 
 Subscribes raw (serialized CDR) to the camera, /joint_states, the commanded trajectory and the
 /uva/* topics and writes them with their message definitions via `rosbags`, so standard tools
-(and `ros2 bag info` on a ROS install) read the result.
+(and `ros2 bag info` on a ROS install) read the result. The table also holds the two-camera
+layout's topics (config/franka_2cam.yaml: the wrist camera, and the video node's per-camera
+strips /uva/predicted_frames/scene and /wrist); a one-camera graph leaves them empty.
 
     python -m uva_bringup.record --out outputs/demo/bag [--storage sqlite3] [--duration 30]
 """
@@ -25,7 +27,11 @@ DEFAULT_TOPICS = {
     "/joint_states": (JointState, "sensor_msgs/msg/JointState"),
     "/fr3_arm_controller/joint_trajectory": (JointTrajectory, "trajectory_msgs/msg/JointTrajectory"),
     "/uva/action_chunk": (ActionChunk, "uva_msgs/msg/ActionChunk"),
-    "/uva/predicted_frames": (Image, "sensor_msgs/msg/Image"),
+    "/uva/predicted_frames": (Image, "sensor_msgs/msg/Image"),  # every camera's strip, stacked
+    # the two-camera layout (franka_2cam.yaml): the wrist camera and each camera's strip
+    "/wrist_camera/color/image_raw": (Image, "sensor_msgs/msg/Image"),
+    "/uva/predicted_frames/scene": (Image, "sensor_msgs/msg/Image"),
+    "/uva/predicted_frames/wrist": (Image, "sensor_msgs/msg/Image"),
     "/policy_node/status": (PolicyStatus, "uva_msgs/msg/PolicyStatus"),
 }
 

@@ -1,16 +1,25 @@
 """UVA video node: predicted future frames for rviz, and a what-if service.
 
 At a low rate it runs forward dynamics (the video head) for the current observation and the
-latest action chunk from the policy node, and publishes a horizontal strip on
-/uva/predicted_frames: the real current frame first, then each predicted frame, labelled with its
-index and seconds ahead. ~/predict_future answers the same for a caller's candidate chunk.
+latest action chunk from the policy node, and publishes each camera's horizontal strip: the real
+current frame first, then each predicted frame, labelled with its index and seconds ahead.
 
-Managed like the policy node (.managed): `configure` loads and checks the checkpoint and warms
-up the video head, strips are published only while `active`, the what-if service answers once
-configured; health on /diagnostics.
+- One-camera checkpoint: the strip on /uva/predicted_frames (as before cameras were named).
+- Several cameras: camera <name>'s strip on /uva/predicted_frames/<name> (its first tile is
+  labelled "<name> now"), and on /uva/predicted_frames all strips stacked top to bottom in the
+  checkpoint's camera order, so one rviz Image display (or scripts/demo.py, `uva viz`) still shows
+  the whole prediction. Every message of one prediction carries the same stamp (the aligned
+  observation's).
+
+~/predict_future answers the same for a caller's candidate chunk: `frames` is what
+/uva/predicted_frames would carry (the stacked strip for several cameras; `message` names the
+rows). Managed like the policy node (.managed): `configure` loads and checks the checkpoint and
+warms up the video head, strips are published only while `active`, the what-if service answers
+once configured; health on /diagnostics (a hold names the missing or stale camera).
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -36,13 +45,30 @@ from .runtime import run_node
 from .scheduling import ControlPriority
 
 PARAMETERS = parameters.VIDEO  # every parameter, its descriptor and range: .parameters
+PREDICTED_TOPIC = "/uva/predicted_frames"
+_TOPIC_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def camera_topics(camera_names: list[str]) -> dict[str, str]:
+    """{camera: /uva/predicted_frames/<camera>} for several cameras, {} for one (whose strip is
+    /uva/predicted_frames alone). A name that cannot be a topic name token is a ParameterError."""
+    if len(camera_names) < 2:
+        return {}
+    bad = [c for c in camera_names if not _TOPIC_TOKEN.fullmatch(c)]
+    if bad:
+        raise parameters.ParameterError(
+            f"camera_names {bad}: the video node publishes {PREDICTED_TOPIC}/<camera>, so a "
+            f"camera name must be letters, digits and '_', not starting with a digit")
+    return {c: f"{PREDICTED_TOPIC}/{c}" for c in camera_names}
 
 
 def label_strip(current: np.ndarray, predicted: np.ndarray, seconds_ahead: list[float],
-                scale: int = 2) -> np.ndarray:
-    """[current | pred 1 | ... | pred K], each tile upscaled and labelled, rgb8."""
+                scale: int = 2, camera: str = "") -> np.ndarray:
+    """[current | pred 1 | ... | pred K], each tile upscaled and labelled, rgb8. The current
+    tile is labelled "now", or "<camera> now" when `camera` is given."""
     tiles = []
-    labels = ["now"] + [f"+{s:.1f}s #{i + 1}" for i, s in enumerate(seconds_ahead)]
+    labels = [f"{camera} now" if camera else "now"] + \
+        [f"+{s:.1f}s #{i + 1}" for i, s in enumerate(seconds_ahead)]
     for k, frame in enumerate([current, *predicted]):
         tile = cv2.resize(frame, (frame.shape[1] * scale, frame.shape[0] * scale),
                           interpolation=cv2.INTER_NEAREST)
@@ -65,6 +91,7 @@ class VideoNode(LifecycleNode):
         self.image_topics = list(p("image_topics"))
         self.dt = 1.0 / float(p("control_rate_hz"))
         self.camera_names = list(p("camera_names"))
+        topics = camera_topics(self.camera_names)  # ParameterError: run_node exits
         self._configure(values)
         self.policy = None
         self.configure_error = ""
@@ -76,7 +103,9 @@ class VideoNode(LifecycleNode):
                                           self.camera_names, p("max_future_skew_s"))
         parameters.watch(self, PARAMETERS, values, self._configure)
         self.create_subscription(ActionChunk, "/uva/action_chunk", self._on_chunk, 10)
-        self.pub = self.create_lifecycle_publisher(Image, "/uva/predicted_frames", 5)
+        self.pub = self.create_lifecycle_publisher(Image, PREDICTED_TOPIC, 5)
+        self.camera_pubs = {c: self.create_lifecycle_publisher(Image, t, 5)
+                            for c, t in topics.items()}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # own callback group: a what-if request (one predict_video) never stalls the image and
         # joint-state callbacks, which run on the executor's other thread
@@ -133,6 +162,7 @@ class VideoNode(LifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._active = False
+        self.health.set_reason("")  # a hold is about predicting, which stops here
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -185,16 +215,27 @@ class VideoNode(LifecycleNode):
             return chunk[:h]
         return np.concatenate([chunk, np.repeat(chunk[-1:], h - len(chunk), 0)])
 
-    def _predict_strip(self, obs, chunk):
+    def _predict_strips(self, obs, chunk):
+        """({camera: labelled strip} in the checkpoint's camera order, seconds ahead)."""
         cfg = self.policy.cfg
         with self._model_lock:
             frames = self.policy.predict_video(obs, actions=chunk)
         ahead = [(i + 1) * cfg.actions_per_frame * self.dt for i in range(cfg.n_frames)]
-        first = checkpoint_cameras(cfg)[0]  # several cameras: the strip shows the first one
-        current = obs["image"] if "image" in obs else obs["images"][first]
-        if isinstance(frames, dict):
-            frames = frames[first]
-        return label_strip(current[-1], frames, ahead, self.scale), ahead
+        cameras = checkpoint_cameras(cfg)
+        if not isinstance(frames, dict):  # one camera: the strip as before cameras were named
+            return {cameras[0]: label_strip(obs["image"][-1], frames, ahead, self.scale)}, ahead
+        return {c: label_strip(obs["images"][c][-1], frames[c], ahead, self.scale, camera=c)
+                for c in cameras}, ahead
+
+    @staticmethod
+    def _stacked(strips: dict) -> np.ndarray:
+        """What /uva/predicted_frames carries: the one strip, or every camera's stacked."""
+        return np.concatenate(list(strips.values()), axis=0)
+
+    def _hold(self, reason: str) -> None:
+        """Record why no strip is predicted (or "" once one is); a new reason is sent at once."""
+        if self.health.set_reason(reason):
+            self._publish_health()
 
     def _tick(self):
         if self.policy is None or self._busy or not self._active:
@@ -204,7 +245,10 @@ class VideoNode(LifecycleNode):
             chunk, input_error = self.latest_chunk, self.streams.error
         if input_error:  # malformed input is worth a warning; waiting for data is not
             self.get_logger().warning(f"not predicting: {reason}", throttle_duration_sec=1.0)
-        if obs is None or chunk is None or not self.priority.may_start():
+        if obs is None or chunk is None:
+            self._hold(reason if obs is None else "waiting for an action chunk on /uva/action_chunk")
+            return
+        if not self.priority.may_start():
             return
         self._busy = True
         threading.Thread(target=self._run, args=(obs, aligned, chunk), daemon=True).start()
@@ -213,13 +257,16 @@ class VideoNode(LifecycleNode):
         try:
             t0 = time.perf_counter()
             with self.priority.job():
-                strip, _ = self._predict_strip(obs, self._fit_chunk(chunk))
+                strips, _ = self._predict_strips(obs, self._fit_chunk(chunk))
             self.health.latency(time.perf_counter() - t0)
             if not self._active:  # deactivated while predicting
                 return
             self.health.chunks_published += 1
-            self.pub.publish(rgb_to_image(strip, rclpy.time.Time(seconds=aligned.stamp).to_msg(),
-                                          "uva_predicted_frames"))
+            stamp = rclpy.time.Time(seconds=aligned.stamp).to_msg()
+            for camera, pub in self.camera_pubs.items():
+                pub.publish(rgb_to_image(strips[camera], stamp, "uva_predicted_frames"))
+            self.pub.publish(rgb_to_image(self._stacked(strips), stamp, "uva_predicted_frames"))
+            self._hold("")
         except ValueError as e:
             self.get_logger().warning(f"prediction skipped: {e}", throttle_duration_sec=1.0)
         finally:
@@ -241,13 +288,16 @@ class VideoNode(LifecycleNode):
             return response
         chunk = np.asarray(request.actions, dtype=np.float64).reshape(request.horizon, request.action_dim)
         try:
-            strip, ahead = self._predict_strip(obs, self._fit_chunk(chunk))
+            strips, ahead = self._predict_strips(obs, self._fit_chunk(chunk))
         except ValueError as e:
             response.success, response.message = False, str(e)
             return response
-        response.frames = rgb_to_image(strip, self.get_clock().now().to_msg(), "uva_predicted_frames")
+        response.frames = rgb_to_image(self._stacked(strips), self.get_clock().now().to_msg(),
+                                       "uva_predicted_frames")
         response.seconds_ahead = [float(a) for a in ahead]
-        response.success, response.message = True, "ok"
+        response.success = True
+        response.message = ("ok" if len(strips) == 1 else
+                            "ok: one row per camera, top to bottom: " + ", ".join(strips))
         return response
 
 
