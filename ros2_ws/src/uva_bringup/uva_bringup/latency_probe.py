@@ -13,7 +13,7 @@ tick + predict_action + filtering + out-bound DDS), inference_ms (~/status), tic
 the status stamps (the policy node stamps ~/status on every tick): p50/p95, and |interval - dt|
 p95/max as jitter, and predicted strips received. Writes JSON; a benchmark, not a test.
 
-    python scripts/realtime_latency.py --seconds 40 --out outputs/realtime/latency.json
+    python -m uva_bringup.latency_probe --seconds 40 --out outputs/realtime/latency.json
 """
 from __future__ import annotations
 
@@ -43,7 +43,10 @@ VIDEO_ARGS = {
 }
 
 
-def run_scenario(name: str, checkpoint: str, seconds: float, warmup_s: float) -> dict:
+def run_scenario(name: str, checkpoint: str, seconds: float, warmup_s: float,
+                 control_rate_hz: float = 10.0) -> dict:
+    """One scenario in a fresh graph; rclpy must be initialised (own domain, loopback).
+    control_rate_hz: the sim graph's (sim.yaml), for the jitter figures."""
     video_args = VIDEO_ARGS[name]
     graph = Graph("sim", checkpoint, use_video=video_args is not None)
     for node_name, argv in graph.cmds:
@@ -85,7 +88,7 @@ def run_scenario(name: str, checkpoint: str, seconds: float, warmup_s: float) ->
     node.destroy_node()
     pct = lambda x: ({"p50": float(np.percentile(x, 50)), "p95": float(np.percentile(x, 95)),
                       "n": int(len(x))} if len(x) else None)
-    dt = 1.0 / 10.0  # sim.yaml control_rate_hz
+    dt = 1.0 / control_rate_hz
     intervals = np.diff(np.asarray(ticks)) * 1000
     jitter = np.abs(intervals - dt * 1000)
     return {"latency_ms": pct(np.array(lat)), "inference_ms": pct(np.array(inf)),
