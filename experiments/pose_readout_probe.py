@@ -33,7 +33,8 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from state_policy_probe import true_states  # noqa: E402
-from uva.checkpoint import atomic_write, atomic_write_json, load_checkpoint  # noqa: E402
+from uva.checkpoint import load_checkpoint  # noqa: E402
+from uva.fsutil import atomic_write, atomic_write_json  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
 from uva.train import head_latents  # noqa: E402
 from uva.vae import encode_frames, images_to_tensor  # noqa: E402

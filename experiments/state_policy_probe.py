@@ -26,11 +26,11 @@ import torch
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from uva.checkpoint import atomic_write, atomic_write_json  # noqa: E402
+from uva.fsutil import atomic_write, atomic_write_json  # noqa: E402
 from uva.config import UVAConfig  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
 from uva.envs.pusht import PushTEnv  # noqa: E402
-from uva.evaluate import rollout  # noqa: E402
+from uva.rollout import rollout  # noqa: E402
 from uva.heads import AdaLNDenoiser, DiffusionSampler, TemporalUNetDenoiser  # noqa: E402
 from uva.normalizer import MinMaxNormalizer  # noqa: E402
 
@@ -76,7 +76,7 @@ def true_states(data: str, buf) -> np.ndarray:
 
 
 class StatePolicy:
-    """Just enough of UVAPolicy's interface for uva.evaluate.rollout."""
+    """Just enough of UVAPolicy's interface for uva.rollout.rollout."""
 
     def __init__(self, cfg, denoiser, sampler, norms):
         self.cfg, self.denoiser, self.sampler, self.norms = cfg, denoiser, sampler, norms

@@ -237,7 +237,7 @@ def test_action_temperature_zero_makes_chunks_seed_independent(tiny_ckpt):
 
 
 def test_forward_dynamics_depends_on_actions(tiny_cfg, tmp_path):
-    from uva.bench import random_checkpoint
+    from uva.checkpoint import random_checkpoint
     random_checkpoint(tmp_path / "c", tiny_cfg, seed=3)
     policy = load_policy(tmp_path / "c")
     # AdaLN gates start at zero (the head ignores its condition until trained): give them

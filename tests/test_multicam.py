@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY, random_batch
 from uva import UVAConfig, UVAModel, load_policy
-from uva.bench import random_checkpoint
+from uva.checkpoint import random_checkpoint
 from uva.config import TASK_MODES
 from uva.masking import mode_mask
 

@@ -58,7 +58,7 @@ def test_panda_wrist_camera_moves_with_the_hand():
 
 def test_collect_records_each_camera_as_its_own_stream(tmp_path, capsys):
     from uva.envs.panda import PandaEnv
-    from uva.vae import resize
+    from uva.images import resize
     out = tmp_path / "panda.zarr"
     assert uva_main(["collect", "--env", "panda", "--episodes", "1", "--cameras", "scene,wrist",
                      "--out", str(out)]) == 0

@@ -333,7 +333,7 @@ def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
     write_replay_buffer(tmp_path / "segments.zarr", [ep], {"segments": [1, 2]})
     with pytest.raises(DatasetError, match="do not add up to its 1 episodes"):
         read_replay_buffer(tmp_path / "segments.zarr")
-    from uva.bench import random_checkpoint
+    from uva.checkpoint import random_checkpoint
     from uva import UVAConfig
     random_checkpoint(tmp_path / "ck", UVAConfig(**TINY))
     rc = uva_main(["train", "--data", str(tmp_path / "panda_like.zarr"), "--out", str(tmp_path / "r"),
@@ -347,7 +347,7 @@ def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
 def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp_path, capsys):
     import torch
     from uva import UVAConfig
-    from uva.bench import random_checkpoint
+    from uva.checkpoint import random_checkpoint
     from uva.checkpoint import CheckpointError, load_checkpoint, load_vae, save_vae
     source = tmp_path / "source"
     random_checkpoint(source, UVAConfig(**TINY))

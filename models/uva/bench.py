@@ -19,21 +19,10 @@ import time
 import numpy as np
 import torch
 
-from .checkpoint import save_checkpoint
-from .fsutil import atomic_write_json
+from .checkpoint import random_checkpoint
 from .config import UVAConfig
-from .model import UVAModel
-from .normalizer import MinMaxNormalizer
+from .fsutil import atomic_write_json
 from .policy import load_policy
-
-
-def random_checkpoint(path, cfg: UVAConfig | None = None, seed: int = 0) -> None:
-    """A randomly initialised checkpoint with unit normalizers (for benchmarks and tests)."""
-    cfg = cfg or UVAConfig()
-    torch.manual_seed(seed)
-    norms = {"action": MinMaxNormalizer(np.zeros(cfg.action_dim), np.ones(cfg.action_dim)),
-             "proprio": MinMaxNormalizer(np.zeros(cfg.proprio_dim), np.ones(cfg.proprio_dim))}
-    save_checkpoint(path, UVAModel(cfg), cfg, norms, {"note": "random init"})
 
 
 def camera_config(n: int) -> UVAConfig:

@@ -1,8 +1,8 @@
 """Zarr replay buffer (episodes concatenated + `episode_ends`, as in Diffusion Policy), demo
 collection, and the windowed sample index used for training on cached VAE latents.
 
-Over 400 lines on purpose: the on-disk format (one or several cameras), its validation and the
-code that writes it (collect, corrections) share one home, so the format has one definition."""
+Size: over 400 lines on purpose: the on-disk format (one or several cameras), its validation and
+the code that writes it (collect, corrections) share one home, so the format has one definition."""
 from __future__ import annotations
 
 import multiprocessing
@@ -16,7 +16,7 @@ import zarr
 from tqdm import tqdm
 
 from .fsutil import atomic_output, check_out
-from .vae import resize
+from .images import resize
 
 REQUIRED_ARRAYS = ("state", "action", "episode_ends")
 DEFAULT_CAMERA = "scene"
@@ -385,8 +385,8 @@ def collect_corrections(env_name: str, ckpt: str, n_episodes: int, out: str | Pa
     succeed) to `out`. Behaviour cloning only ever sees the expert's own states; when the policy
     drifts off them its errors compound, and these labels show it how to recover."""
     from .envs import make_env
-    from .evaluate import rollout
     from .policy import load_policy
+    from .rollout import rollout
 
     check_out(out, overwrite, (base, ckpt))
     demos, episodes = base_episodes(base, env_name)

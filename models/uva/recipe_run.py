@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .rundir import stage_resumable
-from .checkpoint import atomic_write_json
+from .fsutil import atomic_write_json
 from .recipe import (STATE_FILE, Recipe, checkpoint_of, dependencies, effective_spec,
                      load_recipe, outputs, plan, read_state, with_budget)
 

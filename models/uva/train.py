@@ -40,7 +40,8 @@ from .masking import MODE_SPECS
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
 from .rundir import RunLock, check_run, clear_stages
-from .vae import encode_frames, images_to_tensor, psnr
+from .metrics import psnr
+from .vae import encode_frames, images_to_tensor
 
 STAGES = ("vae", "video", "joint")
 HEAD_STAGE = "head"
