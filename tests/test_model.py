@@ -257,6 +257,38 @@ def test_forward_dynamics_depends_on_actions(tiny_cfg, tmp_path):
     assert np.abs(f0.astype(int) - f1.astype(int)).mean() > 0.5
 
 
+def test_sample_video_unmasks_every_future_token_on_the_model(tiny_cfg):
+    """MAR sampling lives on the model: one window in, future latents in the same layout out
+    (the video head samples once per unmasking pass), reproducible from the generator;
+    predict_video decodes exactly what it samples."""
+    from uva.policy import UVAPolicy
+    from uva.normalizer import MinMaxNormalizer
+    torch.manual_seed(0)
+    model = UVAModel(tiny_cfg).eval()
+    cfg = tiny_cfg
+    hist = torch.randn(1, cfg.n_frames, cfg.vae_latent_channels, cfg.latent_size, cfg.latent_size)
+    proprio = torch.rand(1, cfg.n_frames, cfg.proprio_dim)
+    steps = []
+    model.video_head.denoiser.register_forward_hook(lambda *a: steps.append(1))
+    out = model.sample_video(hist, None, proprio, torch.Generator().manual_seed(3), 1.0)
+    assert out.shape == hist.shape and torch.isfinite(out).all()
+    assert len(steps) == cfg.video_unmask_iterations * cfg.video_inference_steps
+    again = model.sample_video(hist, None, proprio, torch.Generator().manual_seed(3), 1.0)
+    assert torch.equal(out, again)
+    other = model.sample_video(hist, None, proprio, torch.Generator().manual_seed(4), 1.0)
+    assert not torch.equal(out, other)
+    with pytest.raises(ValueError, match="one window"):
+        model.sample_video(hist.repeat(2, 1, 1, 1, 1), None, proprio.repeat(2, 1, 1))
+    norms = {k: MinMaxNormalizer(np.zeros(2), np.ones(2)) for k in ("action", "proprio")}
+    policy = UVAPolicy(model, cfg, norms)
+    obs = random_obs(cfg)
+    raw = policy.predict_video(obs, seed=5, anchored=False)
+    from uva.vae import decode_latents
+    latents = model.sample_video(policy.encode(obs["image"]), None,
+                                 policy._proprio(obs["state"]), torch.Generator().manual_seed(5))
+    assert np.array_equal(raw, decode_latents(model.vae, latents[0], cfg.latent_scale).numpy())
+
+
 def test_anchored_video_shows_a_no_change_prediction_exactly_as_observed(tiny_ckpt, monkeypatch):
     policy = load_policy(tiny_ckpt)
     cfg = policy.cfg
