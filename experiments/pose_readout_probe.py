@@ -53,9 +53,7 @@ def representations(ckpt: str, buf, batch: int = 256) -> dict[str, torch.Tensor]
     windows = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame)
     z = head_latents(model, "policy_model", latents, proprio, windows, "cpu")
     newest = slice((cfg.n_frames - 1) * cfg.tokens_per_frame, None)
-    history_proprio = proprio[windows.history]  # what an `action_proprio` head also reads
-    condition = torch.cat([model.action_head.condition(z[i:i + batch],
-                                                       history_proprio[i:i + batch])
+    condition = torch.cat([model.action_head.condition(z[i:i + batch])
                            for i in range(0, len(z), batch)])
     return {"vae_latent": latents.flatten(1), "joint_latent": z[:, newest].flatten(1),
             "action_condition": condition}

@@ -379,13 +379,13 @@ def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp
 
 
 def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
-    """`--stage head` swaps in a U-Net action head and trains it on the frozen backbone's policy
-    and inverse-dynamics latents: every other tensor stays the source's, the head's loss falls in
-    both modes, and the file is a working policy and inverse-dynamics model."""
+    """`--stage head` swaps in an action head of another shape (a wider one) and trains it on the
+    frozen backbone's policy and inverse-dynamics latents: every other tensor stays the source's,
+    the head's loss falls in both modes, and the file is a working policy and inverse-dynamics
+    model."""
     import torch
     from uva import UVAConfig, UVAModel
     from uva.checkpoint import load_checkpoint, save_checkpoint
-    from uva.heads import TemporalUNetDenoiser
     from uva.normalizer import MinMaxNormalizer
     from uva.policy import UVAPolicy
     buf = read_replay_buffer(tiny_data)
@@ -397,14 +397,12 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
                      "--stage", "head", "--init", str(source), "--config",
-                     '{"action_denoiser": "unet", "action_head_width": 32, "n_action_steps": 4, '
-                     '"action_proprio": true}',
+                     '{"action_head_width": 96, "n_action_steps": 4}',
                      "--head-steps", "60", "--batch-size", "16", "--lr", "1e-3",
                      "--eval-every", "30"]) == 0
     before, _, _, _ = load_checkpoint(source)
     model, cfg, norms, meta = load_checkpoint(run / "head" / "final")
-    assert isinstance(model.action_head.denoiser, TemporalUNetDenoiser)
-    assert model.action_head.proprio_embed is not None  # history proprio fed to the head too
+    assert model.action_head.denoiser.width == 96 != before.action_head.denoiser.width
     assert cfg.n_action_steps == 4 and meta["fresh_head"] and meta["total_steps"] == 60
     old = before.state_dict()
     for name, tensor in model.state_dict().items():

@@ -83,9 +83,7 @@ class UVAModel(nn.Module):
         return ActionDiffusionHead(
             cfg.width, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
-            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.action_pooling,
-            cfg.action_denoiser, cfg.n_frames * cfg.proprio_dim if cfg.action_proprio else 0,
-            cfg.n_cameras)
+            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.n_cameras)
 
     def head_for(self, mode: str) -> ActionDiffusionHead:
         """The action head that decodes `mode`'s latent: the inverse head for inverse dynamics
@@ -263,8 +261,7 @@ class UVAModel(nn.Module):
                                                   **noise_args)
             total = total + parts["video"]
         if spec.action_loss:
-            parts["action"] = self.head_for(mode).loss(
-                z, batch["actions"], cfg.diffusion_batch_mul, **noise_args,
-                proprio=batch["proprio"] if spec.use_history else None)
+            parts["action"] = self.head_for(mode).loss(z, batch["actions"],
+                                                       cfg.diffusion_batch_mul, **noise_args)
             total = total + parts["action"]
         return total, {k: v.item() for k, v in parts.items()}

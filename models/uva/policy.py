@@ -148,7 +148,7 @@ class UVAPolicy:
         proprio = self._proprio(state)
         z = self.model.policy_latent(self.encode(images), proprio)
         return self._actions_out(self.model.action_head.sample(
-            z, self._generator(seed), self.cfg.action_temperature, proprio, fast=self.fast)[0])
+            z, self._generator(seed), self.cfg.action_temperature, fast=self.fast)[0])
 
     def warm_up(self, repeats: int = 2) -> None:
         """Run predict_action on blank inputs so lazy initialisation (oneDNN primitive caches,

@@ -36,7 +36,6 @@ from .checkpoint import (CheckpointError, load_checkpoint, load_vae, read_config
 from .config import TASK_MODES, UVAConfig
 from .data import DatasetError, WindowIndex, dataset_facts, read_replay_buffer
 from .fsutil import atomic_write, atomic_write_json
-from .masking import MODE_SPECS
 from .model import VAE_MODE, UVAModel
 from .normalizer import MinMaxNormalizer
 from .rundir import RunLock, check_run, clear_stages
@@ -45,10 +44,9 @@ from .vae import encode_frames, images_to_tensor
 
 STAGES = ("vae", "video", "joint")
 HEAD_STAGE = "head"
-ACTION_HEAD_FIELDS = ("action_denoiser", "action_head_width", "action_head_depth",
-                      "action_conv_channels", "action_pooling", "action_inference_steps",
-                      "n_action_steps", "inverse_action_head", "action_temperature",
-                      "action_proprio")
+ACTION_HEAD_FIELDS = ("action_head_width", "action_head_depth", "action_conv_channels",
+                      "action_inference_steps", "n_action_steps", "inverse_action_head",
+                      "action_temperature")
 """Config fields the `head` stage may change: the rest of the model is kept, frozen."""
 HEAD_SHAPE_NEUTRAL_FIELDS = ("action_inference_steps", "n_action_steps", "action_temperature",
                              "inverse_action_head")
@@ -586,7 +584,7 @@ def train_head(buf, init: Path, args, out, info):
     """Refit the action head(s) alone on the frozen backbone's policy- and inverse-mode latents
     (the HEAD_MODES the checkpoint was trained with, or those in --modes; one mode per step),
     each mode training the head that decodes it (`UVAModel.head_for`). Overriding action-head
-    fields (e.g. action_denoiser "unet") starts fresh heads of that shape; without overrides the
+    shape fields (e.g. action_head_width) starts fresh heads of that shape; without overrides the
     existing heads continue. `inverse_action_head: true` on a file with one shared head splits
     it: the new inverse head starts as a copy of the shared one. The VAE, transformer and video
     head are unchanged, so the refitted file is still a full UVA model (video, dynamics, inverse
@@ -627,27 +625,19 @@ def train_head(buf, init: Path, args, out, info):
     val_z = {m: windows_latents(m, val_eps, "val")[val_rows].float() for m in modes}
     val_actions = actions[val_idx.actions[val_rows]].to(args.device)
 
-    def head_proprio(mode, index, rows):
-        """What the head gets as proprio: the history's where the mode sees the history (as
-        UVAModel.forward), none for inverse dynamics."""
-        return (proprio[index.history[rows]].to(args.device) if MODE_SPECS[mode].use_history
-                else None)
-
     def loss_fn(module, step, gen, part):
         rows = batch_indices(len(train_idx), args.batch_size, args.seed, step)
         mode = modes[np.random.default_rng([args.seed, step, 1]).integers(len(modes))]
         mine = rows[part]
         loss = module(mode, train_z[mode][mine].float(),
                       actions[train_idx.actions[mine]].to(args.device), cfg.diffusion_batch_mul,
-                      gen, part, len(rows),
-                      proprio=head_proprio(mode, train_idx, mine))
+                      gen, part, len(rows))
         return loss, {f"{mode}/action": loss.item()}
 
     @torch.no_grad()
     def val_fn(m):
         return {mode: m.head_for(mode).loss(val_z[mode], val_actions, cfg.diffusion_batch_mul,
-                                            torch.Generator().manual_seed(1234),
-                                            proprio=head_proprio(mode, val_idx, val_rows)).item()
+                                            torch.Generator().manual_seed(1234)).item()
                 for mode in modes}
 
     prior_steps = steps_before(init_meta, HEAD_STAGE)
