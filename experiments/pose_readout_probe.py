@@ -36,7 +36,7 @@ from state_policy_probe import true_states  # noqa: E402
 from uva.checkpoint import load_checkpoint  # noqa: E402
 from uva.fsutil import atomic_write, atomic_write_json  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
-from uva.train import head_latents  # noqa: E402
+from uva.training.caches import head_latents  # noqa: E402
 from uva.vae import encode_frames, images_to_tensor  # noqa: E402
 
 WORKSPACE_PX = 512.0  # PushT's world is 512 x 512

@@ -111,6 +111,21 @@ def test_cycle_finder_finds_a_planted_cycle(tmp_path):
     assert find_cycle(import_graph(pkg)) is None
 
 
+def size_reason(path: Path) -> str | None:
+    doc = ast.get_docstring(ast.parse(path.read_text(), str(path))) or ""
+    return next((line for line in doc.splitlines() if line.startswith("Size:")), None)
+
+
+def test_large_modules_state_why():
+    too_long = []
+    for name, path in modules().items():
+        n = len(path.read_text().splitlines())
+        if n > MAX_LINES and size_reason(path) is None:
+            too_long.append(f"{name} ({n} lines)")
+    assert not too_long, (f"modules over {MAX_LINES} lines without a 'Size:' line in their "
+                          f"docstring saying why: {too_long}")
+
+
 def test_core_never_imports_rclpy():
     offenders = []
     for name, path in modules().items():

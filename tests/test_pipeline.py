@@ -181,31 +181,31 @@ def test_latent_cache_reencodes_only_the_frames_an_extended_dataset_adds(tiny_da
     import dataclasses
     import torch
     from uva import UVAConfig, UVAModel
-    from uva import train as train_mod
-    monkeypatch.setattr(train_mod, "ENCODE_CHUNK", 64)
+    from uva.training import caches
+    monkeypatch.setattr(caches, "ENCODE_CHUNK", 64)
     encoded = []
-    real_encode = train_mod.encode_frames
-    monkeypatch.setattr(train_mod, "encode_frames",
+    real_encode = caches.encode_frames
+    monkeypatch.setattr(caches, "encode_frames",
                         lambda vae, x, scale: encoded.append(len(x)) or real_encode(vae, x, scale))
     torch.manual_seed(0)
     cfg = UVAConfig(**TINY)
     model = UVAModel(cfg).eval()
     base = read_replay_buffer(tiny_data)
     cache = tmp_path / "latents.pt"
-    first = train_mod.encode_dataset(model, base, cfg, "cpu", cache)
+    first = caches.encode_dataset(model, base, cfg, "cpu", cache)
     assert sum(encoded) == len(base.img)
     extra = base.img[:100]  # 100 more frames after the base's
     extended = dataclasses.replace(base, img=np.concatenate([base.img, extra]))
     encoded.clear()
-    second = train_mod.encode_dataset(model, extended, cfg, "cpu", cache)
+    second = caches.encode_dataset(model, extended, cfg, "cpu", cache)
     reused = (len(base.img) // 64) * 64  # whole chunks of base frames; the partial one re-encodes
     assert sum(encoded) == len(extended.img) - reused
     assert torch.equal(second[:reused], first[:reused]) and len(second) == len(extended.img)
     encoded.clear()
-    assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
+    assert torch.equal(caches.encode_dataset(model, extended, cfg, "cpu", cache), second)
     assert encoded == []  # everything known: nothing encoded
     cache.write_bytes(cache.read_bytes()[:1000])  # truncated: rebuilt, not fatal
-    assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
+    assert torch.equal(caches.encode_dataset(model, extended, cfg, "cpu", cache), second)
     assert sum(encoded) == len(extended.img)
 
 
@@ -215,24 +215,24 @@ def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp
     computes nothing, more episodes compute only theirs, and other backbone weights recompute."""
     import torch
     from uva import UVAConfig, UVAModel
-    from uva import train as train_mod
+    from uva.training import caches
     from uva.data import WindowIndex
     computed = []
-    real = train_mod.head_latents
-    monkeypatch.setattr(train_mod, "head_latents", lambda model, mode, lat, pro, index, device,
+    real = caches.head_latents
+    monkeypatch.setattr(caches, "head_latents", lambda model, mode, lat, pro, index, device,
                         **kw: computed.append(len(index)) or real(model, mode, lat, pro, index,
                                                                   device, **kw))
     torch.manual_seed(0)
     cfg = UVAConfig(**TINY)
     model = UVAModel(cfg).eval()
     buf = read_replay_buffer(tiny_data)
-    latents = train_mod.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
+    latents = caches.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
     proprio = torch.as_tensor(buf.state, dtype=torch.float32)
     cache = tmp_path / "policy_latents.pt"
     lengths = np.diff(np.concatenate([[0], buf.episode_ends]))
 
     def cached(episodes):
-        return train_mod.cached_head_latents(model, "policy_model", latents, proprio, buf,
+        return caches.cached_head_latents(model, "policy_model", latents, proprio, buf,
                                              episodes, "cpu", cache, write=True)
 
     first = cached([0, 1])
@@ -251,7 +251,7 @@ def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp
     computed.clear()
     assert torch.equal(cached([0, 1]), first) and computed == [lengths[0] + lengths[1]]
     weight = next(p for n, p in model.named_parameters()
-                  if not n.startswith(train_mod.HEAD_PREFIXES + ("vae.",)))
+                  if not n.startswith(caches.HEAD_PREFIXES + ("vae.",)))
     with torch.no_grad():
         weight.add_(0.1)
     computed.clear()

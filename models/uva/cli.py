@@ -132,7 +132,7 @@ def cmd_train(a) -> dict:
                           overwrite=getattr(a, "overwrite", False))
     if not a.data or not a.out:
         raise UsageError("train needs --data and --out (or --recipe FILE)")
-    from .train import TrainArgs, train
+    from .training import TrainArgs, train
     if a.resume and a.overwrite:
         raise UsageError("--resume continues the run in --out, --overwrite replaces it: pass one")
     overrides = a.config or {}
