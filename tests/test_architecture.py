@@ -14,12 +14,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "models" / "uva"
 MAX_LINES = 400
 
 
-def module_name(path: Path, root: Path = PACKAGE) -> str:
+def module_name(path: Path, root: Path) -> str:
     parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def modules(root: Path = PACKAGE) -> dict[str, Path]:
+def modules(root: Path | None = None) -> dict[str, Path]:
+    root = root or PACKAGE
     return {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
 
 
@@ -53,7 +54,7 @@ def imported(path: Path, name: str, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+def import_graph(root: Path | None = None) -> dict[str, set[str]]:
     mods = modules(root)
     known = set(mods)
     return {name: imported(path, name, known) for name, path in mods.items()}
