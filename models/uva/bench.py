@@ -127,7 +127,7 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         for path_name, flag in (("fast", True), ("reference", False)):
             parts[f"vae_encode_{path_name}"] = lambda f=flag: fast.frame_encoder(one, f)
             parts[f"action_head_{path_name}"] = lambda f=flag: head.sample(
-                z, gen(), cfg.action_temperature, proprio, fast=f)
+                z, gen(), cfg.action_temperature, fast=f)
         parts["transformer"] = lambda: m.policy_latent(latents, proprio)
         part_ms = interleaved(parts, repeats, device)
     video = interleaved({k: (lambda p=p: p.predict_video(obs_at(0), seed=0))
