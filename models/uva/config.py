@@ -79,7 +79,7 @@ class UVAConfig:
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10
-    video_unmask_iterations: int = 4  # MAR iterative unmasking steps in predict_video
+    video_unmask_iterations: int = 4  # MAR unmasking passes of UVAModel.sample_video
     # scale of the video head's starting noise: 0 = the deterministic DDIM prediction (measured
     # closer to the real future than 1.0 on both envs, docs/findings.md), 1 = full sampling
     video_temperature: float = 0.0

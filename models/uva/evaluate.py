@@ -8,7 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import total_steps
-from .data import WindowIndex, env_cameras, read_replay_buffer
+from .collect import env_cameras
+from .data import WindowIndex, read_replay_buffer
 from .fsutil import atomic_write_json
 from .images import write_gif
 from .metrics import psnr_uint8

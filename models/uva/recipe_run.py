@@ -1,6 +1,6 @@
 """Running a recipe (uva.recipe): every stage in order under one output folder, resumable.
 
-Each stage kind maps onto an existing tool: collect -> uva.data.collect, train ->
+Each stage kind maps onto an existing tool: collect -> uva.collect.collect, train ->
 uva.training.train (always with resume, so an interrupted stage continues from its last
 checkpoint), eval -> uva.evaluate.evaluate, ship -> uva.ship. A finished stage is recorded in
 recipe_state.json with the spec it ran and skipped on the next run; an interrupted
@@ -67,7 +67,7 @@ def _run_dataset(recipe, st, out, device) -> dict:
 
 
 def _run_collect(recipe, st, out, device) -> dict:
-    from .data import collect
+    from .collect import collect
     s, target = st.spec, outputs(recipe, out)[st.name]
     if target.exists():  # an interrupted collection: collected again from its seeds
         shutil.rmtree(target)
