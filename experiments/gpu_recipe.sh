@@ -38,7 +38,7 @@ BATCH=${BATCH:-128}
 CONTINUE_STEPS=${CONTINUE_STEPS:-5200}
 RUNS=${RUNS:-runs/gpu}
 EXPORT_S=${EXPORT_S:-75}  # kept back at the end for export + tar
-V2='{"vae_block_channels":[16,32,64,64],"action_pooling":"flatten"}'
+V2='{"vae_block_channels":[16,32,64,64]}'
 mkdir -p "$OUTDIR" "$RUNS"
 LOGS="$RUNS/logs"; mkdir -p "$LOGS"
 elapsed() { echo $(( $(date +%s) - T0 )); }

@@ -91,7 +91,7 @@ def main() -> None:
 
     import torch
     torch.set_num_threads(a.threads)
-    from uva.checkpoint import atomic_write_json
+    from uva.fsutil import atomic_write_json
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,10 @@ from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from state_policy_probe import true_states  # noqa: E402
-from uva.checkpoint import atomic_write, atomic_write_json, load_checkpoint  # noqa: E402
+from uva.checkpoint import load_checkpoint  # noqa: E402
+from uva.fsutil import atomic_write, atomic_write_json  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
-from uva.train import head_latents  # noqa: E402
+from uva.training.caches import head_latents  # noqa: E402
 from uva.vae import encode_frames, images_to_tensor  # noqa: E402
 
 WORKSPACE_PX = 512.0  # PushT's world is 512 x 512
@@ -52,9 +53,7 @@ def representations(ckpt: str, buf, batch: int = 256) -> dict[str, torch.Tensor]
     windows = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame)
     z = head_latents(model, "policy_model", latents, proprio, windows, "cpu")
     newest = slice((cfg.n_frames - 1) * cfg.tokens_per_frame, None)
-    history_proprio = proprio[windows.history]  # what an `action_proprio` head also reads
-    condition = torch.cat([model.action_head.condition(z[i:i + batch],
-                                                       history_proprio[i:i + batch])
+    condition = torch.cat([model.action_head.condition(z[i:i + batch])
                            for i in range(0, len(z), batch)])
     return {"vae_latent": latents.flatten(1), "joint_latent": z[:, newest].flatten(1),
             "action_condition": condition}

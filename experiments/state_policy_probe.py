@@ -8,8 +8,8 @@ reproduce the recorded agent positions, which checks that the simulator is deter
 
 A high score here puts the ceiling in the vision side (frames -> latent -> action); a score as
 low as the UVA policies' puts it in the data, the chunking or the action head. `--head unet`
-swaps UVA's MLP-AdaLN denoiser for uva.heads.TemporalUNetDenoiser (Diffusion Policy's head shape,
-64 channels) to test the head on its own.
+swaps UVA's MLP-AdaLN denoiser for the temporal U-Net of unet_denoiser.py beside this script
+(Diffusion Policy's head shape, 64 channels) to test the head on its own.
 
     python experiments/state_policy_probe.py --data data/pusht.zarr --out outputs/state_probe_pusht
 
@@ -26,13 +26,15 @@ import torch
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from uva.checkpoint import atomic_write, atomic_write_json  # noqa: E402
+from uva.fsutil import atomic_write, atomic_write_json  # noqa: E402
 from uva.config import UVAConfig  # noqa: E402
 from uva.data import WindowIndex, read_replay_buffer  # noqa: E402
 from uva.envs.pusht import PushTEnv  # noqa: E402
-from uva.evaluate import rollout  # noqa: E402
-from uva.heads import AdaLNDenoiser, DiffusionSampler, TemporalUNetDenoiser  # noqa: E402
+from uva.rollout import rollout  # noqa: E402
+from uva.heads import AdaLNDenoiser, DiffusionSampler  # noqa: E402
 from uva.normalizer import MinMaxNormalizer  # noqa: E402
+
+from unet_denoiser import TemporalUNetDenoiser  # noqa: E402  (beside this script)
 
 
 class PrivilegedPushT(PushTEnv):
@@ -76,7 +78,7 @@ def true_states(data: str, buf) -> np.ndarray:
 
 
 class StatePolicy:
-    """Just enough of UVAPolicy's interface for uva.evaluate.rollout."""
+    """Just enough of UVAPolicy's interface for uva.rollout.rollout."""
 
     def __init__(self, cfg, denoiser, sampler, norms):
         self.cfg, self.denoiser, self.sampler, self.norms = cfg, denoiser, sampler, norms

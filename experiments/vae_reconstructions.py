@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from uva import load_policy
-from uva.checkpoint import atomic_write_json
+from uva.fsutil import atomic_write_json
 from uva.data import read_replay_buffer
-from uva.evaluate import psnr_uint8
+from uva.metrics import psnr_uint8
 
 MOVING_THRESHOLD = 40  # summed |RGB difference| from the median frame that counts as "moving"
 

@@ -120,7 +120,8 @@ def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
     """Record (or reuse work/bags), collect the same seeds (or reuse), import with both sampling
     modes and compare each with the collected demos."""
     from dataclasses import replace
-    from uva.data import collect, read_replay_buffer
+    from uva.collect import collect
+    from uva.data import read_replay_buffer
     from uva.dataset.bag_import import import_bags
     from uva.topic_map import load_topic_map
     from uva_bringup.record_demos import TOPIC_MAP, kept_episodes, record

@@ -22,8 +22,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Int32
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
-from uva.checkpoint import atomic_write_json
-from uva.evaluate import write_gif
+from uva.fsutil import atomic_write_json
+from uva.images import write_gif
 from uva.viz import viz
 from uva_bringup.run import TRAJECTORY_CONTROLLER, Graph
 from uva_policy.conversions import image_to_rgb, stamp_to_sec

@@ -88,7 +88,7 @@ class OneCameraConfig:
 
 def paired_scores(before, after, env_name: str, episodes: int, first_seed: int = 100000) -> dict:
     from uva.envs import make_env
-    from uva.evaluate import rollout
+    from uva.rollout import rollout
     env = make_env(env_name)
     rows = []
     for i in range(episodes):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uva import UVAConfig
-from uva.bench import random_checkpoint
+from uva.checkpoint import random_checkpoint
 
 torch.set_num_threads(2)
 

@@ -19,66 +19,51 @@ def test_config_roundtrip_and_validation(tiny_cfg):
         UVAConfig(image_size=60)
 
 
-def test_flatten_readout_sees_where_mean_pooling_does_not():
-    """The same feature at two interior grid positions: a mean-pooled action head gets the same
-    condition for both (so it cannot tell where the object is), a flatten readout does not."""
+def test_flatten_readout_sees_where_mean_pooling_would_not():
+    """The same feature at two interior grid positions: the action head's flatten readout gives
+    them different conditions; averaging its conv features over the grid (a global pool) would
+    give the same one (so it could not tell where the object is)."""
     from uva.heads import ActionDiffusionHead
     torch.manual_seed(0)
     grid, z_dim = 8, 6
-    heads = {p: ActionDiffusionHead(z_dim, grid, 1, 4, 2, 5, 16, 1, 100, 2, pooling=p)
-             for p in ("mean", "flatten")}
+    head = ActionDiffusionHead(z_dim, grid, 1, 4, 2, 5, 16, 1, 100, 2)
     z = torch.zeros(2, grid * grid, z_dim)
     z[0, 3 * grid + 3] = 1.0  # feature at (3, 3) ...
     z[1, 4 * grid + 4] = 1.0  # ... and at (4, 4); both away from the zero-padded border
     with torch.no_grad():
-        mean_cond, flat_cond = (heads[p].condition(z) for p in ("mean", "flatten"))
-    assert torch.allclose(mean_cond[0], mean_cond[1], atol=1e-5)
+        flat_cond = head.condition(z)
+        pooled = head.frame_conv(z.reshape(2, grid, grid, z_dim).permute(0, 3, 1, 2)).mean((2, 3))
+    assert torch.allclose(pooled[0], pooled[1], atol=1e-5)
     assert (flat_cond[0] - flat_cond[1]).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="unknown action pooling"):
-        ActionDiffusionHead(z_dim, grid, 1, 4, 2, 5, 16, 1, 100, 2, pooling="max")
 
 
-def test_attention_readout_sees_where_and_learns(tiny_cfg, tmp_path):
-    """The attention readout (a learned query per action step over all tokens) tells two
-    positions of the same feature apart, gives each action step its own condition, trains down
-    on a fixed batch and round-trips through a checkpoint."""
-    from uva.checkpoint import load_checkpoint, save_checkpoint
-    from uva.heads import ActionDiffusionHead
-    from uva.normalizer import MinMaxNormalizer
-    torch.manual_seed(0)
-    grid, z_dim, horizon, channels = 4, 6, 4, 8
-    head = ActionDiffusionHead(z_dim, grid, 1, horizon, 2, channels, 16, 1, 100, 2,
-                               pooling="attention")
-    z = torch.zeros(2, grid * grid, z_dim)
-    z[0, 5, 0] = z[1, 10, 0] = 3.0
-    with torch.no_grad():
-        cond = head.condition(z).reshape(2, horizon, channels)
-    assert (cond[0] - cond[1]).abs().max() > 1e-3
-    assert (cond[0, 0] - cond[0, 1]).abs().max() > 1e-3
-    cfg = UVAConfig(**{**tiny_cfg.to_dict(), "action_pooling": "attention"})
-    _assert_overfits(cfg, "policy_model")
-    model = UVAModel(cfg).eval()
-    norms = {k: MinMaxNormalizer(np.zeros(2), np.ones(2)) for k in ("action", "proprio")}
-    save_checkpoint(tmp_path / "ck", model, cfg, norms)
-    loaded, _, _, _ = load_checkpoint(tmp_path / "ck")
-    z = torch.randn(3, cfg.n_frames * cfg.tokens_per_frame, cfg.width)
-    assert torch.equal(model.action_head.sample(z, torch.Generator().manual_seed(0)),
-                       loaded.action_head.sample(z, torch.Generator().manual_seed(0)))
-
-
-def test_action_proprio_reaches_the_action_head(tiny_cfg):
-    """With `action_proprio` the head's condition depends on the history proprio directly (and
-    treats a missing one, inverse dynamics', as zeros); the policy mode still trains down."""
-    cfg = UVAConfig(**{**tiny_cfg.to_dict(), "action_proprio": True})
-    torch.manual_seed(0)
-    head = UVAModel(cfg).action_head
-    z = torch.randn(2, cfg.n_frames * cfg.tokens_per_frame, cfg.width)
-    p = torch.rand(2, cfg.n_frames, cfg.proprio_dim)
-    with torch.no_grad():
-        assert (head.condition(z, p) - head.condition(z, -p)).abs().max() > 1e-4
-        assert torch.equal(head.condition(z), head.condition(z, torch.zeros_like(p)))
-    assert UVAModel(tiny_cfg).action_head.proprio_embed is None  # shipped files: no new tensors
-    _assert_overfits(cfg, "policy_model")
+def test_removed_ablation_options_are_refused_with_one_line(tiny_cfg, tmp_path):
+    """Options that lost in experiments are gone from UVAConfig: a file naming the behaviour
+    that stayed still loads (every file written while they existed does); one asking for a
+    removed variant is refused with a one-line reason, as is any --config override of them."""
+    import json
+    from uva.checkpoint import load_checkpoint, random_checkpoint
+    from uva.config import REMOVED_FIELDS
+    random_checkpoint(tmp_path / "ck", tiny_cfg)
+    config = tmp_path / "ck" / "config.json"
+    meta = json.loads(config.read_text())
+    meta["uva_config"].update(REMOVED_FIELDS)
+    config.write_text(json.dumps(meta))
+    assert load_checkpoint(tmp_path / "ck")[1] == tiny_cfg
+    for name, value in (("action_pooling", "attention"), ("action_pooling", "mean"),
+                        ("action_denoiser", "unet"), ("action_proprio", True)):
+        bad = json.loads(config.read_text())
+        bad["uva_config"][name] = value
+        (tmp_path / "bad").mkdir(exist_ok=True)
+        for f in ("model.safetensors", "normalizer.json"):
+            (tmp_path / "bad" / f).write_bytes((tmp_path / "ck" / f).read_bytes())
+        (tmp_path / "bad" / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match=f"'{name}'.*ablation option was removed") as err:
+            load_checkpoint(tmp_path / "bad")
+        assert "\n" not in str(err.value)
+        with pytest.raises(ValueError, match="ablation option was removed"):
+            UVAConfig.check_partial({name: REMOVED_FIELDS[name]})
+    assert not {"action_pooling", "action_denoiser", "action_proprio"} & set(tiny_cfg.to_dict())
 
 
 def test_inverse_action_head_decodes_inverse_dynamics_alone(tiny_cfg):
@@ -187,28 +172,6 @@ def test_each_mode_overfits_a_tiny_batch(mode, tiny_cfg):
     _assert_overfits(tiny_cfg, mode)
 
 
-def test_unet_action_head_overfits_and_round_trips(tiny_cfg, tmp_path):
-    """The temporal U-Net denoiser is a drop-in action head: it learns, saves and loads."""
-    from uva.checkpoint import load_checkpoint, save_checkpoint
-    from uva.heads import TemporalUNetDenoiser
-    from uva.normalizer import MinMaxNormalizer
-    cfg = UVAConfig(**{**tiny_cfg.to_dict(), "action_denoiser": "unet", "action_head_width": 16})
-    assert isinstance(UVAModel(cfg).action_head.denoiser, TemporalUNetDenoiser)
-    _assert_overfits(cfg, "policy_model")
-    torch.manual_seed(0)
-    model = UVAModel(cfg).eval()
-    norms = {k: MinMaxNormalizer(np.zeros(2), np.ones(2)) for k in ("action", "proprio")}
-    save_checkpoint(tmp_path / "ck", model, cfg, norms)
-    loaded, loaded_cfg, _, _ = load_checkpoint(tmp_path / "ck")
-    assert loaded_cfg.action_denoiser == "unet"
-    z = torch.randn(3, cfg.n_frames * cfg.tokens_per_frame, cfg.width)
-    assert torch.equal(model.action_head.sample(z, torch.Generator().manual_seed(0)),
-                       loaded.action_head.sample(z, torch.Generator().manual_seed(0)))
-    with pytest.raises(ValueError, match="even chunk length"):
-        UVAConfig(**{**cfg.to_dict(), "actions_per_frame": 1, "n_frames": 3,
-                     "n_action_steps": 1})
-
-
 def test_predict_action_never_runs_video_head(tiny_ckpt):
     policy = load_policy(tiny_ckpt)
     calls = {"video": 0, "action": 0}
@@ -237,7 +200,7 @@ def test_action_temperature_zero_makes_chunks_seed_independent(tiny_ckpt):
 
 
 def test_forward_dynamics_depends_on_actions(tiny_cfg, tmp_path):
-    from uva.bench import random_checkpoint
+    from uva.checkpoint import random_checkpoint
     random_checkpoint(tmp_path / "c", tiny_cfg, seed=3)
     policy = load_policy(tmp_path / "c")
     # AdaLN gates start at zero (the head ignores its condition until trained): give them
@@ -255,6 +218,38 @@ def test_forward_dynamics_depends_on_actions(tiny_cfg, tmp_path):
     assert f0.dtype == np.uint8
     assert np.array_equal(f0, f0_again)
     assert np.abs(f0.astype(int) - f1.astype(int)).mean() > 0.5
+
+
+def test_sample_video_unmasks_every_future_token_on_the_model(tiny_cfg):
+    """MAR sampling lives on the model: one window in, future latents in the same layout out
+    (the video head samples once per unmasking pass), reproducible from the generator;
+    predict_video decodes exactly what it samples."""
+    from uva.policy import UVAPolicy
+    from uva.normalizer import MinMaxNormalizer
+    torch.manual_seed(0)
+    model = UVAModel(tiny_cfg).eval()
+    cfg = tiny_cfg
+    hist = torch.randn(1, cfg.n_frames, cfg.vae_latent_channels, cfg.latent_size, cfg.latent_size)
+    proprio = torch.rand(1, cfg.n_frames, cfg.proprio_dim)
+    steps = []
+    model.video_head.denoiser.register_forward_hook(lambda *a: steps.append(1))
+    out = model.sample_video(hist, None, proprio, torch.Generator().manual_seed(3), 1.0)
+    assert out.shape == hist.shape and torch.isfinite(out).all()
+    assert len(steps) == cfg.video_unmask_iterations * cfg.video_inference_steps
+    again = model.sample_video(hist, None, proprio, torch.Generator().manual_seed(3), 1.0)
+    assert torch.equal(out, again)
+    other = model.sample_video(hist, None, proprio, torch.Generator().manual_seed(4), 1.0)
+    assert not torch.equal(out, other)
+    with pytest.raises(ValueError, match="one window"):
+        model.sample_video(hist.repeat(2, 1, 1, 1, 1), None, proprio.repeat(2, 1, 1))
+    norms = {k: MinMaxNormalizer(np.zeros(2), np.ones(2)) for k in ("action", "proprio")}
+    policy = UVAPolicy(model, cfg, norms)
+    obs = random_obs(cfg)
+    raw = policy.predict_video(obs, seed=5, anchored=False)
+    from uva.vae import decode_latents
+    latents = model.sample_video(policy.encode(obs["image"]), None,
+                                 policy._proprio(obs["state"]), torch.Generator().manual_seed(5))
+    assert np.array_equal(raw, decode_latents(model.vae, latents[0], cfg.latent_scale).numpy())
 
 
 def test_anchored_video_shows_a_no_change_prediction_exactly_as_observed(tiny_ckpt, monkeypatch):

@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY, random_batch
 from uva import UVAConfig, UVAModel, load_policy
-from uva.bench import random_checkpoint
+from uva.checkpoint import random_checkpoint
 from uva.config import TASK_MODES
 from uva.masking import mode_mask
 
@@ -83,8 +83,6 @@ def test_one_camera_model_has_no_camera_tensors():
     # the action head reads both cameras: its per-frame map takes twice the features
     assert two["action_head.frame_fc.weight"].shape[1] == \
         2 * one_sd["action_head.frame_fc.weight"].shape[1]
-    attention = UVAModel(two_camera_cfg(action_pooling="attention")).action_head
-    assert attention.query_readout.token_pos.shape[0] == two_camera_cfg().n_tokens
 
 
 @pytest.mark.parametrize("name", ["pusht", "panda"])
@@ -199,7 +197,7 @@ def test_camera_embedding_tells_cameras_apart():
 # ---------------------------------------------------------------------------- learning
 def test_two_camera_model_overfits_a_tiny_batch_in_every_mode():
     torch.manual_seed(0)
-    cfg = two_camera_cfg(action_pooling="flatten")
+    cfg = two_camera_cfg()
     model = UVAModel(cfg)
     batch = multi_batch(cfg, batch=2)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -58,7 +58,7 @@ def test_panda_wrist_camera_moves_with_the_hand():
 
 def test_collect_records_each_camera_as_its_own_stream(tmp_path, capsys):
     from uva.envs.panda import PandaEnv
-    from uva.vae import resize
+    from uva.images import resize
     out = tmp_path / "panda.zarr"
     assert uva_main(["collect", "--env", "panda", "--episodes", "1", "--cameras", "scene,wrist",
                      "--out", str(out)]) == 0
@@ -98,24 +98,24 @@ def two_camera_data(tmp_path_factory):
 
 
 def test_training_latents_keep_cameras_apart(two_camera_data, tmp_path):
-    from uva import train as train_mod
+    from uva.training import caches, checks
     buf = read_replay_buffer(two_camera_data)
     torch.manual_seed(0)
     cfg = UVAConfig(cameras=TWO, **TINY)
     model = UVAModel(cfg).eval()
-    latents = train_mod.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
+    latents = caches.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
     assert latents.shape == (len(buf.action), 2, cfg.vae_latent_channels, cfg.latent_size,
                              cfg.latent_size)
     # each camera's latents are its own frames' (what a one-camera model of it would encode)
     one = UVAConfig(**TINY)
     for k, c in enumerate(TWO):
-        alone = train_mod.encode_dataset(model, ReplayBuffer(
+        alone = caches.encode_dataset(model, ReplayBuffer(
             img=buf.images[c], state=buf.state, action=buf.action,
             episode_ends=buf.episode_ends, attrs={}), one, "cpu", tmp_path / f"{c}.pt")
         assert torch.allclose(latents[:, k], alone, atol=1e-5)
     assert not torch.allclose(latents[:, 0], latents[:, 1])
     # cached: a second call reads the same tensor back
-    assert torch.equal(train_mod.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt"),
+    assert torch.equal(caches.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt"),
                        latents)
     # a window's latents come out in the model's (B, F, K, C, h, w) layout
     index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame)
@@ -127,7 +127,7 @@ def test_training_latents_keep_cameras_apart(two_camera_data, tmp_path):
     # the config's cameras must be the buffer's
     for wrong in (["scene"], ["wrist", "scene"]):
         with pytest.raises(DatasetError, match="holds cameras"):
-            train_mod.check_dataset_fits(buf, UVAConfig(cameras=wrong, **TINY), "two.zarr", "x")
+            checks.check_dataset_fits(buf, UVAConfig(cameras=wrong, **TINY), "two.zarr", "x")
 
 
 def test_two_camera_training_run_end_to_end(two_camera_data, tmp_path):

@@ -181,31 +181,31 @@ def test_latent_cache_reencodes_only_the_frames_an_extended_dataset_adds(tiny_da
     import dataclasses
     import torch
     from uva import UVAConfig, UVAModel
-    from uva import train as train_mod
-    monkeypatch.setattr(train_mod, "ENCODE_CHUNK", 64)
+    from uva.training import caches
+    monkeypatch.setattr(caches, "ENCODE_CHUNK", 64)
     encoded = []
-    real_encode = train_mod.encode_frames
-    monkeypatch.setattr(train_mod, "encode_frames",
+    real_encode = caches.encode_frames
+    monkeypatch.setattr(caches, "encode_frames",
                         lambda vae, x, scale: encoded.append(len(x)) or real_encode(vae, x, scale))
     torch.manual_seed(0)
     cfg = UVAConfig(**TINY)
     model = UVAModel(cfg).eval()
     base = read_replay_buffer(tiny_data)
     cache = tmp_path / "latents.pt"
-    first = train_mod.encode_dataset(model, base, cfg, "cpu", cache)
+    first = caches.encode_dataset(model, base, cfg, "cpu", cache)
     assert sum(encoded) == len(base.img)
     extra = base.img[:100]  # 100 more frames after the base's
     extended = dataclasses.replace(base, img=np.concatenate([base.img, extra]))
     encoded.clear()
-    second = train_mod.encode_dataset(model, extended, cfg, "cpu", cache)
+    second = caches.encode_dataset(model, extended, cfg, "cpu", cache)
     reused = (len(base.img) // 64) * 64  # whole chunks of base frames; the partial one re-encodes
     assert sum(encoded) == len(extended.img) - reused
     assert torch.equal(second[:reused], first[:reused]) and len(second) == len(extended.img)
     encoded.clear()
-    assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
+    assert torch.equal(caches.encode_dataset(model, extended, cfg, "cpu", cache), second)
     assert encoded == []  # everything known: nothing encoded
     cache.write_bytes(cache.read_bytes()[:1000])  # truncated: rebuilt, not fatal
-    assert torch.equal(train_mod.encode_dataset(model, extended, cfg, "cpu", cache), second)
+    assert torch.equal(caches.encode_dataset(model, extended, cfg, "cpu", cache), second)
     assert sum(encoded) == len(extended.img)
 
 
@@ -215,24 +215,24 @@ def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp
     computes nothing, more episodes compute only theirs, and other backbone weights recompute."""
     import torch
     from uva import UVAConfig, UVAModel
-    from uva import train as train_mod
+    from uva.training import caches
     from uva.data import WindowIndex
     computed = []
-    real = train_mod.head_latents
-    monkeypatch.setattr(train_mod, "head_latents", lambda model, mode, lat, pro, index, device,
+    real = caches.head_latents
+    monkeypatch.setattr(caches, "head_latents", lambda model, mode, lat, pro, index, device,
                         **kw: computed.append(len(index)) or real(model, mode, lat, pro, index,
                                                                   device, **kw))
     torch.manual_seed(0)
     cfg = UVAConfig(**TINY)
     model = UVAModel(cfg).eval()
     buf = read_replay_buffer(tiny_data)
-    latents = train_mod.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
+    latents = caches.encode_dataset(model, buf, cfg, "cpu", tmp_path / "latents.pt")
     proprio = torch.as_tensor(buf.state, dtype=torch.float32)
     cache = tmp_path / "policy_latents.pt"
     lengths = np.diff(np.concatenate([[0], buf.episode_ends]))
 
     def cached(episodes):
-        return train_mod.cached_head_latents(model, "policy_model", latents, proprio, buf,
+        return caches.cached_head_latents(model, "policy_model", latents, proprio, buf,
                                              episodes, "cpu", cache, write=True)
 
     first = cached([0, 1])
@@ -251,7 +251,7 @@ def test_head_latent_cache_computes_only_episodes_it_has_not_seen(tiny_data, tmp
     computed.clear()
     assert torch.equal(cached([0, 1]), first) and computed == [lengths[0] + lengths[1]]
     weight = next(p for n, p in model.named_parameters()
-                  if not n.startswith(train_mod.HEAD_PREFIXES + ("vae.",)))
+                  if not n.startswith(caches.HEAD_PREFIXES + ("vae.",)))
     with torch.no_grad():
         weight.add_(0.1)
     computed.clear()
@@ -333,7 +333,7 @@ def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
     write_replay_buffer(tmp_path / "segments.zarr", [ep], {"segments": [1, 2]})
     with pytest.raises(DatasetError, match="do not add up to its 1 episodes"):
         read_replay_buffer(tmp_path / "segments.zarr")
-    from uva.bench import random_checkpoint
+    from uva.checkpoint import random_checkpoint
     from uva import UVAConfig
     random_checkpoint(tmp_path / "ck", UVAConfig(**TINY))
     rc = uva_main(["train", "--data", str(tmp_path / "panda_like.zarr"), "--out", str(tmp_path / "r"),
@@ -347,7 +347,7 @@ def test_bad_datasets_give_clear_errors(tmp_path, tiny_data, capsys):
 def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp_path, capsys):
     import torch
     from uva import UVAConfig
-    from uva.bench import random_checkpoint
+    from uva.checkpoint import random_checkpoint
     from uva.checkpoint import CheckpointError, load_checkpoint, load_vae, save_vae
     source = tmp_path / "source"
     random_checkpoint(source, UVAConfig(**TINY))
@@ -379,13 +379,13 @@ def test_vae_from_trains_a_new_transformer_on_the_same_frozen_vae(tiny_data, tmp
 
 
 def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
-    """`--stage head` swaps in a U-Net action head and trains it on the frozen backbone's policy
-    and inverse-dynamics latents: every other tensor stays the source's, the head's loss falls in
-    both modes, and the file is a working policy and inverse-dynamics model."""
+    """`--stage head` swaps in an action head of another shape (a wider one) and trains it on the
+    frozen backbone's policy and inverse-dynamics latents: every other tensor stays the source's,
+    the head's loss falls in both modes, and the file is a working policy and inverse-dynamics
+    model."""
     import torch
     from uva import UVAConfig, UVAModel
     from uva.checkpoint import load_checkpoint, save_checkpoint
-    from uva.heads import TemporalUNetDenoiser
     from uva.normalizer import MinMaxNormalizer
     from uva.policy import UVAPolicy
     buf = read_replay_buffer(tiny_data)
@@ -397,14 +397,12 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
                      "--stage", "head", "--init", str(source), "--config",
-                     '{"action_denoiser": "unet", "action_head_width": 32, "n_action_steps": 4, '
-                     '"action_proprio": true}',
+                     '{"action_head_width": 96, "n_action_steps": 4}',
                      "--head-steps", "60", "--batch-size", "16", "--lr", "1e-3",
                      "--eval-every", "30"]) == 0
     before, _, _, _ = load_checkpoint(source)
     model, cfg, norms, meta = load_checkpoint(run / "head" / "final")
-    assert isinstance(model.action_head.denoiser, TemporalUNetDenoiser)
-    assert model.action_head.proprio_embed is not None  # history proprio fed to the head too
+    assert model.action_head.denoiser.width == 96 != before.action_head.denoiser.width
     assert cfg.n_action_steps == 4 and meta["fresh_head"] and meta["total_steps"] == 60
     old = before.state_dict()
     for name, tensor in model.state_dict().items():

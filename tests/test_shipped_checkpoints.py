@@ -17,7 +17,7 @@ from PIL import Image
 
 from uva import load_policy
 from uva.checks import CLOSED_LOOP_MARGIN, compare_open_loop, strip_to_frames
-from uva.evaluate import rollout
+from uva.rollout import rollout
 
 ROOT = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 

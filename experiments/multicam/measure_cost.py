@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from uva import UVAConfig, UVAModel, load_policy
-from uva.bench import random_checkpoint
-from uva.checkpoint import atomic_write_json
+from uva.checkpoint import random_checkpoint
+from uva.fsutil import atomic_write_json
 
 CAMERA_SETS = {1: ["scene"], 2: ["scene", "wrist"]}
 

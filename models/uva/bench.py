@@ -19,21 +19,10 @@ import time
 import numpy as np
 import torch
 
-from .checkpoint import save_checkpoint
-from .fsutil import atomic_write_json
+from .checkpoint import random_checkpoint
 from .config import UVAConfig
-from .model import UVAModel
-from .normalizer import MinMaxNormalizer
+from .fsutil import atomic_write_json
 from .policy import load_policy
-
-
-def random_checkpoint(path, cfg: UVAConfig | None = None, seed: int = 0) -> None:
-    """A randomly initialised checkpoint with unit normalizers (for benchmarks and tests)."""
-    cfg = cfg or UVAConfig()
-    torch.manual_seed(seed)
-    norms = {"action": MinMaxNormalizer(np.zeros(cfg.action_dim), np.ones(cfg.action_dim)),
-             "proprio": MinMaxNormalizer(np.zeros(cfg.proprio_dim), np.ones(cfg.proprio_dim))}
-    save_checkpoint(path, UVAModel(cfg), cfg, norms, {"note": "random init"})
 
 
 def camera_config(n: int) -> UVAConfig:
@@ -138,7 +127,7 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         for path_name, flag in (("fast", True), ("reference", False)):
             parts[f"vae_encode_{path_name}"] = lambda f=flag: fast.frame_encoder(one, f)
             parts[f"action_head_{path_name}"] = lambda f=flag: head.sample(
-                z, gen(), cfg.action_temperature, proprio, fast=f)
+                z, gen(), cfg.action_temperature, fast=f)
         parts["transformer"] = lambda: m.policy_latent(latents, proprio)
         part_ms = interleaved(parts, repeats, device)
     video = interleaved({k: (lambda p=p: p.predict_video(obs_at(0), seed=0))

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes, save_file
 
 from .config import UVAConfig
-from .fsutil import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
+from .fsutil import atomic_write, atomic_write_json
 from .normalizer import MinMaxNormalizer
 
 WEIGHTS, CONFIG, NORMALIZER = "model.safetensors", "config.json", "normalizer.json"
@@ -63,6 +63,16 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: UVAConfig,
     """`dtype` (e.g. torch.float16) stores floating weights smaller, for shipping; loading
     always restores the model's own dtype."""
     _write(Path(path), model.state_dict(), cfg, normalizers, extra, dtype)
+
+
+def random_checkpoint(path: str | Path, cfg: UVAConfig | None = None, seed: int = 0) -> None:
+    """A randomly initialised checkpoint with unit normalizers (for benchmarks and tests)."""
+    from .model import UVAModel
+    cfg = cfg or UVAConfig()
+    torch.manual_seed(seed)
+    norms = {"action": MinMaxNormalizer(np.zeros(cfg.action_dim), np.ones(cfg.action_dim)),
+             "proprio": MinMaxNormalizer(np.zeros(cfg.proprio_dim), np.ones(cfg.proprio_dim))}
+    save_checkpoint(path, UVAModel(cfg), cfg, norms, {"note": "random init"})
 
 
 def save_vae(path: str | Path, vae_state: dict[str, torch.Tensor], cfg: UVAConfig,

@@ -25,7 +25,7 @@ CLOSED_LOOP_MARGIN = 0.25
 def open_loop_observation(policy, env, seed: int) -> dict:
     """The policy's observation at the start of episode `seed` (history padded with the first
     frame, as at every episode start)."""
-    from .evaluate import ObservationHistory
+    from .rollout import ObservationHistory
     cfg = policy.cfg
     history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size)
     obs = env.reset(seed)

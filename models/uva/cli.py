@@ -109,13 +109,13 @@ def cmd_collect(a) -> dict:
     check_out(a.out, a.overwrite, inputs)
     check_out(summary_path, a.overwrite, inputs, what="--out's summary")
     if a.corrections_from:
-        from .data import collect_corrections
+        from .collect import collect_corrections
         if not a.base:
             raise UsageError("--corrections-from needs --base (the demonstrations to extend)")
         summary = collect_corrections(a.env, a.corrections_from, a.episodes, a.out, a.base,
                                       seed=a.seed or 300000, overwrite=a.overwrite)
     else:
-        from .data import collect
+        from .collect import collect
         summary = collect(a.env, a.episodes, a.out, image_size=a.image_size,
                           keep_failures=a.keep_failures, seed=a.seed, base=a.base,
                           workers=a.workers, overwrite=a.overwrite,
@@ -132,7 +132,7 @@ def cmd_train(a) -> dict:
                           overwrite=getattr(a, "overwrite", False))
     if not a.data or not a.out:
         raise UsageError("train needs --data and --out (or --recipe FILE)")
-    from .train import TrainArgs, train
+    from .training import TrainArgs, train
     if a.resume and a.overwrite:
         raise UsageError("--resume continues the run in --out, --overwrite replaces it: pass one")
     overrides = a.config or {}

@@ -66,23 +66,12 @@ class UVAConfig:
     video_head_depth: int = 3
     action_head_width: int = 256
     action_head_depth: int = 3
-    action_conv_channels: int = 64
-    # how the action head reads the joint latent: "flatten" (keeps where things are; the shipped
-    # models), "mean" (global average per frame: loses positions, scored lower) or "attention" (a
-    # learned query per action step over all tokens; action_conv_channels is its width; no better
-    # on PushT); heads.ACTION_POOLINGS
-    action_pooling: str = "flatten"
-    # the action head's noise predictor: "mlp" (MLP-AdaLN, action_head_width x action_head_depth)
-    # or "unet" (temporal-conv U-Net, action_head_width channels in its first level; depth unused)
-    action_denoiser: str = "mlp"
+    action_conv_channels: int = 64  # the action head's conv readout (flattened grid per frame)
     # inverse dynamics decoded by its own action head (same shape) instead of the policy's: the
     # two uses read different latents, and fitting both in one head traded one for the other
     # (docs/findings.md); False = one head for both, as the paper. The shipped PushT file splits
     # it off in a head stage (configs/pusht.yaml)
     inverse_action_head: bool = False
-    # the action head also conditions on the history's proprio directly (policy mode; inverse
-    # dynamics has none and gets zeros), so the agent's own position need not survive the backbone
-    action_proprio: bool = False
     # scale of the action head's starting noise (inference only): 1 = the trained distribution;
     # lower keeps successive chunks nearer the mode instead of switching between modes (on PushT
     # 0.5 and 0 were no better, docs/findings.md)
@@ -90,7 +79,7 @@ class UVAConfig:
     train_diffusion_steps: int = 1000
     video_inference_steps: int = 10
     action_inference_steps: int = 10
-    video_unmask_iterations: int = 4  # MAR iterative unmasking steps in predict_video
+    video_unmask_iterations: int = 4  # MAR unmasking passes of UVAModel.sample_video
     # scale of the video head's starting noise: 0 = the deterministic DDIM prediction (measured
     # closer to the real future than 1.0 on both envs, docs/findings.md), 1 = full sampling
     video_temperature: float = 0.0
@@ -128,9 +117,6 @@ class UVAConfig:
             raise ValueError(f"n_action_steps must be in [1, {self.horizon}]")
         if self.action_temperature < 0 or self.video_temperature < 0:
             raise ValueError("action_temperature and video_temperature must be >= 0")
-        if self.action_denoiser == "unet" and (self.horizon % 2 or self.action_head_width % 8):
-            raise ValueError("action_denoiser 'unet' needs an even chunk length and "
-                             "action_head_width a multiple of 8")
 
     # --- derived sizes
     @property
@@ -188,25 +174,51 @@ class UVAConfig:
     @classmethod
     def check_partial(cls, d: dict) -> None:
         """Check a dict of field overrides (e.g. `uva train --config`) key by key: unknown
-        names, types and ranges, without the checks that need the whole config."""
+        names, types and ranges, without the checks that need the whole config. A removed
+        option is refused whatever its value (an override asks for something)."""
         cls._check_keys(d, "overrides", "unknown config fields")
+        retired = sorted(set(d) & set(REMOVED_FIELDS))
+        if retired:
+            raise ValueError(_removed_message(retired[0], d[retired[0]]))
         hints = typing.get_type_hints(cls)
         for name, value in d.items():
             _check_value(name, value, hints[name])
 
     @classmethod
     def from_dict(cls, d: dict) -> "UVAConfig":
+        """The config a checkpoint's (or a recipe's) dict describes. A removed option naming
+        the behaviour that stayed (e.g. `action_pooling: flatten`, in every file written while
+        the option existed) is dropped; any other value is refused: that model cannot be built."""
         cls._check_keys(d, "config", "config has unknown keys")
-        return cls(**d)
+        for name in sorted(set(d) & set(REMOVED_FIELDS)):
+            kept = REMOVED_FIELDS[name]
+            if type(d[name]) is not type(kept) or d[name] != kept:
+                raise ValueError(_removed_message(name, d[name]))
+        return cls(**{k: v for k, v in d.items() if k not in REMOVED_FIELDS})
 
     @classmethod
     def _check_keys(cls, d, what: str, unknown_message: str) -> None:
-        """`d` is a dict naming only fields of the config (TypeError / ValueError otherwise)."""
+        """`d` is a dict naming only fields of the config, current or removed (TypeError /
+        ValueError otherwise)."""
         if not isinstance(d, dict):
             raise TypeError(f"{what} must be a JSON object, got {type(d).__name__}")
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)} - set(REMOVED_FIELDS)
         if unknown:
             raise ValueError(f"{unknown_message} {sorted(unknown)}")
+
+
+REMOVED_FIELDS: dict[str, object] = {"action_pooling": "flatten", "action_denoiser": "mlp",
+                                     "action_proprio": False}
+"""Action-head options that lost in experiments (docs/findings.md) and were removed, with the
+value that names what the action head still does: a flattened conv readout of each frame's grid
+(not `mean` or `attention`), an MLP-AdaLN denoiser (not `unet`; a copy lives in experiments/),
+no proprio fed to the head directly."""
+
+
+def _removed_message(name: str, value) -> str:
+    return (f"config field '{name}' ({json.dumps(value)}): this ablation option was removed; "
+            f"uva's action head is always {name}={json.dumps(REMOVED_FIELDS[name])} "
+            f"(docs/findings.md)")
 
 
 # ---------------------------------------------------------------------------- field checks

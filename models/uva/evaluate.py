@@ -2,48 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import total_steps
-from .data import WindowIndex, env_cameras, read_replay_buffer
+from .collect import env_cameras
+from .data import WindowIndex, read_replay_buffer
 from .fsutil import atomic_write_json
+from .images import write_gif
+from .metrics import psnr_uint8
 from .policy import UVAPolicy, load_policy
-from .vae import psnr as _psnr_t
-from .vae import resize
-
-
-class ObservationHistory:
-    """Keeps the frames/states of an episode and builds the model's strided history window,
-    padding with the first observation at the episode start (as training windows are padded).
-    With `cameras`, each step's image is a {camera: frame} dict and windows carry 'images'."""
-
-    def __init__(self, n_frames: int, stride: int, image_size: int,
-                 cameras: list[str] | None = None):
-        self.n_frames, self.stride, self.image_size = n_frames, stride, image_size
-        self.cameras = cameras
-        self.images: list = []
-        self.states: list[np.ndarray] = []
-
-    def append(self, image, state: np.ndarray) -> None:
-        self.images.append(resize(image, self.image_size) if self.cameras is None else
-                           {c: resize(image[c], self.image_size) for c in self.cameras})
-        self.states.append(np.asarray(state, np.float64))
-        keep = (self.n_frames - 1) * self.stride + 1
-        del self.images[:-keep], self.states[:-keep]
-
-    def window(self) -> dict:
-        last = len(self.images) - 1
-        idx = [max(last - (self.n_frames - 1 - i) * self.stride, 0) for i in range(self.n_frames)]
-        state = np.stack([self.states[i] for i in idx])
-        if self.cameras is None:
-            return {"image": np.stack([self.images[i] for i in idx]), "state": state}
-        return {"images": {c: np.stack([self.images[i][c] for i in idx]) for c in self.cameras},
-                "state": state}
+from .rollout import rollout
 
 
 def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000,
@@ -71,63 +42,6 @@ def expert_success(env_name: str, episodes: int, out: str, seed: int = 100000,
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(out) / "eval.json", summary)
     return summary
-
-
-def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
-    import torch
-    to = lambda a: torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0)
-    return _psnr_t(to(pred), to(target))
-
-
-def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool = False,
-            on_step=None):
-    """One closed-loop episode. `on_step(obs)` is called with each observation the policy acts
-    on, before the action is applied (DAgger labels the states the policy visits)."""
-    import torch
-    cfg = policy.cfg
-    torch.manual_seed(seed)  # diffusion noise: an episode replays exactly for a given seed
-    cameras = cfg.cameras if cfg.n_cameras > 1 else None  # feed every camera it names
-    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size, cameras)
-    policy.reset()
-    obs = env.reset(seed)
-    history.append(obs.image if cameras is None else obs.frames, obs.state)
-    frames, latencies, success = [], [], False
-    predicted = None
-    for step in range(env.max_steps):
-        if step % n_action_steps == 0:
-            window = history.window()
-            t0 = time.perf_counter()
-            chunk = policy.predict_action(window)
-            latencies.append(time.perf_counter() - t0)
-            if record:
-                predicted = policy.predict_video(window, actions=chunk, seed=seed)
-        if record:
-            k = step % n_action_steps
-            i = min(k // cfg.actions_per_frame, cfg.n_frames - 1)
-            if cameras is None:
-                frames.append(np.concatenate([history.images[-1], predicted[i]], axis=1))
-            else:  # one row per camera: real | predicted
-                frames.append(np.concatenate([np.concatenate(
-                    [history.images[-1][c], predicted[c][i]], axis=1) for c in cameras]))
-        if on_step is not None:
-            on_step(obs)
-        res = env.step(chunk[step % n_action_steps])
-        obs = res.obs
-        history.append(obs.image if cameras is None else obs.frames, obs.state)
-        if res.done:
-            success = res.success
-            break
-    return {"seed": seed, "score": env.score, "success": bool(success), "steps": step + 1,
-            "latency_s": latencies}, frames
-
-
-def write_gif(path: Path, frames: list[np.ndarray], fps: float = 10.0, upscale: int = 3) -> None:
-    """Animated GIF, one image per frame (pixel-exact upscaling so small frames stay readable)."""
-    from PIL import Image
-    if upscale > 1:
-        frames = [np.asarray(Image.fromarray(f).resize((f.shape[1] * upscale, f.shape[0] * upscale),
-                                                       Image.NEAREST)) for f in frames]
-    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
 
 
 def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: int = 0) -> dict:

@@ -2,11 +2,11 @@
 
 * `VideoDiffusionHead`: denoises each future-frame token from its own latent vector (per-token
   MLP with AdaLN, as MAR's DiffLoss).
-* `ActionDiffusionHead`: reads the joint latent into one feature vector per action step —
-  either per frame with a small conv stack (averaging over the grid, or a linear map of the whole
-  grid so *where* things are survives) interpolated over the steps, or with one learned query per
-  action step attending over every token — and denoises the whole action chunk with an MLP-AdaLN
-  or a temporal-conv U-Net (Diffusion Policy's head shape). At control time only this head runs.
+* `ActionDiffusionHead`: reads the joint latent into one feature vector per action step — per
+  frame, a small conv stack over the latent grid, then a linear map of the whole grid (so *where*
+  things are survives, as Diffusion Policy keeps spatial layout instead of a global pool),
+  interpolated over the steps — and denoises the whole action chunk with an MLP-AdaLN. At control
+  time only this head runs.
 
 Noise schedules come from diffusers: DDPM (cosine) for training, DDIM for few-step sampling.
 """
@@ -104,52 +104,6 @@ class AdaLNDenoiser(nn.Module):
         shift, scale1 = mods[-1]
         return F.linear(torch.addcmul(shift[s], ln(h), scale1[s]),
                         self.output_proj.weight, self.output_proj.bias)
-
-
-class FiLMConvBlock(nn.Module):
-    """Two conv-GroupNorm-Mish layers over time; the condition scales and shifts the first."""
-
-    def __init__(self, c_in: int, c_out: int, cond_dim: int):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv1d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out),
-                                   nn.Mish())
-        self.conv2 = nn.Sequential(nn.Conv1d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out),
-                                   nn.Mish())
-        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
-        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.film(cond)[..., None].chunk(2, dim=1)
-        return self.conv2(self.conv1(x) * (1 + scale) + shift) + self.skip(x)
-
-
-class TemporalUNetDenoiser(nn.Module):
-    """(noisy flat chunk, timestep, condition) -> predicted noise, through a two-level U-Net over
-    the chunk's time axis with FiLM conditioning (Diffusion Policy's head shape, sized for 8-16
-    step chunks). Convolving along time lets neighbouring steps share evidence, which the MLP
-    over the flattened chunk has to learn. `width` = channels of the first level (multiple of 8);
-    the chunk length must be even (one stride-2 level)."""
-
-    def __init__(self, horizon: int, action_dim: int, cond_dim: int, width: int):
-        super().__init__()
-        self.horizon, self.action_dim, self.width = horizon, action_dim, width
-        c = width + cond_dim
-        self.time_embed = nn.Sequential(nn.Linear(width, width), nn.Mish(), nn.Linear(width, width))
-        self.down1 = FiLMConvBlock(action_dim, width, c)
-        self.down2 = FiLMConvBlock(width, 2 * width, c)
-        self.pool = nn.Conv1d(width, width, 3, stride=2, padding=1)
-        self.mid = FiLMConvBlock(2 * width, 2 * width, c)
-        self.up = nn.ConvTranspose1d(2 * width, width, 4, stride=2, padding=1)
-        self.up1 = FiLMConvBlock(2 * width, width, c)
-        self.out = nn.Conv1d(width, action_dim, 1)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        c = torch.cat([self.time_embed(timestep_embedding(t, self.width)), cond], dim=-1)
-        h = rearrange(x, "n (h a) -> n a h", h=self.horizon)
-        skip = self.down1(h, c)
-        h = self.mid(self.down2(self.pool(skip), c), c)
-        h = self.up1(torch.cat([self.up(h), skip], dim=1), c)
-        return rearrange(self.out(h), "n a h -> n (h a)")
 
 
 class DiffusionSampler:
@@ -272,119 +226,53 @@ class VideoDiffusionHead(nn.Module):
         return self.diffusion.sample(self.denoiser, z, self.token_dim, generator, temperature, fast)
 
 
-ACTION_POOLINGS = ("mean", "flatten", "attention")
-"""How the action head reads the joint latent: `mean` averages each frame's conv features over
-the grid (position only survives through the transformer's position embeddings); `flatten` maps
-the whole grid linearly, as Diffusion Policy keeps spatial layout (spatial softmax) instead of a
-global pool; `attention` gives each action step a learned query that attends over all tokens, so
-the condition is not squeezed through one vector per frame (the pose probe's narrowest point)."""
-
-
-class QueryReadout(nn.Module):
-    """One learned query per action step; two pre-norm transformer-decoder layers (self-attention
-    among the steps, cross-attention to every token of every frame). Tokens get their own learned
-    position embedding here, so the readout does not rely on position surviving the backbone."""
-
-    def __init__(self, z_dim: int, n_tokens: int, horizon: int, channels: int, heads: int = 4,
-                 layers: int = 2):
-        super().__init__()
-        self.token_proj = nn.Linear(z_dim, channels)
-        self.token_pos = nn.Parameter(torch.randn(n_tokens, channels) * 0.02)
-        self.queries = nn.Parameter(torch.randn(horizon, channels) * 0.02)
-        layer = nn.TransformerDecoderLayer(channels, heads, 4 * channels, dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(channels))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        memory = self.token_proj(z) + self.token_pos
-        return self.decoder(self.queries.expand(z.shape[0], -1, -1), memory)
-
-
-ACTION_DENOISERS = ("mlp", "unet")
-"""The action head's noise predictor: `mlp` (MLP-AdaLN over the flattened chunk, every shipped
-file) or `unet` (TemporalUNetDenoiser; on PushT's true state it matched or beat the MLP with a
-quarter of the parameters, README)."""
-
-
 class ActionDiffusionHead(nn.Module):
     def __init__(self, z_dim: int, grid_size: int, n_frames: int, horizon: int, action_dim: int,
                  conv_channels: int, width: int, depth: int, train_steps: int,
-                 inference_steps: int, pooling: str = "mean", denoiser: str = "mlp",
-                 proprio_dim: int = 0, n_cameras: int = 1):
+                 inference_steps: int, n_cameras: int = 1):
         super().__init__()
-        if pooling not in ACTION_POOLINGS:
-            raise ValueError(f"unknown action pooling '{pooling}'; choose from {ACTION_POOLINGS}")
-        if denoiser not in ACTION_DENOISERS:
-            raise ValueError(f"unknown action denoiser '{denoiser}'; choose from {ACTION_DENOISERS}")
-        self.grid_size, self.n_frames, self.horizon, self.action_dim, self.pooling = (
-            grid_size, n_frames, horizon, action_dim, pooling)
-        # several cameras: the attention readout sees every camera's tokens; the conv readout
-        # runs the same convs on each camera's frame and maps all cameras' features of a frame
-        # to that frame's vector (one camera: the tensors of a camera-less head, unchanged)
+        self.grid_size, self.n_frames, self.horizon, self.action_dim = (
+            grid_size, n_frames, horizon, action_dim)
+        # several cameras: the same convs run on each camera's frame and one linear map takes
+        # all cameras' features of a frame to that frame's vector (one camera: the tensors of a
+        # camera-less head, unchanged); attribute names are the tensor names in shipped files
         self.n_cameras = n_cameras
-        if pooling == "attention":
-            self.query_readout = QueryReadout(z_dim, n_cameras * n_frames * grid_size**2,
-                                              horizon, conv_channels)
-        else:  # attribute names kept: they are the tensor names in every shipped file
-            readout, cells = ((nn.AdaptiveAvgPool2d(1), 1) if pooling == "mean"
-                              else (nn.Identity(), grid_size**2))
-            self.frame_conv = nn.Sequential(
-                nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
-                nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
-                readout,
-            )
-            self.frame_fc = nn.Linear(n_cameras * conv_channels * cells, conv_channels)
-        # proprio_dim: flattened history proprio fed straight to the condition (0 = none)
-        self.proprio_dim = proprio_dim
-        self.proprio_embed = nn.Linear(proprio_dim, conv_channels) if proprio_dim else None
-        cond_dim = (horizon + (1 if proprio_dim else 0)) * conv_channels
-        self.denoiser = (
-            AdaLNDenoiser(horizon * action_dim, cond_dim, width, depth)
-            if denoiser == "mlp" else
-            TemporalUNetDenoiser(horizon, action_dim, cond_dim, width))
+        self.frame_conv = nn.Sequential(
+            nn.Conv2d(z_dim, conv_channels, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(conv_channels, conv_channels, 3, padding=1), nn.SiLU(),
+        )
+        self.frame_fc = nn.Linear(n_cameras * conv_channels * grid_size**2, conv_channels)
+        self.denoiser = AdaLNDenoiser(horizon * action_dim, horizon * conv_channels, width, depth)
         self.diffusion = DiffusionSampler(train_steps, inference_steps)
 
-    def condition(self, z: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+    def condition(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, K*F*S, C), cameras x frames x spatial -> flat per-action-step condition
-        (B, horizon * conv_channels), plus one proprio feature when the head takes proprio
-        ((B, F, P) normalised; None = zeros)."""
-        if self.pooling == "attention":
-            cond = rearrange(self.query_readout(z), "b h c -> b (h c)")
-        else:
-            grid = rearrange(z, "b (k f h w) c -> (b k f) c h w", k=self.n_cameras,
-                             f=self.n_frames, h=self.grid_size)
-            features = rearrange(self.frame_conv(grid).flatten(1), "(b k f) d -> (b f) (k d)",
-                                 k=self.n_cameras, f=self.n_frames)
-            per_frame = self.frame_fc(features)
-            per_frame = rearrange(per_frame, "(b f) c -> b c f", f=self.n_frames)
-            per_step = F.interpolate(per_frame, size=self.horizon, mode="linear",
-                                     align_corners=True)
-            cond = rearrange(per_step, "b c h -> b (h c)")
-        if self.proprio_embed is None:
-            return cond
-        flat = (z.new_zeros(z.shape[0], self.proprio_dim) if proprio is None
-                else rearrange(proprio, "b f p -> b (f p)"))
-        return torch.cat([cond, self.proprio_embed(flat)], dim=-1)
+        (B, horizon * conv_channels)."""
+        grid = rearrange(z, "b (k f h w) c -> (b k f) c h w", k=self.n_cameras,
+                         f=self.n_frames, h=self.grid_size)
+        features = rearrange(self.frame_conv(grid).flatten(1), "(b k f) d -> (b f) (k d)",
+                             k=self.n_cameras, f=self.n_frames)
+        per_frame = rearrange(self.frame_fc(features), "(b f) c -> b c f", f=self.n_frames)
+        per_step = F.interpolate(per_frame, size=self.horizon, mode="linear", align_corners=True)
+        return rearrange(per_step, "b c h -> b (h c)")
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
-                batch_slice: slice = slice(None), global_batch: int | None = None,
-                proprio: torch.Tensor | None = None) -> torch.Tensor:
+                batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
         """The loss, as forward() so DDP can wrap the head alone (the `head` training stage)."""
-        return self.loss(z, actions, repeats, generator, batch_slice, global_batch, proprio)
+        return self.loss(z, actions, repeats, generator, batch_slice, global_batch)
 
     def loss(self, z: torch.Tensor, actions: torch.Tensor, repeats: int, generator=None,
-             batch_slice: slice = slice(None), global_batch: int | None = None,
-             proprio: torch.Tensor | None = None) -> torch.Tensor:
+             batch_slice: slice = slice(None), global_batch: int | None = None) -> torch.Tensor:
         target = rearrange(actions, "b h a -> b (h a)")
         t, noise = self.diffusion.draw((repeats, global_batch or z.shape[0], target.shape[-1]),
                                        generator, z.device)
-        return self.diffusion.training_loss(self.denoiser, target, self.condition(z, proprio),
+        return self.diffusion.training_loss(self.denoiser, target, self.condition(z),
                                             t[:, batch_slice], noise[:, batch_slice])
 
     def sample(self, z: torch.Tensor, generator=None, temperature: float = 1.0,
-               proprio: torch.Tensor | None = None, fast: bool = True) -> torch.Tensor:
+               fast: bool = True) -> torch.Tensor:
         """z (B, F*S, C) -> action chunk (B, horizon, action_dim) normalised. fast: see
         DiffusionSampler.sample."""
-        flat = self.diffusion.sample(self.denoiser, self.condition(z, proprio),
+        flat = self.diffusion.sample(self.denoiser, self.condition(z),
                                      self.horizon * self.action_dim, generator, temperature, fast)
         return rearrange(flat, "b (h a) -> b h a", h=self.horizon)

@@ -1,6 +1,7 @@
-"""ROS-free pixel conversion of camera messages: sensor_msgs/Image in the encodings the policy
-node accepts, and sensor_msgs/CompressedImage (JPEG/PNG) -> (H, W, 3) uint8 RGB. It reads only
-the message fields, so rosbags' deserialized messages and rclpy's both work."""
+"""Image operations, ROS-free: pixel conversion of camera messages (sensor_msgs/Image in the
+encodings the policy node accepts, and sensor_msgs/CompressedImage (JPEG/PNG) -> (H, W, 3) uint8
+RGB; only the message fields are read, so rosbags' deserialized messages and rclpy's both work),
+resizing frames to the model's input, and writing frames as an animated GIF."""
 from __future__ import annotations
 
 import numpy as np
@@ -78,3 +79,21 @@ def to_training_size(rgb: np.ndarray, size: int) -> np.ndarray:
     if s == size:
         return np.ascontiguousarray(square)
     return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def resize(image, size: int):
+    """Area-resize an RGB uint8 frame to size x size (the model's input)."""
+    if image.shape[:2] == (size, size):
+        return image
+    import cv2
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def write_gif(path, frames: list[np.ndarray], fps: float = 10.0, upscale: int = 3) -> None:
+    """Animated GIF, one image per frame (pixel-exact upscaling so small frames stay readable)."""
+    import imageio.v2 as imageio
+    from PIL import Image
+    if upscale > 1:
+        frames = [np.asarray(Image.fromarray(f).resize((f.shape[1] * upscale, f.shape[0] * upscale),
+                                                       Image.NEAREST)) for f in frames]
+    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)

@@ -16,6 +16,8 @@ orders its tokens as before, so its checkpoints load and act unchanged.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from einops import rearrange, repeat
@@ -81,9 +83,7 @@ class UVAModel(nn.Module):
         return ActionDiffusionHead(
             cfg.width, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
-            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.action_pooling,
-            cfg.action_denoiser, cfg.n_frames * cfg.proprio_dim if cfg.action_proprio else 0,
-            cfg.n_cameras)
+            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.n_cameras)
 
     def head_for(self, mode: str) -> ActionDiffusionHead:
         """The action head that decodes `mode`'s latent: the inverse head for inverse dynamics
@@ -177,6 +177,50 @@ class UVAModel(nn.Module):
         mask = future_latents.new_zeros(future_latents.shape[0], self.cfg.n_tokens)
         return self.joint_latent(None, self.tokenize(future_latents), mask, None, None)
 
+    # ------------------------------------------------------------------ video
+    @torch.no_grad()
+    def sample_video(self, history_latents: torch.Tensor, actions: torch.Tensor | None,
+                     proprio: torch.Tensor | None, generator: torch.Generator | None = None,
+                     temperature: float | None = None, fast: bool = True) -> torch.Tensor:
+        """Future latents by MAR iterative unmasking, for one window (batch 1).
+
+        Every future token starts masked; each of `video_unmask_iterations` passes runs the
+        backbone on what is revealed so far and the video head samples the next group of tokens
+        (a cosine schedule of how many stay hidden). Each camera unmasks its own tokens in its
+        own random order; the same spatial positions are revealed in every future frame.
+        history_latents: scaled (1, F, C, h, w), or (1, F, K, C, h, w) for K cameras; actions
+        (1, horizon, A) normalised for forward dynamics, None for video generation; proprio
+        (1, F, P) normalised. temperature: the video head's starting-noise scale (None: the
+        config's `video_temperature`). Returns latents in history_latents' layout."""
+        cfg = self.cfg
+        if history_latents.shape[0] != 1:
+            raise ValueError(f"sample_video samples one window, got a batch of "
+                             f"{history_latents.shape[0]}")
+        temperature = cfg.video_temperature if temperature is None else temperature
+        device = history_latents.device
+        hist = self.tokenize(history_latents)
+        S, F, K = cfg.tokens_per_frame, cfg.n_frames, cfg.n_cameras
+        tokens = torch.zeros_like(hist)
+        orders = torch.stack([torch.randperm(S, generator=generator) for _ in range(K)]).to(device)
+        # token index of (camera, frame, 0): offsets of every camera's frames in the token order
+        offsets = (torch.arange(K, device=device)[:, None] * F
+                   + torch.arange(F, device=device)[None]) * S
+        n_masked = S
+        for it in range(cfg.video_unmask_iterations):
+            ratio = math.cos(math.pi / 2 * (it + 1) / cfg.video_unmask_iterations)
+            n_next = 0 if it == cfg.video_unmask_iterations - 1 else max(1, int(S * ratio))
+            n_next = min(n_next, n_masked - 1)
+            spatial_mask = torch.zeros(K, S, device=device)
+            spatial_mask.scatter_(1, orders[:, :n_masked], 1.0)
+            mask = spatial_mask[:, None].expand(K, F, S).reshape(1, -1)
+            z = self.joint_latent(hist, tokens, mask, actions, proprio)
+            reveal = orders[:, n_next:n_masked]
+            token_idx = (offsets[:, :, None] + reveal[:, None, :]).reshape(-1)
+            tokens[0, token_idx] = self.video_head.sample(z[0, token_idx], generator, temperature,
+                                                          fast=fast)
+            n_masked = n_next
+        return self.untokenize(tokens)
+
     # ------------------------------------------------------------------ training
     def mode_inputs(self, mode: str, batch: dict, mask: torch.Tensor) -> torch.Tensor:
         spec = MODE_SPECS[mode]
@@ -217,8 +261,7 @@ class UVAModel(nn.Module):
                                                   **noise_args)
             total = total + parts["video"]
         if spec.action_loss:
-            parts["action"] = self.head_for(mode).loss(
-                z, batch["actions"], cfg.diffusion_batch_mul, **noise_args,
-                proprio=batch["proprio"] if spec.use_history else None)
+            parts["action"] = self.head_for(mode).loss(z, batch["actions"],
+                                                       cfg.diffusion_batch_mul, **noise_args)
             total = total + parts["action"]
         return total, {k: v.item() for k, v in parts.items()}

@@ -11,7 +11,6 @@ one-camera model also takes obs["image"]. What comes back per camera (predict_vi
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -149,7 +148,7 @@ class UVAPolicy:
         proprio = self._proprio(state)
         z = self.model.policy_latent(self.encode(images), proprio)
         return self._actions_out(self.model.action_head.sample(
-            z, self._generator(seed), self.cfg.action_temperature, proprio, fast=self.fast)[0])
+            z, self._generator(seed), self.cfg.action_temperature, fast=self.fast)[0])
 
     def warm_up(self, repeats: int = 2) -> None:
         """Run predict_action on blank inputs so lazy initialisation (oneDNN primitive caches,
@@ -178,8 +177,8 @@ class UVAPolicy:
 
     def predict_video(self, obs: dict, actions=None, seed: int | None = None,
                       anchored: bool = True, temperature: float | None = None):
-        """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking ({camera: frames} for a
-        several-camera model; each camera unmasks its own tokens in its own random order). With
+        """Future frames (F, S, S, 3) uint8 by MAR iterative unmasking (UVAModel.sample_video;
+        {camera: frames} for a several-camera model). With
         `actions` (the chunk in environment units) this is forward dynamics; without, video
         generation.
 
@@ -203,31 +202,12 @@ class UVAPolicy:
             norm_actions = torch.as_tensor(
                 self.action_norm.normalize(self._check_actions(actions)), dtype=torch.float32,
                 device=self.device)[None]
-        gen = self._generator(seed)
         history_latents = self.encode(images)
-        hist = m.tokenize(history_latents)
-        S, F, K = cfg.tokens_per_frame, cfg.n_frames, cfg.n_cameras
-        tokens = torch.zeros_like(hist)
-        orders = torch.stack([torch.randperm(S, generator=gen) for _ in range(K)]).to(self.device)
-        # token index of (camera, frame, 0): offsets of every camera's frames in the token order
-        offsets = (torch.arange(K, device=self.device)[:, None] * F
-                   + torch.arange(F, device=self.device)[None]) * S
-        n_masked = S
-        for it in range(cfg.video_unmask_iterations):
-            ratio = math.cos(math.pi / 2 * (it + 1) / cfg.video_unmask_iterations)
-            n_next = 0 if it == cfg.video_unmask_iterations - 1 else max(1, int(S * ratio))
-            n_next = min(n_next, n_masked - 1)
-            spatial_mask = torch.zeros(K, S, device=self.device)
-            spatial_mask.scatter_(1, orders[:, :n_masked], 1.0)
-            mask = spatial_mask[:, None].expand(K, F, S).reshape(1, -1)
-            z = m.joint_latent(hist, tokens, mask, norm_actions, self._proprio(state))
-            reveal = orders[:, n_next:n_masked]
-            token_idx = (offsets[:, :, None] + reveal[:, None, :]).reshape(-1)
-            tokens[0, token_idx] = m.video_head.sample(
-                z[0, token_idx], gen, cfg.video_temperature if temperature is None else temperature,
-                fast=self.fast)
-            n_masked = n_next
-        latents = m.untokenize(tokens)[0]
+        latents = m.sample_video(history_latents, norm_actions, self._proprio(state),
+                                 self._generator(seed),
+                                 cfg.video_temperature if temperature is None else temperature,
+                                 fast=self.fast)[0]
+        F, K = cfg.n_frames, cfg.n_cameras
         newest = history_latents[0, -1:]
         if K > 1:  # (F, K, ...) -> camera-major frames, one decode for all cameras
             latents, newest = latents.transpose(0, 1).flatten(0, 1), newest[0]

@@ -1,9 +1,10 @@
 """Running a recipe (uva.recipe): every stage in order under one output folder, resumable.
 
-Each stage kind maps onto an existing tool: collect -> uva.data.collect, train -> uva.train.train
-(always with resume, so an interrupted stage continues from its last checkpoint), eval ->
-uva.evaluate.evaluate, ship -> uva.ship. A finished stage is recorded in recipe_state.json with
-the spec it ran and skipped on the next run; an interrupted collect/eval/ship stage is redone.
+Each stage kind maps onto an existing tool: collect -> uva.collect.collect, train ->
+uva.training.train (always with resume, so an interrupted stage continues from its last
+checkpoint), eval -> uva.evaluate.evaluate, ship -> uva.ship. A finished stage is recorded in
+recipe_state.json with the spec it ran and skipped on the next run; an interrupted
+collect/eval/ship stage is redone.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 from .rundir import stage_resumable
-from .checkpoint import atomic_write_json
+from .fsutil import atomic_write_json
 from .recipe import (STATE_FILE, Recipe, checkpoint_of, dependencies, effective_spec,
                      load_recipe, outputs, plan, read_state, with_budget)
 
@@ -66,7 +67,7 @@ def _run_dataset(recipe, st, out, device) -> dict:
 
 
 def _run_collect(recipe, st, out, device) -> dict:
-    from .data import collect
+    from .collect import collect
     s, target = st.spec, outputs(recipe, out)[st.name]
     if target.exists():  # an interrupted collection: collected again from its seeds
         shutil.rmtree(target)
@@ -79,7 +80,7 @@ def _run_collect(recipe, st, out, device) -> dict:
 
 
 def _run_train(recipe, st, out, device) -> dict:
-    from .train import TrainArgs, train
+    from .training import TrainArgs, train
     s, paths = st.spec, outputs(recipe, out)
     root = paths[st.name]
     init = str(checkpoint_of(recipe, out, s["init"])) if s.get("init") else None

@@ -16,8 +16,8 @@ from tqdm import tqdm
 from . import franka
 from .fsutil import atomic_output, atomic_write_json, check_out
 from .control import StampedBuffer, align_history
-from .vae import resize
-from .evaluate import psnr_uint8
+from .images import resize
+from .metrics import psnr_uint8
 from .policy import load_policy
 from .rosbag import BagError, BagWriter, read_streams
 from .topic_map import TopicMap, load_topic_map

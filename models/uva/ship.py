@@ -44,7 +44,7 @@ def write_metrics(out: str | Path, env_name: str, summary: dict | None,
     file, which must have executed the stored n_action_steps) and a check on `check_seeds`."""
     from . import load_policy
     from .envs import make_env
-    from .evaluate import rollout
+    from .rollout import rollout
 
     policy = load_policy(out)
     n_exec = policy.cfg.n_action_steps

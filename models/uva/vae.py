@@ -5,15 +5,12 @@ trains its own on the frames it collected (reconstruction + KL) and measures the
 """
 from __future__ import annotations
 
-import math
-
-import cv2
-
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from .config import UVAConfig
+from .metrics import psnr
 
 
 def build_vae(cfg: UVAConfig) -> AutoencoderKL:
@@ -30,13 +27,6 @@ def build_vae(cfg: UVAConfig) -> AutoencoderKL:
         sample_size=cfg.image_size,
         mid_block_add_attention=False,  # attention at 8x8 buys nothing for 64 px frames on CPU
     )
-
-
-def resize(image, size: int):
-    """Area-resize an RGB uint8 frame to size x size (the model's input)."""
-    if image.shape[:2] == (size, size):
-        return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def images_to_tensor(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -61,12 +51,6 @@ def vae_loss(vae: AutoencoderKL, x: torch.Tensor, kl_weight: float,
     mse = F.mse_loss(recon, x)
     kl = posterior.kl().mean() / x[0].numel()
     return mse + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "psnr": psnr(recon, x)}
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR in dB for tensors in [-1, 1] (peak-to-peak 2)."""
-    mse = F.mse_loss(pred.float().clamp(-1, 1), target.float()).item()
-    return 10 * math.log10(4.0 / max(mse, 1e-10))
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ def chunk_plot(chunk: np.ndarray | None, width: int, height: int = 90) -> np.nda
 
 def viz(bag: str, out: str, max_frames: int = 2000) -> dict:
     from rosbags.highlevel import AnyReader
-    from .evaluate import write_gif
+    from .images import write_gif
     bag_path, out_dir = Path(bag), Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     copied = dict(COPIED)

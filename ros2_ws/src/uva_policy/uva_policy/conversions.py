@@ -82,7 +82,7 @@ def model_inputs(aligned, cfg) -> dict:
     """Aligned history -> predict_action/predict_video input. A one-camera checkpoint gets
     {"image": (F, S, S, 3), "state"}; several cameras get {"images": {name: (F, S, S, 3)},
     "state"}, each camera resized to cfg.image_size on its own and matched by name."""
-    from uva.vae import resize
+    from uva.images import resize
     names = checkpoint_cameras(cfg)
     index = {name: k for k, name in enumerate(aligned.cameras)}
     missing = [n for n in names if n not in index]
