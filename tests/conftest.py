@@ -27,16 +27,15 @@ def tiny_ckpt(tmp_path, tiny_cfg):
     return path
 
 
-@pytest.fixture(scope="module")
-def panda_ckpt(tmp_path_factory):
+def tiny_panda_checkpoint(path, cameras=None):
     """A tiny randomly initialised checkpoint with the Panda's dimensions and joint ranges."""
     from ros_helpers import PANDA_LOWER, PANDA_UPPER
     from uva import UVAModel
     from uva.checkpoint import save_checkpoint
     from uva.normalizer import MinMaxNormalizer
     torch.manual_seed(0)
-    cfg = UVAConfig(action_dim=8, proprio_dim=8, **TINY)
-    path = tmp_path_factory.mktemp("panda") / "ckpt"
+    cfg = UVAConfig(action_dim=8, proprio_dim=8, **({"cameras": cameras} if cameras else {}),
+                    **TINY)
     norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER))
              for k in ("action", "proprio")}
     save_checkpoint(path, UVAModel(cfg), cfg, norms)
@@ -44,19 +43,15 @@ def panda_ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def panda_ckpt(tmp_path_factory):
+    """One camera, Panda dimensions, random weights."""
+    return tiny_panda_checkpoint(tmp_path_factory.mktemp("panda") / "ckpt")
+
+
+@pytest.fixture(scope="module")
 def two_camera_ckpt(tmp_path_factory):
     """The same with two cameras, scene and wrist (each its own tokens)."""
-    from ros_helpers import PANDA_LOWER, PANDA_UPPER
-    from uva import UVAModel
-    from uva.checkpoint import save_checkpoint
-    from uva.normalizer import MinMaxNormalizer
-    torch.manual_seed(0)
-    cfg = UVAConfig(action_dim=8, proprio_dim=8, cameras=["scene", "wrist"], **TINY)
-    path = tmp_path_factory.mktemp("panda2") / "ckpt2"
-    norms = {k: MinMaxNormalizer(np.array(PANDA_LOWER), np.array(PANDA_UPPER))
-             for k in ("action", "proprio")}
-    save_checkpoint(path, UVAModel(cfg), cfg, norms)
-    return path
+    return tiny_panda_checkpoint(tmp_path_factory.mktemp("panda2") / "ckpt2", ["scene", "wrist"])
 
 
 @pytest.fixture(scope="module")
