@@ -214,6 +214,23 @@ def test_camera_names_must_match_the_checkpoint(tmp_path, two_camera_ckpt, ckpt,
     assert "required topic '/nope'" in capsys.readouterr().err
 
 
+def test_joints_must_be_the_ones_the_checkpoint_was_trained_on(tmp_path, ckpt, capsys):
+    """A checkpoint trained on imported data records its joint names (config.json `dataset`)."""
+    import shutil
+    trained = tmp_path / "trained"
+    shutil.copytree(ckpt, trained)
+    meta = json.loads((trained / "config.json").read_text())
+    meta["dataset"] = {"joint_names": [f"panda_joint{i}" for i in range(1, 9)]}
+    (trained / "config.json").write_text(json.dumps(meta))
+    bag = tmp_path / "bag"
+    write_bag(bag)
+    assert uva_main(["replay-eval", "--bag", str(bag), "--ckpt", str(trained), "--out",
+                     str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on joints ['panda_joint1'" in err and "fr3_joint1" in err, err
+    assert not (tmp_path / "report").exists()
+
+
 def test_bad_bags_fail_clearly_without_a_report(tmp_path, ckpt, capsys):
     out = tmp_path / "report"
     args = lambda bag: ["replay-eval", "--bag", str(bag), "--ckpt", str(ckpt), "--out", str(out)]
