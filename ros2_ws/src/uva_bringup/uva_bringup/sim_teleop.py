@@ -3,7 +3,10 @@ sees over DDS (the joint states and the episode's seed) and sends JointTrajector
 the seven arm joints to the arm's controller topic, one per joint-state message, as a teleop
 device would; the hand, which the arm controller does not drive (franka_ros2 splits it off),
 gets franka_gripper move/grasp goals through the policy node's own hysteresis
-(uva_policy.gripper, the policy node's default thresholds and widths).
+(uva_policy.gripper, the policy node's default thresholds and widths). Like a leader arm, it
+also publishes its whole command, the arm joints and the finger target, as a sensor_msgs/JointState
+on `joint_command_topic`: the gripper goals are action calls that a bag does not hold, so that
+topic is what a recording needs for commanded gripper labels (config/record_demos.yaml records it).
 
 The expert's plan needs the scene (cube and pad), which the seed fixes; it keeps its own copy of
 the Panda env, puts that arm in the measured joint positions before each command, and asks
@@ -33,6 +36,7 @@ PARAMETERS = {
     "episode_seed_topic": "/franka_sim/episode",
     "success_topic": "/franka_sim/task_success",
     "gripper_namespace": "/fr3_gripper",
+    "joint_command_topic": "/sim_teleop/joint_command",
 }
 GRIPPER = {"open_width": 0.08, "grasp_width": 0.0, "epsilon_inner": 0.005, "epsilon_outer": 0.08,
            "speed": 0.2, "force": 20.0}  # = config/sim.yaml's policy node
@@ -49,6 +53,7 @@ class SimTeleop(Node):
         self.env_seed: int | None = None
         self.seed: int | None = None
         self.pub = self.create_publisher(JointTrajectory, p("command_topic"), 10)
+        self.command_pub = self.create_publisher(JointState, p("joint_command_topic"), 10)
         # the seed first: a reset announces it before the new episode's first joint state
         self.create_subscription(Int32, p("episode_seed_topic"), self._on_seed, 10)
         self.create_subscription(Bool, p("success_topic"), self._on_success, 10)
@@ -98,6 +103,8 @@ class SimTeleop(Node):
         cmd.joint_names = list(franka.ARM_JOINTS)
         cmd.points = [JointTrajectoryPoint(positions=[float(v) for v in target[:7]])]
         self.pub.publish(cmd)
+        self.command_pub.publish(JointState(header=cmd.header, name=list(franka.MODEL_JOINTS),
+                                            position=[float(v) for v in target]))
         self.commands += 1
         command = self.switch.update(float(target[7]), float(q[7]))
         if command is not None:
