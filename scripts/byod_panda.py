@@ -94,7 +94,8 @@ def bag_stats(bags: list[str]) -> dict:
     from uva.dataset.bag_import import read_bag
     from uva.topic_map import load_topic_map
     from uva_bringup.record_demos import TOPIC_MAP
-    tm = load_topic_map(TOPIC_MAP)
+    from dataclasses import replace
+    tm = replace(load_topic_map(TOPIC_MAP), action_topic=None)  # frames only
     frames = [len(read_bag(b, tm).frames["scene"]) for b in bags]
     return {"frames": frames, "frames_total": int(sum(frames)),
             "ran_to_step_limit": int(sum(f > 115 for f in frames))}
