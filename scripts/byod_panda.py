@@ -258,7 +258,7 @@ def main(argv=None):
                     help="also refit on `uva collect` demos of the training seeds")
     ap.add_argument("--no-shipped", action="store_true",
                     help="do not score the shipped checkpoint itself (replay and closed loop)")
-    ap.add_argument("--init", default=str(SHIPPED), help="backbone to fine-tune")
+    ap.add_argument("--init", default=os.path.relpath(SHIPPED), help="backbone to fine-tune")
     ap.add_argument("--head-steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-4)
