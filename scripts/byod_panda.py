@@ -18,7 +18,8 @@ so the command can be repeated after an interruption. One JSON with every number
 (episodes, steps, wall times, threads, load) goes to --out.
 
     python scripts/byod_panda.py --episodes 40 --held-out 4 --closed-loop 20 --control \\
-        --head-steps 3000 --work outputs/byod --out experiments/byod_panda.json
+        --head-steps 3000 --batch-size 256 --max-minutes 30 --threads 1 --work outputs/byod_cmd \\
+        --out experiments/byod_panda.json        # what experiments/byod_panda.json ran
 """
 from __future__ import annotations
 
