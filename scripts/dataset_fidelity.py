@@ -23,17 +23,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bag_seed(bag: Path) -> int:
-    """The simulator's seed of the episode a bag holds (its /franka_sim/episode messages)."""
-    from rosbags.highlevel import AnyReader
-    from uva.rosbag import typestore
-    with AnyReader([bag], default_typestore=typestore()) as r:
-        conns = [c for c in r.connections if c.topic == "/franka_sim/episode"]
-        seeds = [r.deserialize(raw, c.msgtype).data for c, _, raw in r.messages(connections=conns)]
-    values, counts = np.unique(seeds, return_counts=True)
-    return int(values[np.argmax(counts)])
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
@@ -117,21 +106,15 @@ def frame_periods(bags: list[Path]) -> dict:
 
 
 def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
-    """Record (or reuse work/bags), collect the same seeds (or reuse), import with both sampling
+    """Record (or reuse work/bags; uva_bringup.record_demos.record_seeds), collect the same seeds (or reuse), import with both sampling
     modes and compare each with the collected demos."""
     from dataclasses import replace
     from uva.collect import collect
     from uva.data import read_replay_buffer
     from uva.dataset.bag_import import import_bags
     from uva.topic_map import load_topic_map
-    from uva_bringup.record_demos import TOPIC_MAP, kept_episodes, record
-    bags = kept_episodes(work / "bags")[:episodes]
-    if len(bags) < episodes:
-        bags = record(str(work / "bags"), episodes, first_seed=first_seed,
-                      timeout_s=60 + 30 * episodes)
-    seeds = [bag_seed(b) for b in bags]
-    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
-        raise RuntimeError(f"recorded seeds are not consecutive: {seeds}")
+    from uva_bringup.record_demos import TOPIC_MAP, record_seeds
+    bags, seeds = record_seeds(work / "bags", episodes, first_seed=first_seed)
     if not (work / "collected.zarr").exists():
         collect("panda", len(seeds), work / "collected.zarr", image_size=96, keep_failures=True,
                 seed=seeds[0])

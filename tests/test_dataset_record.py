@@ -61,6 +61,10 @@ def test_recorded_demos_import_like_collected_ones(tmp_path):
     from dataset_fidelity import run
     report = run(2, tmp_path, first_seed=100000)
     assert report["recorded_seeds"] == [100001, 100002]
+    # the teleop's commands are what the arm controller takes (its seven joints, the hand through
+    # the gripper actions): a refused joint set would leave the arm still in every episode
+    sim_log = (tmp_path / "bags" / "franka_sim.log").read_text()
+    assert "do not match the controller" not in sim_log, sim_log[-1500:]
     timing = report["timing"]
     # the teleop answered (nearly) every frame over DDS, within a fraction of the period
     assert timing["frames_without_a_command_before_the_next"] <= 0.1 * timing["frames"], timing

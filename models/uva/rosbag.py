@@ -85,9 +85,10 @@ class BagWriter:
 
 @dataclass
 class BagStreams:
-    images: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, rgb)
+    images: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, rgb), first camera
     joints: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, q by joint_names)
     counts: dict = field(default_factory=dict)
+    cameras: dict = field(default_factory=dict)  # camera name -> [(t, rgb)]; images is the first
 
 
 def decode_image(msg, msgtype: str) -> np.ndarray:
@@ -98,29 +99,39 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
         raise BagError(str(e)) from e
 
 
-def read_streams(path: str | Path, image_topic: str, joint_topic: str,
+def read_streams(path: str | Path, image_topic, joint_topic: str,
                  joint_names: list[str]) -> BagStreams:
-    """Decode the camera and joint-state topics (stamped by header). Extra topics are ignored,
-    joint_states may carry extra joints in any order (matched by name)."""
+    """Decode the camera and joint-state topics (stamped by header). `image_topic` is one topic
+    (camera "scene") or a {camera name: topic} mapping (in camera order; `images` is the first
+    camera's stream). Extra topics are ignored, joint_states may carry extra joints in any order
+    (matched by name)."""
     from rosbags.highlevel import AnyReader
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: bag not found")
-    streams = BagStreams()
+    cameras = dict(image_topic) if isinstance(image_topic, dict) else {"scene": image_topic}
+    if not cameras:
+        raise BagError(f"{path}: no camera topic to read")
+    by_topic: dict[str, list[str]] = {}
+    for name, topic in cameras.items():
+        by_topic.setdefault(topic, []).append(name)
+    streams = BagStreams(cameras={name: [] for name in cameras})
     try:
         with AnyReader([path], default_typestore=typestore()) as reader:
             topics = {c.topic: c for c in reader.connections}
-            for topic in (image_topic, joint_topic):
+            for topic in (*by_topic, joint_topic):
                 if topic not in topics:
                     raise BagError(f"{path}: required topic '{topic}' not in bag "
                                    f"(topics: {sorted(topics)})")
-            conns = [topics[image_topic], topics[joint_topic]]
+            conns = [topics[t] for t in by_topic] + [topics[joint_topic]]
             for conn, _, raw in reader.messages(connections=conns):
                 msg = reader.deserialize(raw, conn.msgtype)
                 t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 streams.counts[conn.topic] = streams.counts.get(conn.topic, 0) + 1
-                if conn.topic == image_topic:
-                    streams.images.append((t, decode_image(msg, conn.msgtype)))
+                if conn.topic in by_topic:
+                    rgb = decode_image(msg, conn.msgtype)
+                    for name in by_topic[conn.topic]:
+                        streams.cameras[name].append((t, rgb))
                 else:
                     index = {n: i for i, n in enumerate(msg.name)}
                     missing = [n for n in joint_names if n not in index]
@@ -132,9 +143,11 @@ def read_streams(path: str | Path, image_topic: str, joint_topic: str,
         raise
     except Exception as e:  # rosbags raises many types on truncated or damaged files
         raise BagError(f"{path}: cannot read bag ({type(e).__name__}: {e})") from e
-    for topic, msgs in ((image_topic, streams.images), (joint_topic, streams.joints)):
+    for topic, msgs in (*((cameras[n], streams.cameras[n]) for n in cameras),
+                        (joint_topic, streams.joints)):
         if not msgs:
             raise BagError(f"{path}: required topic '{topic}' has no messages")
-    streams.images.sort(key=lambda x: x[0])
-    streams.joints.sort(key=lambda x: x[0])
+    for msgs in (*streams.cameras.values(), streams.joints):
+        msgs.sort(key=lambda x: x[0])
+    streams.images = streams.cameras[next(iter(cameras))]
     return streams

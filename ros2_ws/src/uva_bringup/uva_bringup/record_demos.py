@@ -43,9 +43,14 @@ def kept_episodes(out: str | Path) -> list[Path]:
 
 def record(out: str, episodes: int, first_seed: int | None = None, timeout_s: float = 600,
            log_dir: str | Path | None = None) -> list[Path]:
-    """Start the graph, wait for `episodes` kept bags, stop the graph; returns the bags."""
+    """Start the graph, wait for `episodes` more kept bags (the recorder numbers them after any
+    already in `out`), stop the graph; returns the new bags. The simulator starts at
+    `first_seed` and the recorder resets it before its first episode, so the first kept
+    episode is seed `first_seed + 1`."""
     Path(out).mkdir(parents=True, exist_ok=True)
     log_dir = Path(log_dir or out)
+    before = len(kept_episodes(out))
+    target = before + episodes
     procs = {}
     try:
         for name, argv in node_commands(out, episodes, first_seed):
@@ -53,12 +58,12 @@ def record(out: str, episodes: int, first_seed: int | None = None, timeout_s: fl
             procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                            env=os.environ.copy(), start_new_session=True)
         deadline = time.time() + timeout_s
-        while len(kept_episodes(out)) < episodes:
+        while len(kept_episodes(out)) < target:
             dead = [n for n, p in procs.items() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"{dead} exited early; see {log_dir}/<node>.log")
             if time.time() > deadline:
-                raise TimeoutError(f"{len(kept_episodes(out))}/{episodes} episodes after "
+                raise TimeoutError(f"{len(kept_episodes(out)) - before}/{episodes} episodes after "
                                    f"{timeout_s:.0f} s; see {log_dir}/demo_recorder.log")
             time.sleep(0.2)
     finally:
@@ -71,7 +76,44 @@ def record(out: str, episodes: int, first_seed: int | None = None, timeout_s: fl
                 p.wait(max(deadline - time.time(), 0.1))
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-    return kept_episodes(out)[:episodes]
+    return kept_episodes(out)[before:target]
+
+
+def bag_seed(bag: str | Path) -> int:
+    """The simulator's seed of the episode a bag holds (its /franka_sim/episode messages)."""
+    import numpy as np
+    from rosbags.highlevel import AnyReader
+    from uva.rosbag import typestore
+    with AnyReader([Path(bag)], default_typestore=typestore()) as r:
+        conns = [c for c in r.connections if c.topic == "/franka_sim/episode"]
+        seeds = [r.deserialize(raw, c.msgtype).data for c, _, raw in r.messages(connections=conns)]
+    if not seeds:
+        raise ValueError(f"{bag}: no /franka_sim/episode messages (not a sim recording?)")
+    values, counts = np.unique(seeds, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def record_seeds(out: str | Path, episodes: int, first_seed: int = 100000,
+                 timeout_s: float | None = None, log_dir: str | Path | None = None
+                 ) -> tuple[list[Path], list[int]]:
+    """Make `out` hold `episodes` recorded bags of the consecutive seeds `first_seed + 1`, ...
+    (see `record`), reusing the bags already kept there: a rerun after an interruption records
+    only the missing episodes. Returns (bags, seeds); raises if the seeds are not consecutive
+    (e.g. `out` holds another run's bags)."""
+    out = Path(out)
+    bags = kept_episodes(out)[:episodes]
+    seeds = [bag_seed(b) for b in bags]
+    if len(bags) < episodes:
+        start = seeds[-1] if seeds else first_seed
+        missing = episodes - len(bags)
+        new = record(str(out), missing, first_seed=start,
+                     timeout_s=timeout_s or 60 + 30 * missing, log_dir=log_dir)
+        bags += new
+        seeds += [bag_seed(b) for b in new]
+    if seeds != list(range(first_seed + 1, first_seed + 1 + episodes)):
+        raise RuntimeError(f"{out}: recorded seeds are not {first_seed + 1}..."
+                           f"{first_seed + episodes}: {seeds}")
+    return bags, seeds
 
 
 def main(argv=None):
