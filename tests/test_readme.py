@@ -152,29 +152,54 @@ def test_readme_cheap_commands_run_as_written(tmp_path, monkeypatch):
     assert (tmp_path / "bench.json").is_file()
 
 
+def write_panda_bag(path: Path, topics: dict, steps: int, t0: int) -> None:
+    """A short FR3 demonstration on the shipped record_demos topics: a 64x64 scene camera, the
+    arm + finger joint states and the teleoperator's whole command, at 10 Hz."""
+    import numpy as np
+    from ros_helpers import HOME
+    from uva.rosbag import BagWriter
+    rng = np.random.default_rng(t0 % 1000)
+    names = list(topics["joint_names"])
+    with BagWriter(path, "mcap") as bag:
+        cam = topics["cameras"]["scene"]
+        for topic, kind in ((cam, "Image"), (topics["joint_states_topic"], "JointState"),
+                            (topics["action_topic"], "JointState")):
+            bag.add_topic(topic, f"sensor_msgs/msg/{kind}")
+        q = np.array(HOME, float)
+        for k in range(steps):
+            t = t0 + k * 10**8
+            bag.write(cam, t, bag.image(t, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+            bag.write(topics["joint_states_topic"], t, bag.joint_state(t, names, q))
+            q = q + rng.normal(0, 0.01, len(q)) * np.r_[np.ones(7), 0.0]  # the arm moves
+            bag.write(topics["action_topic"], t + 4 * 10**7, bag.joint_state(t + 4 * 10**7, names, q))
+
+
 @pytest.mark.slow
 def test_readme_teach_your_task_chain_runs_as_written(tmp_path, monkeypatch):
     """The README's import -> info -> train -> replay-eval commands, in their order and with
-    their paths, on three tiny bags (two demos, one held out); only `uva train` gets a tiny
-    model and budget appended."""
-    from conftest import TINY
-    from test_dataset_import import T0, tmap, write_bag
+    their paths, on three tiny FR3 bags (two demos, one held out) recorded on the shipped
+    record_demos topics; only the training budget is shrunk."""
+    import yaml
+    (tmp_path / "models").symlink_to(ROOT / "models")  # the README's paths are repo-relative
     monkeypatch.chdir(tmp_path)
+    topics_file = ROOT / "ros2_ws/src/uva_bringup/config/record_demos.topics.yaml"
+    topics = yaml.safe_load(topics_file.read_text())
     imp = _readme("uva dataset import --bag")
     bags = [imp[i + 1] for i, a in enumerate(imp) if a == "--bag"]
     replay = _readme("uva replay-eval")
     held_out = replay[replay.index("--bag") + 1]
     for i, bag in enumerate([*bags, held_out]):
         Path(bag).parent.mkdir(parents=True, exist_ok=True)
-        write_bag(Path(bag), steps=40, t0=T0 + i * 100 * 10**9)
-    Path(imp[imp.index("--topics") + 1]).write_text(json.dumps(tmap()))
+        write_panda_bag(Path(bag), topics, steps=40, t0=1_700_000_000 * 10**9 + i * 10**11)
+    Path(imp[imp.index("--topics") + 1]).write_text(topics_file.read_text())
     assert uva_main(imp[1:]) == 0
     assert uva_main(_readme("uva dataset info")[1:]) == 0
-    tiny = json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()})
-    train = _readme("uva train --data")
-    assert uva_main(["--threads", "2", *train[1:], "--vae-steps", "2", "--video-steps", "2",
-                     "--joint-steps", "2", "--batch-size", "4", "--ckpt-every", "2",
-                     "--eval-every", "1000", "--config", tiny]) == 0
+    train = [c for c in readme_commands() if c[0] == "uva" and "train" in c and "--data" in c
+             and "--recipe" not in c]
+    assert train, "the README no longer shows the training command of its chain"
+    train = _with(train[0], head_steps=2, batch_size=4) + ["--ckpt-every", "2",
+                                                          "--eval-every", "1000"]
+    assert uva_main(train[1:]) == 0
     assert uva_main(replay[1:]) == 0
     out = Path(replay[replay.index("--out") + 1])
     assert any(out.glob("*.json")), list(out.iterdir())

@@ -88,6 +88,23 @@ def graft(shipped: Path, out: Path, cameras: list[str]) -> dict:
     return {"copied": len(copied), "new": new}
 
 
+def snapshot(args) -> None:
+    """A joint-stage training state (<run>/joint/state/step_N) -> a checkpoint of its EMA
+    weights, the kind a finished stage writes, to evaluate a run part-way."""
+    from diffusers.training_utils import EMAModel
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    model, cfg, normalizers, meta = load_checkpoint(args.state)
+    params = [p for n, p in model.named_parameters() if not n.startswith("vae.")]  # joint stage
+    ts = torch.load(Path(args.state) / "train_state.pt", map_location="cpu", weights_only=False)
+    ema = EMAModel(params, decay=0.999, use_ema_warmup=True)
+    ema.load_state_dict(ts["ema"])
+    ema.copy_to(params)
+    meta = {k: v for k, v in meta.items() if k != "weights_sha256"}
+    save_checkpoint(args.out, model, cfg, normalizers, {**meta, "steps": ts["step"],
+                                                        "weights": "ema"})
+    print(f"{args.out}: EMA weights at step {ts['step']}")
+
+
 def prepare(args) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -118,23 +135,43 @@ def _eval_summary(path: Path) -> dict:
             "scores": scores, "seeds": [r["seed"] for r in rows]}
 
 
+def vae_psnr(shipped: Path, data: Path, n: int = 256) -> dict:
+    """Reconstruction PSNR (dB) of the shipped frame VAE on n random frames of each camera."""
+    from uva.checkpoint import load_checkpoint
+    from uva.data import read_replay_buffer
+    from uva.metrics import psnr_uint8
+    from uva.vae import decode_latents, encode_frames
+    model, cfg, _, _ = load_checkpoint(shipped)
+    model = model.float()
+    buf = read_replay_buffer(data)
+    idx = np.sort(np.random.default_rng(0).choice(len(buf.action), n, replace=False))
+    out = {}
+    for cam, frames in buf.images.items():
+        f = torch.from_numpy(frames[idx])
+        with torch.no_grad():
+            rec = decode_latents(model.vae, encode_frames(model.vae, f, cfg.latent_scale),
+                                 cfg.latent_scale).numpy()
+        out[cam] = float(np.mean([psnr_uint8(rec[i], f[i].numpy()) for i in range(n)]))
+    return out
+
+
 def report(args) -> None:
     work = Path(args.work)
     out = {"question": "Panda pick-and-place: scene camera vs scene + wrist camera",
-           "protocol": __doc__.split("Steps")[0].strip()}
+           "protocol": __doc__.split("Steps")[0].strip(),
+           "shipped_vae_psnr_db": vae_psnr(Path(args.shipped), Path(args.data))}
     for arm in ("scene", "scene_wrist"):
-        ev = work / f"eval_{arm}"
-        out[arm] = _eval_summary(ev)
-        log = work / arm / "joint" / "log.jsonl"
-        if log.exists():
-            rows = [json.loads(l) for l in log.read_text().splitlines() if l.strip()]
-            out[arm]["train"] = {k: rows[-1].get(k) for k in ("step", "loss", "wall_s", "elapsed_s")
-                                 if k in rows[-1]}
-    a, b = out["scene"]["scores"], out["scene_wrist"]["scores"]
-    if len(a) == len(b):
-        d = np.asarray(b) - np.asarray(a)
-        out["paired_difference"] = {"mean": float(d.mean()),
-                                    "se": float(d.std(ddof=1) / math.sqrt(len(d)))}
+        for tag in args.tags:
+            ev = work / f"eval_{arm}{tag}"
+            if not (ev / "eval.json").exists():
+                continue
+            out[f"{arm}{tag}"] = _eval_summary(ev)
+    for tag in args.tags:
+        if f"scene{tag}" in out and f"scene_wrist{tag}" in out:
+            a, b = out[f"scene{tag}"]["scores"], out[f"scene_wrist{tag}"]["scores"]
+            d = np.asarray(b) - np.asarray(a)
+            out[f"paired_difference{tag}"] = {"mean": float(d.mean()),
+                                              "se": float(d.std(ddof=1) / math.sqrt(len(d)))}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: (v if not isinstance(v, dict) else
                           {kk: vv for kk, vv in v.items() if kk not in ("scores", "seeds")})
@@ -151,8 +188,16 @@ def main() -> None:
     r = sub.add_parser("report")
     r.add_argument("--work", required=True)
     r.add_argument("--out", required=True)
+    r.add_argument("--data", required=True, help="the two-camera buffer (for the VAE check)")
+    r.add_argument("--shipped", default=str(SHIPPED))
+    r.add_argument("--tags", nargs="+", default=[""],
+                   help="eval directory suffixes to report (eval_scene<TAG>, eval_scene_wrist<TAG>)")
+    s = sub.add_parser("snapshot")
+    s.add_argument("--state", required=True, help="<run>/joint/state/step_N (copy it first: "
+                   "the run deletes older states)")
+    s.add_argument("--out", required=True)
     args = p.parse_args()
-    prepare(args) if args.cmd == "prepare" else report(args)
+    {"prepare": prepare, "report": report, "snapshot": snapshot}[args.cmd](args)
 
 
 if __name__ == "__main__":
