@@ -13,16 +13,18 @@ is made as a continuation of the shipped backbone, the same for both arms:
   step 0 the action head reads the scene camera exactly as the shipped file does (the
   transformer already attends over the wrist tokens).
 
-Steps (each resumable by re-running it; outputs under --work):
+Steps (what made experiments/multicam/wrist_ablation.json; outputs under --work):
 
     python experiments/multicam/wrist_ablation.py prepare --data data/panda2cam.zarr --work runs/wrist
     uva --threads 1 train --stage joint --init runs/wrist/init_scene --data runs/wrist/scene.zarr \
-        --out runs/wrist/scene --joint-steps 1500 --batch-size 32
+        --out runs/wrist/scene600 --joint-steps 600 --batch-size 32 --ckpt-every 200 --seed 0
     uva --threads 1 train --stage joint --init runs/wrist/init_scene_wrist --data data/panda2cam.zarr \
-        --out runs/wrist/scene_wrist --joint-steps 1500 --batch-size 32
-    uva --threads 1 eval --env panda --ckpt runs/wrist/scene/joint --episodes 50 --seed 200000 --out runs/wrist/eval_scene
-    uva --threads 1 eval --env panda --ckpt runs/wrist/scene_wrist/joint --episodes 50 --seed 200000 --out runs/wrist/eval_scene_wrist
-    python experiments/multicam/wrist_ablation.py report --work runs/wrist --out experiments/multicam/wrist_ablation.json
+        --out runs/wrist/scene_wrist600 --joint-steps 600 --batch-size 32 --ckpt-every 200 --seed 0
+    # part-way: copy <run>/joint/state/step_00000400 aside before the run deletes it, then
+    python experiments/multicam/wrist_ablation.py snapshot --state COPY --out runs/wrist/ckpt_scene_400
+    uva --threads 1 eval --env panda --ckpt CKPT --episodes 50 --seed 200000 --out runs/wrist/eval_<arm><tag>
+    python experiments/multicam/wrist_ablation.py report --work runs/wrist --data data/panda2cam.zarr \
+        --tags _400 _600 --out experiments/multicam/wrist_ablation.json
 
 where data/panda2cam.zarr is `uva collect --env panda --episodes 120 --seed 0 --cameras
 scene,wrist` (the shipped model's 120 demo seeds, now with a wrist camera).
