@@ -8,7 +8,9 @@ A command the README gains that no rule here checks fails `test_every_readme_com
 so the README cannot drift from the product unnoticed."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import re
 import shlex
@@ -52,10 +54,16 @@ def _check_make(argv):
 
 
 def _check_uva(argv):
+    """A whole command must parse; a bare mention of a verb (`uva collect`, `uva dataset
+    import`: no flags) must name one (its --help exits 0)."""
+    args = argv[1:]
+    mention = not any(a.startswith("-") for a in args) and len(args) <= 2
     try:
-        build_parser().parse_args(argv[1:])
+        with contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(args + (["--help"] if mention else []))
     except SystemExit as e:
-        raise AssertionError(f"`{shlex.join(argv)}` does not parse (exit {e.code})") from None
+        if not (mention and e.code == 0):
+            raise AssertionError(f"`{shlex.join(argv)}` does not parse (exit {e.code})") from None
 
 
 def _check_python(argv):
