@@ -57,6 +57,12 @@ def scene_only(src: Path, dst: Path) -> None:
     write_replay_buffer(dst, episodes, {**attrs, "cameras": ["scene"]})
 
 
+def _lineage(meta: dict) -> dict:
+    """What a continued checkpoint keeps of its init's metadata (held-out split, step counts)."""
+    return {k: v for k, v in meta.items()
+            if k in ("stage", "steps", "total_steps", "val_episodes", "weights")}
+
+
 def graft(shipped: Path, out: Path, cameras: list[str]) -> dict:
     """The shipped one-camera weights in a len(cameras)-camera model, new parts neutral."""
     from uva.checkpoint import load_checkpoint, save_checkpoint
@@ -84,9 +90,7 @@ def graft(shipped: Path, out: Path, cameras: list[str]) -> dict:
         else:
             raise SystemExit(f"graft: no rule for {name} {tuple(t.shape)}")
     model.load_state_dict(dst)
-    extra = {k: v for k, v in meta.items() if k in ("stage", "steps", "total_steps",
-                                                    "val_episodes", "weights")}
-    save_checkpoint(out, model, cfg, normalizers, extra)
+    save_checkpoint(out, model, cfg, normalizers, _lineage(meta))
     return {"copied": len(copied), "new": new}
 
 
@@ -118,9 +122,7 @@ def prepare(args) -> None:
             if cams == ["scene"]:
                 from uva.checkpoint import load_checkpoint, save_checkpoint
                 model, cfg, normalizers, meta = load_checkpoint(args.shipped)
-                extra = {k: v for k, v in meta.items() if k in ("stage", "steps", "total_steps",
-                                                                "val_episodes", "weights")}
-                save_checkpoint(work / name, model.float(), cfg, normalizers, extra)
+                save_checkpoint(work / name, model.float(), cfg, normalizers, _lineage(meta))
                 print(f"{name}: the shipped weights in fp32")
             else:
                 print(f"{name}:", graft(Path(args.shipped), work / name, cams))
