@@ -16,10 +16,34 @@ PANDA_UPPER = [2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671, 0.04]
 HOME = [0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785, 0.04]
 
 
+_DOMAIN_LOCK = None  # held open for the life of the test process
+
+
 def isolate_dds() -> None:
-    """A unique ROS_DOMAIN_ID per test session, discovery on loopback only."""
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+    """A ROS_DOMAIN_ID no other test session on this machine holds, discovery on loopback only.
+
+    Two pytest runs sharing a domain see each other's nodes (a second `policy_node` on
+    /diagnostics); each run takes an exclusive lock file per domain id, starting from one drawn
+    from its pid, so concurrent runs get different ids."""
+    global _DOMAIN_LOCK
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if "ROS_DOMAIN_ID" in os.environ or _DOMAIN_LOCK is not None:
+        return
+    import fcntl
+    import tempfile
+    start = random.Random(os.getpid()).randint(0, 99)
+    for k in range(100):
+        domain = 1 + (start + k) % 100
+        f = open(os.path.join(tempfile.gettempdir(), f"uva-test-ros-domain-{domain}.lock"), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _DOMAIN_LOCK = f
+        os.environ["ROS_DOMAIN_ID"] = str(domain)
+        return
+    raise RuntimeError("every ROS domain id 1-100 is held by another test session")
 
 
 def start_node(module: str, name: str, params: dict, remaps: dict | None = None,

@@ -187,11 +187,14 @@ def test_diagnostics_report_a_stale_camera_within_a_second(ros, panda_ckpt, tmp_
                       log_path=tmp_path / "policy.log")
     f = Feeder(node, executor)
     try:
-        assert f.spin(until=lambda: len(f.trajs) >= 2 and f.latest()
-                      and f.latest()["state"] == "active", timeout=60), \
-            (tmp_path / "policy.log").read_text()[-2000:]
-        d = f.latest()
-        assert d["level"] == "0" and d["hold_reason"] == ""
+        # running = active with no hold; a tick may hold briefly when the machine is loaded
+        # (an observation older than max_age), which is the node doing its job, not a failure
+        running = lambda: next((dd for _, dd in reversed(f.diags) if dd and dd["state"] == "active"
+                                and dd["hold_reason"] == ""), None)
+        assert f.spin(until=lambda: len(f.trajs) >= 2 and running(), timeout=60), \
+            ([dd for _, dd in f.diags[-3:]], (tmp_path / "policy.log").read_text()[-2000:])
+        d = running()
+        assert d["level"] == "0" and d["message"] == "running"
         assert float(d["observation_age_s /camera/color/image_raw"]) < max_age
         assert float(d["inference_latency_p95_s"]) >= float(d["inference_latency_p50_s"]) > 0
         assert int(d["chunks_published"]) >= 1 and int(d["dropped_ticks"]) >= 0
