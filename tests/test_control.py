@@ -4,7 +4,7 @@ observation consistency checks and the safety filter's own guarantees."""
 import numpy as np
 import pytest
 
-from uva.control import (SafetyFilter, SafetyViolation, StampedBuffer, align_history,
+from uva.control import (SafetyFilter, SafetyViolation, StampedBuffer, align_history, plan_due,
                          camera_set_reason, future_skew_reason, select_joints)
 
 
@@ -198,3 +198,24 @@ def test_safety_filter_check_catches_what_must_not_be_published():
     g.lower = np.array([-1.0, -2.0, 0.5])  # corrupted after construction: apply refuses its result
     with pytest.raises(SafetyViolation):
         g.apply(np.zeros((1, 3)), here)
+
+
+@pytest.mark.parametrize("camera_hz", [5.0, 7.0, 10.0, 15.0, 30.0])
+def test_plans_are_due_every_n_exec_periods_from_the_nearest_frame(camera_hz):
+    """Whatever the camera rate, chunks are planned from the frames nearest every n_exec control
+    periods: on average once per n_exec * dt, never sooner than half a frame early."""
+    dt, n_exec, period = 0.1, 4, 1 / camera_hz
+    rng = np.random.default_rng(0)
+    stamps = np.cumsum(period + rng.uniform(-0.1, 0.1, 400) * period)  # jittered camera
+    planned = []
+    for t in stamps:
+        if plan_due(t, planned[-1] if planned else None, n_exec, dt, period):
+            planned.append(t)
+    gaps = np.diff(planned)
+    assert gaps.min() >= n_exec * dt - 0.6 * period
+    assert abs(gaps.mean() - max(n_exec * dt, period)) < max(0.6 * period, 0.02), gaps.mean()
+
+
+def test_any_frame_is_due_after_a_reset():
+    assert plan_due(5.0, None, 4, 0.1, 0.1)
+    assert not plan_due(5.2, 5.0, 4, 0.1, 0.1) and plan_due(5.35, 5.0, 4, 0.1, 0.1)

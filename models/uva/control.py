@@ -259,6 +259,21 @@ class SafetyFilter:
             raise SafetyViolation(f"command steps exceed max_joint_step at joints {over.tolist()}")
 
 
+def plan_due(frame_stamp: float, last_plan_stamp: float | None, n_exec: int, dt: float,
+             frame_period_s: float) -> bool:
+    """Is the frame stamped `frame_stamp` the one to plan the next chunk from?
+
+    A chunk is planned every `n_exec` control periods, from the frame nearest that time: due
+    once the frame is at least n_exec * dt minus half a frame period after the frame the last
+    chunk was planned from (a camera faster than the control rate plans from its nearest
+    frame, one slower from the first frame after). `last_plan_stamp` None: nothing planned
+    since a reset or a hold of the plan, so any frame is due."""
+    if last_plan_stamp is None:
+        return True
+    half = min(max(float(frame_period_s), 0.0), n_exec * dt) / 2
+    return frame_stamp - last_plan_stamp >= n_exec * dt - half - 1e-9
+
+
 def schedule_chunk(chunk: np.ndarray, obs_stamp: float, now: float, dt: float,
                    previous: np.ndarray | None, previous_start: float | None,
                    blend_steps: int) -> tuple[np.ndarray, int, float]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -26,10 +28,13 @@ from .conversions import ImageError, image_msg_type, image_to_rgb, joint_positio
 class ObservationStreams:
     def __init__(self, node: Node, image_topics: list[str], joint_states_topic: str,
                  joint_names: list[str], reset_topic: str, on_reset=None,
-                 camera_names: list[str] | None = None, max_future_skew_s: float = 0.1):
+                 camera_names: list[str] | None = None, max_future_skew_s: float = 0.1,
+                 on_sample=None):
         """`on_reset` runs under `lock` after the buffers are cleared (a node's own state that
-        must not outlive the scene, e.g. its last chunk). `max_future_skew_s` may be changed
-        at any time (a node's parameter callback does)."""
+        must not outlive the scene, e.g. its last chunk). `on_sample(source)` runs after a
+        sample was stored, outside the lock, with the camera index or "joint_states" (the
+        policy node plans on the arrival of the frame a chunk is due on).
+        `max_future_skew_s` may be changed at any time (a node's parameter callback does)."""
         self.node = node
         self.joint_names = joint_names
         self.camera_names = list(camera_names) if camera_names is not None else \
@@ -43,6 +48,7 @@ class ObservationStreams:
         self.error = ""  # the last input problem, "" once the stream that had it recovers
         self.generation = 0
         self._on_reset_extra = on_reset
+        self._on_sample = on_sample
         for i, topic in enumerate(image_topics):
             node.create_subscription(image_msg_type(topic), topic,
                                      lambda m, i=i: self._on_image(i, m), qos_profile_sensor_data)
@@ -59,7 +65,9 @@ class ObservationStreams:
                 self.error = f"{source}: {e}"
             return
         with self.lock:
-            self._record(self.image_buffers[index], stamp_to_sec(msg.header.stamp), rgb, source)
+            ok = self._record(self.image_buffers[index], stamp_to_sec(msg.header.stamp), rgb, source)
+        if ok and self._on_sample is not None:
+            self._on_sample(index)
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -69,16 +77,35 @@ class ObservationStreams:
                 self.error = f"joint_states: {e}"
             return
         with self.lock:
-            self._record(self.state_buffer, stamp_to_sec(msg.header.stamp), q, "joint_states")
+            ok = self._record(self.state_buffer, stamp_to_sec(msg.header.stamp), q, "joint_states")
+        if ok and self._on_sample is not None:
+            self._on_sample("joint_states")
 
-    def _record(self, buffer: StampedBuffer, stamp: float, value, source: str) -> None:
+    def _record(self, buffer: StampedBuffer, stamp: float, value, source: str) -> bool:
+        """Store one sample (under `lock`); False when it was refused."""
         now = self.node.get_clock().now().nanoseconds * 1e-9
         err = future_skew_reason(stamp, now, self.max_future_skew_s) or buffer.push(stamp, value)
         if err:
             buffer.clear()
             self.error = f"{source}: {err}"
-        elif self.error.startswith(f"{source}:"):
+            return False
+        if self.error.startswith(f"{source}:"):
             self.error = ""
+        return True
+
+    def anchor_stamp(self) -> float | None:
+        """Stamp of the newest frame of the first camera (the one histories are anchored on)."""
+        with self.lock:
+            return self.image_buffers[0].latest_stamp
+
+    def anchor_period(self, default: float) -> float:
+        """The first camera's frame period (median of its recent stamp intervals), `default`
+        before there are enough frames."""
+        with self.lock:
+            stamps = self.image_buffers[0].stamps[-9:]
+        if len(stamps) < 3:
+            return default
+        return float(np.median(np.diff(stamps)))
 
     def _on_reset(self, _msg: Empty) -> None:
         with self.lock:

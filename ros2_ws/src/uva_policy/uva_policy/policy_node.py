@@ -1,9 +1,13 @@
 """UVA policy node: RGB image topics + /joint_states in; arm trajectories and gripper goals out.
 
 A thin, managed (lifecycle) adapter over `uva`: messages are converted to arrays, the
-observation history is aligned by timestamp on a fixed-rate control timer (.observations over
-uva.control), `predict_action` runs on a worker thread (never the video head, never blocking
-callbacks), and every command passes the safety filter. Each chunk is split as a franka_ros2
+observation history is aligned by timestamp (.observations over uva.control), `predict_action`
+runs on a worker thread (never the video head, never blocking callbacks), and every command
+passes the safety filter. A chunk is planned as soon as the frame it is due on has arrived
+(every n_action_steps control periods, uva.control.plan_due), not on the next timer tick: the
+camera and the control timer are not phase-locked, and waiting for the tick would add up to a
+control period of latency. The fixed-rate control tick keeps the rest: holds and their reasons,
+gripper goals, ~/status, and planning whenever a due frame could not be matched on arrival. Each chunk is split as a franka_ros2
 robot needs it: the arm joints go to /uva/joint_trajectory (remapped to the arm's
 JointTrajectoryController) with velocities consistent with the positions, the gripper dimension
 becomes franka_gripper move/grasp goals with hysteresis (.gripper).
@@ -28,7 +32,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
-from uva.control import SafetyFilter, camera_set_reason, schedule_chunk
+from uva.control import SafetyFilter, camera_set_reason, plan_due, schedule_chunk
 from uva.trajectory import chunk_velocities
 
 from . import parameters
@@ -67,7 +71,8 @@ class PolicyNode(LifecycleNode):
         self.gripper = None
         self.streams = ObservationStreams(self, self.image_topics, p("joint_states_topic"),
                                           self.joint_names, p("reset_topic"), self._forget_plan,
-                                          self.camera_names, p("max_future_skew_s"))
+                                          self.camera_names, p("max_future_skew_s"),
+                                          on_sample=self._on_sample)
         # runtime changes are validated and applied by _configure (refused ones keep the old)
         parameters.watch(self, PARAMETERS, self._values, self._configure)
         self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, "/uva/joint_trajectory", 10)
@@ -215,7 +220,8 @@ class PolicyNode(LifecycleNode):
         """On reset (under the streams' lock) or a lifecycle change: the next chunk is planned
         from fresh frames as soon as they arrive, without blending into an old chunk."""
         self._prev_chunk, self._prev_start = None, None
-        self._ticks_since_plan = 10**9
+        self._last_plan_stamp = None  # stamp of the frame the last chunk was planned from
+        self._tried_anchor = None  # a due frame whose history could not be aligned on arrival
         if self.gripper is not None:
             self.switch.reset()  # a new scene: the fingers' state is measured again
 
@@ -251,7 +257,6 @@ class PolicyNode(LifecycleNode):
         if self._last_tick is not None:  # a late timer means control steps that never ran
             self.health.dropped_ticks += max(int(round((now - self._last_tick) / self.dt)) - 1, 0)
         self._last_tick = now
-        self._ticks_since_plan += 1
         cfg = self.policy.cfg
         obs, reason, generation = self.streams.aligned(
             now, cfg.n_frames, cfg.actions_per_frame * self.dt, self.slop, self.max_age)
@@ -263,14 +268,43 @@ class PolicyNode(LifecycleNode):
         else:
             self.status.observation_age_s = float(obs.age_s)
             self._command_gripper(now, obs.states[-1])
-            busy = self._worker is not None and self._worker.is_alive()
-            if not busy and self._ticks_since_plan >= self.n_exec:
-                self._ticks_since_plan = 0
-                self._worker = threading.Thread(target=self._infer,
-                                                args=(obs, generation, self._epoch), daemon=True)
-                self._worker.start()
+            self._plan(obs, generation)
         self.status.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(self.status)
+
+    def _on_sample(self, source) -> None:
+        """A new frame (or the joint state it waits for): plan now if it is the frame due."""
+        if not self._active or self.policy is None or self._timer is None:
+            return
+        anchor = self.streams.anchor_stamp()
+        if anchor is None or anchor == self._tried_anchor or self._busy():
+            return
+        last = self._last_plan_stamp  # cheap exit first: joint states may come at 1 kHz
+        if last is not None and anchor - last < self.n_exec * self.dt / 2 or not self._due(anchor):
+            return
+        cfg = self.policy.cfg
+        obs, _, generation = self.streams.aligned(
+            self._now(), cfg.n_frames, cfg.actions_per_frame * self.dt, self.slop, self.max_age)
+        if obs is None:  # the tick holds and says why; no retry on every sample meanwhile
+            self._tried_anchor = anchor
+        elif obs.stamp == anchor:  # else its partners are still in flight: the next sample retries
+            self._plan(obs, generation)
+
+    def _due(self, stamp: float) -> bool:
+        return plan_due(stamp, self._last_plan_stamp, self.n_exec, self.dt,
+                        self.streams.anchor_period(self.dt))
+
+    def _busy(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def _plan(self, obs, generation: int) -> None:
+        """Start inference on `obs` if its frame is due and no inference is running."""
+        if self._busy() or not self._due(obs.stamp):
+            return
+        self._last_plan_stamp = obs.stamp
+        self._worker = threading.Thread(target=self._infer, args=(obs, generation, self._epoch),
+                                        daemon=True)
+        self._worker.start()
 
     def _command_gripper(self, now: float, measured: np.ndarray) -> None:
         """The gripper dimension of the running chunk at this tick, through the hysteresis."""
