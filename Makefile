@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ROS_ENV := source scripts/ros_env.sh
 
-.PHONY: setup demo test test-fast bench clean lerobot-env
+.PHONY: setup demo test test-fast bench clean lerobot-env peer-setup
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -42,6 +42,22 @@ lerobot-env: $(LEROBOT_VENV)/.installed
 $(LEROBOT_VENV)/.installed:
 	python3 -m venv $(LEROBOT_VENV)
 	$(LEROBOT_VENV)/bin/python -m pip install -q --isolated $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--cert /etc/ssl/certs/ca-certificates.crt) torch==2.13.0 torchvision==0.28.0 lerobot-dataset==0.4.4
+	touch $@
+
+# LeRobot's Diffusion Policy as a peer of UVA (experiments/lerobot_peer): lerobot 0.3.2 (the
+# newest whose pins this Python 3.11 venv meets) with torch 2.14.1 + torchvision 0.29.1, our
+# `uva` package editable for its envs, replay buffers and evaluator. About 7 GB (a CUDA build of
+# torch that also runs on the CPU).
+PEER_VENV := .venv-lerobot
+peer-setup: $(PEER_VENV)/.installed
+$(PEER_VENV)/.installed: experiments/lerobot_peer/requirements.txt models/pyproject.toml
+	python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PEER_VENV)/bin/python -m pip install -q -r experiments/lerobot_peer/requirements.txt
+	# gym-pusht pins opencv-python, which would fight opencv-python-headless over cv2
+	$(PEER_VENV)/bin/python -m pip install -q --no-deps gym-pusht==0.1.8
+	$(PEER_VENV)/bin/python -m pip install -q --no-deps -e models
 	touch $@
 
 clean:
