@@ -7,8 +7,8 @@ passes the safety filter. A chunk is planned as soon as the frame it is due on h
 (every n_action_steps control periods, uva.control.plan_due), not on the next timer tick: the
 camera and the control timer are not phase-locked, and waiting for the tick would add up to a
 control period of latency. The fixed-rate control tick keeps the rest: holds and their reasons,
-gripper goals, ~/status, and planning whenever a due frame could not be matched on arrival. Each chunk is split as a franka_ros2
-robot needs it: the arm joints go to /uva/joint_trajectory (remapped to the arm's
+gripper goals, ~/status, and planning whenever a due frame could not be matched on arrival.
+Each chunk is split as a franka_ros2 robot needs it: the arm joints go to /uva/joint_trajectory (remapped to the arm's
 JointTrajectoryController) with velocities consistent with the positions, the gripper dimension
 becomes franka_gripper move/grasp goals with hysteresis (.gripper).
 
@@ -221,7 +221,9 @@ class PolicyNode(LifecycleNode):
         from fresh frames as soon as they arrive, without blending into an old chunk."""
         self._prev_chunk, self._prev_start = None, None
         self._last_plan_stamp = None  # stamp of the frame the last chunk was planned from
-        self._tried_anchor = None  # a due frame whose history could not be aligned on arrival
+        # the newest frame already decided on arrival (planned, not due, or not alignable):
+        # further samples (joint states may come at 1 kHz) cost one comparison until a new frame
+        self._settled_anchor = None
         if self.gripper is not None:
             self.switch.reset()  # a new scene: the fingers' state is measured again
 
@@ -277,17 +279,18 @@ class PolicyNode(LifecycleNode):
         if not self._active or self.policy is None or self._timer is None:
             return
         anchor = self.streams.anchor_stamp()
-        if anchor is None or anchor == self._tried_anchor or self._busy():
-            return
-        last = self._last_plan_stamp  # cheap exit first: joint states may come at 1 kHz
-        if last is not None and anchor - last < self.n_exec * self.dt / 2 or not self._due(anchor):
+        if anchor is None or anchor == self._settled_anchor or self._busy():
+            return  # busy: the frame stays open, it may still be planned once the worker is done
+        if not self._due(anchor):
+            self._settled_anchor = anchor
             return
         cfg = self.policy.cfg
         obs, _, generation = self.streams.aligned(
             self._now(), cfg.n_frames, cfg.actions_per_frame * self.dt, self.slop, self.max_age)
         if obs is None:  # the tick holds and says why; no retry on every sample meanwhile
-            self._tried_anchor = anchor
+            self._settled_anchor = anchor
         elif obs.stamp == anchor:  # else its partners are still in flight: the next sample retries
+            self._settled_anchor = anchor
             self._plan(obs, generation)
 
     def _due(self, stamp: float) -> bool:
