@@ -28,9 +28,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
-def compare(imported, collected, late: list[int]) -> dict:
+def first_runs(imported, bags: list[Path]) -> list[slice]:
+    """Each bag's first imported episode, the one that starts at the simulator's reset. A bag
+    the import cut (a refused tick: a message late or lost in the recording) gives more than
+    one; the later runs start mid-task and have no collected counterpart to compare with."""
+    sources = imported.attrs["episode_sources"]
+    slices = imported.episode_slices()
+    first = {}
+    for src, sl in zip(sources, slices):
+        first.setdefault(src["bag"], sl)
+    return [first[str(b)] for b in bags if str(b) in first]
+
+
+def compare(imported, collected, late: list[int], bags: list[Path]) -> dict:
     per_episode = []
-    for i, (si, sc) in enumerate(zip(imported.episode_slices(), collected.episode_slices())):
+    for i, (si, sc) in enumerate(zip(first_runs(imported, bags), collected.episode_slices())):
         n = min(si.stop - si.start, sc.stop - sc.start)
         a, b = slice(si.start, si.start + n), slice(sc.start, sc.start + n)
         dq = np.abs(imported.state[a] - collected.state[b])
@@ -54,6 +66,7 @@ def compare(imported, collected, late: list[int]) -> dict:
     pe = per_episode
     return {
         "episodes_imported": imported.n_episodes, "episodes_collected": collected.n_episodes,
+        "bags_with_an_episode": len(first_runs(imported, bags)),
         "length_equal": sum(e["imported_steps"] == e["collected_steps"] for e in pe),
         "length_diff": [e["imported_steps"] - e["collected_steps"] for e in pe],
         "state_abs_err_max": max(e["state_abs_err_max"] for e in pe),
@@ -113,20 +126,23 @@ def run(episodes: int, work: Path, first_seed: int = 100000) -> dict:
     from uva.data import read_replay_buffer
     from uva.dataset.bag_import import import_bags
     from uva.topic_map import load_topic_map
-    from uva_bringup.record_demos import TOPIC_MAP, record_seeds
+    from uva_bringup.record_demos import TOPIC_MAP, bag_seeds, record_seeds
     bags, seeds = record_seeds(work / "bags", episodes, first_seed=first_seed)
     if not (work / "collected.zarr").exists():
         collect("panda", len(seeds), work / "collected.zarr", image_size=96, keep_failures=True,
                 seed=seeds[0])
     collected = read_replay_buffer(work / "collected.zarr")
-    report = {"recorded_seeds": seeds, "timing": frame_periods(bags)}
+    report = {"recorded_seeds": seeds, "seeds_in_bags": [sorted(set(bag_seeds(b))) for b in bags],
+              "timing": frame_periods(bags)}
     late = report["timing"]["late_commands_per_episode"]
     for mode in ("clock", "camera"):
         tm = replace(load_topic_map(TOPIC_MAP), sample_on=mode)
         out = work / f"imported_{mode}.zarr"
         summary = import_bags(bags, tm, out, min_steps=1, overwrite=True)
-        report[f"sample_on_{mode}"] = {"import": {k: summary[k] for k in ("episodes", "steps")},
-                                       **compare(read_replay_buffer(out), collected, late)}
+        report[f"sample_on_{mode}"] = {
+            "import": {k: summary[k] for k in ("episodes", "steps", "episode_cuts",
+                                               "skipped_short_episodes")},
+            **compare(read_replay_buffer(out), collected, late, bags)}
     return report
 
 

@@ -12,6 +12,7 @@ How a bag becomes training steps (docs/datasets.md says the same for users):
   (same StampedBuffer, same sync slop and staleness limit), giving one step: each camera's frame
   and the joint positions (by name). A tick the node would refuse (stale or unsynchronised input)
   ends the current episode; the next valid tick starts a new one, so no step ever spans a hole.
+  Each such cut is logged with the node's reason and listed in the summary (`episode_cuts`).
   A clock that finds nothing new jumps to the next message, so a message stamped far off (e.g.
   near zero among ROS-time stamps) costs nothing. With `sample_on: camera` the ticks are instead
   the first camera's frames (each at its stamp + sync_slop_s, still through align_history): one
@@ -181,8 +182,10 @@ class Step:
     state: np.ndarray
 
 
-def sample_steps(s: BagStreams, tm: TopicMap) -> list[list[Step]]:
-    """Control-rate steps, split into runs of consecutive valid ticks (see the module doc)."""
+def sample_steps(s: BagStreams, tm: TopicMap,
+                 breaks: list[dict] | None = None) -> list[list[Step]]:
+    """Control-rate steps, split into runs of consecutive valid ticks (see the module doc).
+    `breaks`, if given, receives {"stamp", "reason"} for every refused tick that ended a run."""
     dt = 1.0 / tm.control_rate_hz
     cams = list(s.frames)
     cuts = _cut_times(s, tm)
@@ -214,14 +217,16 @@ def sample_steps(s: BagStreams, tm: TopicMap) -> list[list[Step]]:
                 t, stream, value = seg[j]
                 (buffers[stream] if stream else joints).push(t, value)
                 j += 1
-            obs, _ = align_history([buffers[c] for c in cams], joints, now, 1, dt,
-                                   tm.sync_slop_s, tm.max_obs_age_s)
+            obs, why = align_history([buffers[c] for c in cams], joints, now, 1, dt,
+                                     tm.sync_slop_s, tm.max_obs_age_s, camera_names=cams)
             if obs is not None:  # a frame repeats if the camera is slower than the clock, as live
                 run.append(Step(obs.stamp, dict(zip(cams, obs.images[0])), obs.states[0]))
             else:
                 if run:
                     runs.append(run)
                     run = []
+                    if breaks is not None:
+                        breaks.append({"stamp": round(now, 6), "reason": why})
                 if tm.sample_on == "clock" and j < len(seg) and seg[j][0] > now + dt:  # jump ahead
                     k = max(k + 1, int(math.ceil((seg[j][0] - origin) / dt)))
                     continue
@@ -297,11 +302,15 @@ def import_bags(bags: list[str | Path], tm: TopicMap, out: str | Path,
     if image_size_px is not None and image_size_px <= 0:
         raise DatasetError(f"--image-size must be positive, got {image_size_px}")
     episodes, sources, skipped, sizes = [], [], [], {}
-    counts = {}
+    counts, breaks = {}, []
     for bag in bags:
         s = read_bag(bag, tm)
         counts[str(bag)] = s.counts
-        runs = sample_steps(s, tm)
+        bag_breaks = []
+        runs = sample_steps(s, tm, bag_breaks)
+        breaks += [{"bag": str(bag), **b} for b in bag_breaks]
+        for b in bag_breaks:
+            log.warning("%s: episode cut at %.3f: %s", bag, b["stamp"], b["reason"])
         labelled = [label_steps(run, s, tm) for run in runs]
         wanted = {c: {st.frames[c] for steps, _ in labelled for st in steps} for c in tm.cameras}
         frames = decode_frames(s, tm, wanted, image_size_px, sizes)
@@ -324,12 +333,12 @@ def import_bags(bags: list[str | Path], tm: TopicMap, out: str | Path,
              "joint_names": list(tm.joint_names), "cameras": list(tm.cameras),
              "control_hz": tm.control_rate_hz, "fps": tm.control_rate_hz,
              "action_labels": "commanded" if tm.action_topic else "next_measured_position",
-             "episode_sources": sources}
+             "episode_sources": sources, "episode_cuts": breaks}
     if image_size_px:
         attrs["image_size"] = image_size_px
     write_replay_buffer(out, episodes, attrs, overwrite=overwrite, inputs=tuple(bags))
     return {"out": str(out), "episodes": len(episodes), "steps": int(sum(len(e["action"]) for e in episodes)),
-            "skipped_short_episodes": skipped, "cameras": {c: list(episodes[0]["images"][c].shape[1:3])
+            "skipped_short_episodes": skipped, "episode_cuts": breaks, "cameras": {c: list(episodes[0]["images"][c].shape[1:3])
                                                            for c in tm.cameras},
             "message_counts": counts, "action_labels": attrs["action_labels"]}
 

@@ -79,14 +79,20 @@ def record(out: str, episodes: int, first_seed: int | None = None, timeout_s: fl
     return kept_episodes(out)[before:target]
 
 
-def bag_seed(bag: str | Path) -> int:
-    """The simulator's seed of the episode a bag holds (its /franka_sim/episode messages)."""
-    import numpy as np
+def bag_seeds(bag: str | Path) -> list[int]:
+    """The simulator's seed announced by each /franka_sim/episode message in a bag, in order
+    (one value throughout when every message reached its own episode's bag)."""
     from rosbags.highlevel import AnyReader
     from uva.rosbag import typestore
     with AnyReader([Path(bag)], default_typestore=typestore()) as r:
         conns = [c for c in r.connections if c.topic == "/franka_sim/episode"]
-        seeds = [r.deserialize(raw, c.msgtype).data for c, _, raw in r.messages(connections=conns)]
+        return [int(r.deserialize(raw, c.msgtype).data) for c, _, raw in r.messages(connections=conns)]
+
+
+def bag_seed(bag: str | Path) -> int:
+    """The seed of the episode a bag holds: the one most of its announcements name."""
+    import numpy as np
+    seeds = bag_seeds(bag)
     if not seeds:
         raise ValueError(f"{bag}: no /franka_sim/episode messages (not a sim recording?)")
     values, counts = np.unique(seeds, return_counts=True)

@@ -87,8 +87,9 @@ class SimNode(Node):
         self.fingers.set_goal(2 * float(obs.state[7]), self.fingers.max_speed)
         self.fingers.step(0.0, 2 * float(obs.state[7]))
         self._prev_q = None
-        self.episode_pub.publish(Int32(data=self.episode_seed))
+        # the marker first: a recorder files by publish time what comes after it in the new episode
         self.episode_start_pub.publish(Empty())
+        self.episode_pub.publish(Int32(data=self.episode_seed))
         self._publish(obs)
 
     def _refuse(self, reason: str) -> None:
