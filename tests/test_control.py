@@ -4,7 +4,7 @@ observation consistency checks and the safety filter's own guarantees."""
 import numpy as np
 import pytest
 
-from uva.control import (SafetyFilter, SafetyViolation, StampedBuffer, align_history, plan_due,
+from uva.control import (SafetyFilter, SafetyViolation, StampedBuffer, align_history, encode_ahead, plan_due,
                          camera_set_reason, future_skew_reason, select_joints)
 
 
@@ -219,3 +219,35 @@ def test_plans_are_due_every_n_exec_periods_from_the_nearest_frame(camera_hz):
 def test_any_frame_is_due_after_a_reset():
     assert plan_due(5.0, None, 4, 0.1, 0.1)
     assert not plan_due(5.2, 5.0, 4, 0.1, 0.1) and plan_due(5.35, 5.0, 4, 0.1, 0.1)
+
+
+@pytest.mark.parametrize("camera_hz", [7.0, 10.0, 15.0, 30.0])
+@pytest.mark.parametrize("n_exec, n_frames", [(8, 2), (8, 3), (4, 2), (12, 3)])
+def test_history_frames_are_encoded_ahead_once(camera_hz, n_exec, n_frames):
+    """The frames encode_ahead picks between chunks hold the older frames the next chunk's
+    history takes (align's nearest-frame rule): the inference then encodes only its newest frame,
+    and about two frames per history target are encoded ahead (those within a frame period). With n_exec at most one history spacing
+    (the PushT file: 4 steps, 4 per frame) the older frames were planned from already: none."""
+    dt, spacing = 0.1, 0.4  # 4 actions per frame at 10 Hz
+    period = 1 / camera_hz
+    rng = np.random.default_rng(1)
+    stamps = np.cumsum(period + rng.uniform(-0.1, 0.1, 600) * period)
+    planned, ahead, late = [], set(), 0
+    for t in stamps:
+        last = planned[-1] if planned else None
+        if plan_due(t, last, n_exec, dt, period):
+            history = {float(stamps[np.argmin(np.abs(stamps - (t - j * spacing)))])
+                       for j in range(1, n_frames)}
+            if last is not None:
+                late += len({h for h in history if h > last} - ahead)
+            planned.append(t)
+        elif encode_ahead(t, last, n_exec, dt, n_frames, spacing, period):
+            ahead.add(float(t))
+    plans = len(planned) - 1
+    if n_exec * dt <= spacing:
+        assert not ahead and late == 0
+    else:
+        targets = plans * (n_frames - 1)
+        assert late <= 0.05 * targets, (late, targets)  # jitter may move a few
+        # the frames within a period of each target and nothing else (+ the last, unplanned)
+        assert targets <= len(ahead) <= 2.2 * targets + 2 * n_frames, (len(ahead), targets)

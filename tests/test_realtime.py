@@ -120,6 +120,24 @@ def test_warm_up_keeps_the_cache(tiny_ckpt):
     assert policy.frames_encoded == encoded  # the cached frame is still cached
 
 
+def test_precached_history_frames_leave_one_encode_and_the_same_action():
+    """A history frame encoded ahead (as the policy node does between chunks) is not encoded
+    again, and the action is the one computed without it, within the fast path's tolerance."""
+    cold, warm = load_policy(PUSHT), load_policy(PUSHT)
+    cfg = cold.cfg
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 255, (cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8)
+    obs = {"image": frames, "state": np.tile([250.0, 250.0], (cfg.n_frames, 1))}
+    assert warm.precache(frames[:-1]) == cfg.n_frames - 1
+    assert warm.precache(frames[:-1]) == 0  # already cached
+    n0, n1 = cold.frames_encoded, warm.frames_encoded
+    a, b = cold.predict_action(obs, seed=5), warm.predict_action(obs, seed=5)
+    assert cold.frames_encoded - n0 == cfg.n_frames and warm.frames_encoded - n1 == 1
+    scale = cold.action_norm.unnormalize(np.ones(cfg.action_dim)) - cold.action_norm.unnormalize(
+        np.zeros(cfg.action_dim))
+    assert np.abs((a - b) / scale).max() < FAST_TOLERANCE
+
+
 def test_bench_reports_breakdown_and_machine(tmp_path, tiny_ckpt):
     from uva.bench import bench
     out = tmp_path / "bench.json"
@@ -220,3 +238,29 @@ def test_demote_process_applies_to_every_thread():
     r = json.loads(out.strip().splitlines()[-1])
     assert r["applied"] == {"nice": max(7, os.nice(0)), "torch_threads": 1}
     assert len(r["nices"]) >= 2 and all(n >= 7 for n in r["nices"])
+
+
+def test_freeze_heap_keeps_the_configured_heap_out_of_later_collections():
+    """After freeze_heap a full collection skips everything alive at configure time, and a
+    second configure collects what the first froze (a reconfigured node's old checkpoint)."""
+    import gc
+    import weakref
+    from uva_policy.runtime import freeze_heap
+
+    class Node:  # an object in a reference cycle: only the collector can free it
+        pass
+
+    try:
+        old = Node()  # alive at configure time, e.g. the loaded checkpoint
+        old.self = old
+        gone = weakref.ref(old)
+        freeze_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # torch, numpy and this test session's objects
+        del old  # dropped later (a cleanup): a full collection does not even look at it
+        gc.collect()
+        assert gone() is not None and gc.get_freeze_count() == frozen
+        freeze_heap()  # the next configure: unfrozen, collected, the living refrozen
+        assert gone() is None
+    finally:
+        gc.unfreeze()

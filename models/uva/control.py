@@ -274,6 +274,29 @@ def plan_due(frame_stamp: float, last_plan_stamp: float | None, n_exec: int, dt:
     return frame_stamp - last_plan_stamp >= n_exec * dt - half - 1e-9
 
 
+def encode_ahead(frame_stamp: float, last_plan_stamp: float | None, n_exec: int, dt: float,
+                 n_frames: int, spacing_s: float, frame_period_s: float) -> bool:
+    """Will the frame stamped `frame_stamp` be an older frame of the next chunk's history?
+
+    The next chunk is planned about n_exec * dt after the last one, from a history reaching
+    back (n_frames - 1) * spacing_s; the history frames newer than the last plan's frame have
+    never been encoded. A node encodes such a frame on arrival, between chunks, so the
+    inference then encodes only its newest frame (one VAE call instead of two when the chunk
+    spans two history spacings, as the Panda checkpoint's 8 executed steps over 4 per frame).
+    The next plan's frame comes within half a frame period of n_exec * dt after the last
+    (`plan_due`), and its history takes the frame nearest each of its targets: the frames within
+    one frame period of a target (two, three when the camera jitters) are encoded."""
+    if last_plan_stamp is None or n_frames < 2:
+        return False
+    period = max(float(frame_period_s), 1e-6)
+    nxt = last_plan_stamp + n_exec * dt
+    for j in range(1, n_frames):
+        target = nxt - j * spacing_s
+        if target > last_plan_stamp + period / 2 and abs(frame_stamp - target) <= period + 1e-9:
+            return True
+    return False
+
+
 def schedule_chunk(chunk: np.ndarray, obs_stamp: float, now: float, dt: float,
                    previous: np.ndarray | None, previous_start: float | None,
                    blend_steps: int) -> tuple[np.ndarray, int, float]:

@@ -105,6 +105,29 @@ class UVAPolicy:
         """{camera: (F, H, W, 3) uint8} (or the array, one camera) -> latents (1, F, C, h, w),
         or (1, F, K, C, h, w) for K cameras, reusing cached frames; the frames no camera has
         cached are encoded in one VAE call."""
+        keys = self._cache_frames(images)
+        latents = torch.stack([self._latent_cache[k] for k in keys])
+        while len(self._latent_cache) > self.cache_capacity:
+            self._latent_cache.popitem(last=False)
+        if self.cfg.n_cameras == 1:
+            return latents[None]
+        # camera-major list -> frame-major (F, K, C, h, w), the model's layout
+        return latents.reshape(self.cfg.n_cameras, self.cfg.n_frames,
+                               *latents.shape[1:]).transpose(0, 1)[None]
+
+    @torch.inference_mode()
+    def precache(self, images) -> int:
+        """Encode frames into the latent cache ahead of the predict_action that will use them
+        (a node encodes a history frame when it arrives, between chunks). Same input as
+        `encode`, any number of frames per camera; returns how many were encoded."""
+        before = self.frames_encoded
+        self._cache_frames(images)
+        while len(self._latent_cache) > self.cache_capacity:
+            self._latent_cache.popitem(last=False)
+        return self.frames_encoded - before
+
+    def _cache_frames(self, images) -> list[bytes]:
+        """Cache keys of the frames (camera-major), encoding the ones not cached in one call."""
         if not isinstance(images, dict):
             images = {self.cfg.cameras[0]: np.asarray(images)}
         frames = [(c, f) for c in self.cfg.cameras for f in images[c]]
@@ -122,14 +145,7 @@ class UVAPolicy:
                 self._latent_cache[keys[i]] = lat
         for k in keys:
             self._latent_cache.move_to_end(k)
-        latents = torch.stack([self._latent_cache[k] for k in keys])
-        while len(self._latent_cache) > self.cache_capacity:
-            self._latent_cache.popitem(last=False)
-        if self.cfg.n_cameras == 1:
-            return latents[None]
-        # camera-major list -> frame-major (F, K, C, h, w), the model's layout
-        return latents.reshape(self.cfg.n_cameras, self.cfg.n_frames,
-                               *latents.shape[1:]).transpose(0, 1)[None]
+        return keys
 
     def _proprio(self, state: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(self.proprio_norm.normalize(state), dtype=torch.float32,

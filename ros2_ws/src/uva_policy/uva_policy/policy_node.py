@@ -32,7 +32,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
-from uva.control import SafetyFilter, camera_set_reason, plan_due, schedule_chunk
+from uva.control import SafetyFilter, camera_set_reason, encode_ahead, plan_due, schedule_chunk
 from uva.trajectory import chunk_velocities
 
 from . import parameters
@@ -42,7 +42,7 @@ from .gripper import GripperClient, GripperSwitch
 from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
                       resolve_checkpoint, schedule_autostart)
 from .observations import ObservationStreams
-from .runtime import run_node
+from .runtime import freeze_heap, run_node
 
 
 PARAMETERS = parameters.POLICY  # every parameter, its descriptor and range: .parameters
@@ -101,6 +101,7 @@ class PolicyNode(LifecycleNode):
             self._publish_health()
             return TransitionCallbackReturn.FAILURE
         self.configure_error = ""
+        freeze_heap()  # the heap as configured is never traversed by the collector again
         gripper = p("gripper_joint")
         self.gripper_index = self.joint_names.index(gripper) if gripper else None
         self.arm_index = [i for i in range(len(self.joint_names)) if i != self.gripper_index]
@@ -113,6 +114,8 @@ class PolicyNode(LifecycleNode):
                 float(p("gripper_grasp_width")), float(p("gripper_epsilon_inner")),
                 float(p("gripper_epsilon_outer")), float(p("gripper_speed")), float(p("gripper_force")))
         self._worker: threading.Thread | None = None
+        self._encoder: threading.Thread | None = None  # a history frame encoded between chunks
+        self._policy_lock = threading.Lock()  # one of them at a time uses the policy's cache
         self._forget_plan()
         self._last_tick = None
         self._timer = self.create_timer(self.dt, self._tick)
@@ -283,6 +286,7 @@ class PolicyNode(LifecycleNode):
             return  # busy: the frame stays open, it may still be planned once the worker is done
         if not self._due(anchor):
             self._settled_anchor = anchor
+            self._encode_ahead(anchor)
             return
         cfg = self.policy.cfg
         obs, _, generation = self.streams.aligned(
@@ -296,6 +300,33 @@ class PolicyNode(LifecycleNode):
     def _due(self, stamp: float) -> bool:
         return plan_due(stamp, self._last_plan_stamp, self.n_exec, self.dt,
                         self.streams.anchor_period(self.dt))
+
+    def _encode_ahead(self, anchor: float) -> None:
+        """A frame the next chunk's history will hold (not its newest): encode it now, between
+        chunks, so that inference encodes one frame (uva.control.encode_ahead). A frame not
+        alignable yet, or an encode still running, is left to the inference."""
+        cfg = self.policy.cfg
+        spacing = cfg.actions_per_frame * self.dt
+        if not encode_ahead(anchor, self._last_plan_stamp, self.n_exec, self.dt, cfg.n_frames,
+                            spacing, self.streams.anchor_period(self.dt)):
+            return
+        if self._encoder is not None and self._encoder.is_alive():
+            return
+        obs, _, _ = self.streams.aligned(self._now(), 1, spacing, self.slop, self.max_age)
+        if obs is None or obs.stamp != anchor:
+            return
+        inputs = model_inputs(obs, cfg)
+        self._encoder = threading.Thread(
+            target=self._precache, args=(inputs.get("images", inputs.get("image")),), daemon=True)
+        self._encoder.start()
+
+    def _precache(self, images) -> None:
+        try:
+            with self._policy_lock:
+                self.policy.precache(images)
+        except Exception as e:  # nothing lost: the inference encodes the frame itself
+            self.get_logger().warning(f"encoding a history frame ahead failed: {e}",
+                                      throttle_duration_sec=5.0)
 
     def _busy(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
@@ -332,7 +363,8 @@ class PolicyNode(LifecycleNode):
         try:
             inputs = model_inputs(obs, cfg)
             t0 = time.perf_counter()
-            chunk = self.policy.predict_action(inputs)
+            with self._policy_lock:  # waits out an encode ahead (one VAE frame) if one runs
+                chunk = self.policy.predict_action(inputs)
             latency = time.perf_counter() - t0
             self.status.inference_latency_s = latency
             self.health.latency(latency)

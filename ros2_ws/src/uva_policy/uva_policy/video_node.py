@@ -41,7 +41,7 @@ from .diagnostics import Health
 from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
                       resolve_checkpoint, schedule_autostart)
 from .observations import ObservationStreams
-from .runtime import run_node
+from .runtime import freeze_heap, run_node
 from .scheduling import ControlPriority
 
 PARAMETERS = parameters.VIDEO  # every parameter, its descriptor and range: .parameters
@@ -151,6 +151,7 @@ class VideoNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.configure_error = ""
         self.policy = policy
+        freeze_heap()  # as the policy node: no full collection of the loaded heap later
         self.health.set_reason("")
         self._timer = self.create_timer(1.0 / float(p("publish_rate_hz")), self._tick)
         self.get_logger().info(f"loaded UVA checkpoint {path}")
