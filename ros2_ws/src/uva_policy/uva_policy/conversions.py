@@ -93,3 +93,43 @@ def model_inputs(aligned, cfg) -> dict:
     if len(names) == 1:
         return {"image": frames[names[0]], "state": aligned.states}
     return {"images": frames, "state": aligned.states}
+
+
+def trajectory_message(arm: np.ndarray, joint_names: list[str], start: float, now: float,
+                       dt: float):
+    """Arm steps (T, n) -> trajectory_msgs/JointTrajectory stamped `now`: step j due at
+    start + j*dt (never in the past; 1 ms apart at least, strictly increasing, as
+    JointTrajectoryController requires), velocities consistent with the positions and zero at
+    the end (uva.trajectory.chunk_velocities)."""
+    from builtin_interfaces.msg import Duration
+    from rclpy.time import Time
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    from uva.trajectory import chunk_velocities
+    traj = JointTrajectory()
+    traj.header.stamp = Time(seconds=now).to_msg()  # time_from_start counts from here
+    traj.joint_names = list(joint_names)
+    times = np.array([max(start + j * dt - now, 0.0) + 1e-3 * j for j in range(len(arm))])
+    for q, v, offset in zip(arm, chunk_velocities(times, arm), times):
+        pt = JointTrajectoryPoint()
+        pt.positions = [float(x) for x in q]
+        pt.velocities = [float(x) for x in v]
+        pt.time_from_start = Duration(sec=int(offset), nanosec=int((offset % 1) * 1e9))
+        traj.points.append(pt)
+    return traj
+
+
+def chunk_message(steps: np.ndarray, first: int, obs_stamp: float, joint_names: list[str],
+                  dt: float, action_dim: int):
+    """The whole chunk (arm + gripper, after the safety filter) -> uva_msgs/ActionChunk stamped
+    with its observation, for monitoring, the video node and replay evaluation."""
+    from rclpy.time import Time
+    from uva_msgs.msg import ActionChunk
+    msg = ActionChunk()
+    msg.header.stamp = Time(seconds=obs_stamp).to_msg()
+    msg.joint_names = list(joint_names)
+    msg.dt = float(dt)
+    msg.horizon = int(len(steps))
+    msg.action_dim = int(action_dim)
+    msg.data = steps.astype(np.float32).ravel().tolist()
+    msg.first_step = int(first)
+    return msg

@@ -26,17 +26,15 @@ import time
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
 from uva.control import SafetyFilter, camera_set_reason, encode_ahead, plan_due, schedule_chunk
-from uva.trajectory import chunk_velocities
 
 from . import parameters
-from .conversions import checkpoint_cameras, model_inputs
+from .conversions import chunk_message, checkpoint_cameras, model_inputs, trajectory_message
 from .diagnostics import Health
 from .gripper import GripperClient, GripperSwitch
 from .managed import (CheckpointParameterError, add_engage_service, lifecycle_state,
@@ -391,29 +389,10 @@ class PolicyNode(LifecycleNode):
 
     def _publish(self, steps: np.ndarray, first: int, obs_stamp: float, start: float,
                  now: float, action_dim: int) -> None:
-        traj = JointTrajectory()
-        traj.header.stamp = rclpy.time.Time(seconds=now).to_msg()  # time_from_start counts from here
-        traj.joint_names = self.arm_names
-        times = np.array([max(start + j * self.dt - now, 0.0) + 1e-3 * j  # strictly increasing
-                          for j in range(len(steps))])
-        arm = steps[:, self.arm_index]
-        velocities = chunk_velocities(times, arm)
-        for q, v, offset in zip(arm, velocities, times):
-            pt = JointTrajectoryPoint()
-            pt.positions = [float(x) for x in q]
-            pt.velocities = [float(x) for x in v]
-            pt.time_from_start = Duration(sec=int(offset), nanosec=int((offset % 1) * 1e9))
-            traj.points.append(pt)
-        self.traj_pub.publish(traj)
-        msg = ActionChunk()
-        msg.header.stamp = rclpy.time.Time(seconds=obs_stamp).to_msg()
-        msg.joint_names = self.joint_names
-        msg.dt = float(self.dt)
-        msg.horizon = int(len(steps))
-        msg.action_dim = int(action_dim)
-        msg.data = steps.astype(np.float32).ravel().tolist()
-        msg.first_step = int(first)
-        self.chunk_pub.publish(msg)
+        self.traj_pub.publish(trajectory_message(steps[:, self.arm_index], self.arm_names,
+                                                 start, now, self.dt))
+        self.chunk_pub.publish(chunk_message(steps, first, obs_stamp, self.joint_names, self.dt,
+                                             action_dim))
 
 
 def _join_worker(node: PolicyNode) -> None:
