@@ -277,6 +277,9 @@ def test_latent_cache_encodes_only_new_frames(tiny_ckpt):
     assert policy.frames_encoded == 2
     policy.predict_action({"image": frames[1:3], "state": state})
     assert policy.frames_encoded == 3  # only the newest frame was encoded
+    padded = np.repeat(frames[5:6], cfg.n_frames, 0)  # episode start: the first frame repeated
+    policy.predict_action({"image": padded, "state": state})
+    assert policy.frames_encoded == 4  # encoded once
 
 
 def test_checkpoint_roundtrip_identical_outputs(tiny_ckpt, tmp_path):

@@ -284,3 +284,43 @@ def test_a_chunk_is_planned_when_its_frame_arrives_not_on_the_next_tick(policy):
     wait = np.median(delays) - np.median(inference)
     assert len(by_obs) == len(chunks)  # one chunk per planned frame
     assert wait < 0.025, (wait, np.round(delays, 3).tolist(), np.median(inference))
+
+
+def test_history_frames_are_encoded_between_chunks(ros, panda_ckpt, tmp_path):
+    """8 executed steps over 4 actions per frame: each chunk's older history frame arrived
+    between chunks. The node encodes it then (reported on /diagnostics), so its inference
+    encodes one frame, not two."""
+    import time
+    from diagnostic_msgs.msg import DiagnosticArray
+    from uva_policy.diagnostics import parse
+    node, executor = ros
+    proc = start_node("uva_policy.policy_node", "policy_node",
+                      {"checkpoint": str(panda_ckpt), "autostart": True, "n_action_steps": 8,
+                       "joint_lower_limits": PANDA_LOWER, "joint_upper_limits": PANDA_UPPER,
+                       "max_joint_step": 0.05, "max_obs_age_s": 0.5}, log_path=tmp_path / "p.log")
+    h = Harness(node, executor)
+    diags = []
+    sub = node.create_subscription(DiagnosticArray, "/diagnostics",
+                                   lambda m: diags.append(parse(m, "policy_node")), 10)
+    try:
+        assert h.wait_for(lambda: len(h.statuses) > 0, 60), (tmp_path / "p.log").read_text()
+        end, frame, next_image, seen = time.time() + 12.0, 0, time.time(), []
+        while time.time() < end:
+            t = time.time()
+            if t >= next_image:  # a 10 Hz camera, every frame different, its joint state first
+                stamp = node.get_clock().now().to_msg()
+                h.js_pub.publish(make_joints(node, HOME, stamp=stamp))
+                h.img_pub.publish(make_image(node, stamp=stamp, seed=frame))
+                frame, next_image = frame + 1, t + 0.1
+            executor.spin_once(timeout_sec=0.005)
+        seen = [d["frames_encoded_in_last_inference"] for d in diags
+                if d and "frames_encoded_in_last_inference" in d]
+        ahead = [int(d["frames_encoded_ahead"]) for d in diags if d and "frames_encoded_ahead" in d]
+    finally:
+        node.destroy_subscription(sub)
+        h.close()
+        stop(proc)
+    assert len(h.trajs) >= 8, (tmp_path / "p.log").read_text()[-2000:]
+    assert ahead and ahead[-1] >= 5, ahead
+    later = seen[len(seen) // 3:]  # after the first chunks (a fresh history encodes its frames)
+    assert later and later.count("1") >= 0.8 * len(later), seen

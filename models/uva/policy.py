@@ -136,7 +136,10 @@ class UVAPolicy:
             h = hashlib.blake2b(camera.encode(), digest_size=16)
             h.update(np.ascontiguousarray(frame).tobytes())
             keys.append(h.digest())
-        todo = [i for i, k in enumerate(keys) if k not in self._latent_cache]
+        first = {}  # a frame repeated (episode-start padding) is encoded once
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        todo = [i for k, i in first.items() if k not in self._latent_cache]
         if todo:
             pixels = np.stack([frames[i][1] for i in todo])
             fresh = self.frame_encoder(torch.from_numpy(pixels).to(self.device), self.fast)

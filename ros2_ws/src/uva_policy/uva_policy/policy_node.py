@@ -114,6 +114,7 @@ class PolicyNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._encoder: threading.Thread | None = None  # a history frame encoded between chunks
         self._policy_lock = threading.Lock()  # one of them at a time uses the policy's cache
+        self._encoded_ahead = 0
         self._forget_plan()
         self._last_tick = None
         self._timer = self.create_timer(self.dt, self._tick)
@@ -283,8 +284,8 @@ class PolicyNode(LifecycleNode):
         if anchor is None or anchor == self._settled_anchor or self._busy():
             return  # busy: the frame stays open, it may still be planned once the worker is done
         if not self._due(anchor):
-            self._settled_anchor = anchor
-            self._encode_ahead(anchor)
+            if self._encode_ahead(anchor):  # else its partners are in flight: the next sample retries
+                self._settled_anchor = anchor
             return
         cfg = self.policy.cfg
         obs, _, generation = self.streams.aligned(
@@ -299,29 +300,36 @@ class PolicyNode(LifecycleNode):
         return plan_due(stamp, self._last_plan_stamp, self.n_exec, self.dt,
                         self.streams.anchor_period(self.dt))
 
-    def _encode_ahead(self, anchor: float) -> None:
+    def _encode_ahead(self, anchor: float) -> bool:
         """A frame the next chunk's history will hold (not its newest): encode it now, between
-        chunks, so that inference encodes one frame (uva.control.encode_ahead). A frame not
-        alignable yet, or an encode still running, is left to the inference."""
+        chunks, so that inference encodes one frame (uva.control.encode_ahead). False while the
+        frame's partners (joint state, other cameras) are still in flight; a frame that cannot
+        be aligned, or an encode still running, leaves the frame to the inference."""
         cfg = self.policy.cfg
         spacing = cfg.actions_per_frame * self.dt
         if not encode_ahead(anchor, self._last_plan_stamp, self.n_exec, self.dt, cfg.n_frames,
                             spacing, self.streams.anchor_period(self.dt)):
-            return
+            return True
         if self._encoder is not None and self._encoder.is_alive():
-            return
+            return True
         obs, _, _ = self.streams.aligned(self._now(), 1, spacing, self.slop, self.max_age)
-        if obs is None or obs.stamp != anchor:
-            return
+        if obs is None:
+            return True
+        if obs.stamp != anchor:
+            return False
         inputs = model_inputs(obs, cfg)
         self._encoder = threading.Thread(
             target=self._precache, args=(inputs.get("images", inputs.get("image")),), daemon=True)
         self._encoder.start()
+        return True
 
     def _precache(self, images) -> None:
         try:
             with self._policy_lock:
-                self.policy.precache(images)
+                n = self.policy.precache(images)
+            with self.health.lock:
+                self._encoded_ahead += n
+                self.health.extra["frames_encoded_ahead"] = str(self._encoded_ahead)
         except Exception as e:  # nothing lost: the inference encodes the frame itself
             self.get_logger().warning(f"encoding a history frame ahead failed: {e}",
                                       throttle_duration_sec=5.0)
@@ -362,8 +370,12 @@ class PolicyNode(LifecycleNode):
             inputs = model_inputs(obs, cfg)
             t0 = time.perf_counter()
             with self._policy_lock:  # waits out an encode ahead (one VAE frame) if one runs
+                encoded = self.policy.frames_encoded
                 chunk = self.policy.predict_action(inputs)
+                encoded = self.policy.frames_encoded - encoded
             latency = time.perf_counter() - t0
+            with self.health.lock:  # 1 per camera once the history frames were encoded ahead
+                self.health.extra["frames_encoded_in_last_inference"] = str(encoded)
             self.status.inference_latency_s = latency
             self.health.latency(latency)
             now = self._now()
