@@ -18,6 +18,11 @@ stops commanding at once (with `stop_on_deactivate`, one empty trajectory tells 
 stop and hold where it is). On missing, stale or malformed input nothing new is published (the
 controller holds) and the reason is reported once per second in the log, on ~/status and on
 /diagnostics (at once when it changes).
+
+Why one module of ~420 lines: the lifecycle, the tick, planning on a frame's arrival, the encode
+ahead and the inference worker share one piece of state (the last plan, the settled frame, the
+worker and encoder threads, the epoch a disengage bumps) under one locking discipline; message
+building, parameters, observations, gripper, health and safety already live in their modules.
 """
 from __future__ import annotations
 
