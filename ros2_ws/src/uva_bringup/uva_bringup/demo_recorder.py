@@ -37,6 +37,7 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from uva.rosbag import BagWriter
+from uva_policy.runtime import freeze_heap
 
 PARAMETERS = {
     "out_dir": "outputs/demos",
@@ -169,6 +170,7 @@ class DemoRecorder(Node):
             self.reset_timer = self.create_timer(0.5, self._request_reset)
         self.get_logger().info(f"recording {sorted(self.topics)} into {self.out_dir} "
                                f"({self.storage}), one bag per episode")
+        freeze_heap()  # no full collection of the loaded heap while the reorder window runs
 
     # ---------------------------------------------------------------- episodes
     def _serve(self, fn, res):

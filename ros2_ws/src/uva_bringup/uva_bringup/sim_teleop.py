@@ -29,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from uva import franka
 from uva.envs.panda import ARM_JOINTS, FINGER_JOINTS, PandaEnv
 from uva_policy.gripper import GripperClient, GripperSwitch
+from uva_policy.runtime import freeze_heap
 
 PARAMETERS = {
     "command_topic": "/fr3_arm_controller/joint_trajectory",
@@ -61,6 +62,7 @@ class SimTeleop(Node):
         self.switch = GripperSwitch(OPEN_POSITION, CLOSE_BELOW, OPEN_ABOVE)
         self.gripper = GripperClient(self, p("gripper_namespace"), **GRIPPER)
         self.commands = 0
+        freeze_heap()  # as the simulator: a late command is a late step
 
     def _prepare(self, seed: int) -> None:
         if self.env_seed != seed:

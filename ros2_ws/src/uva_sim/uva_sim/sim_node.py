@@ -30,7 +30,7 @@ from uva import franka
 from uva.envs.panda import PandaEnv
 from uva.trajectory import check_trajectory, sample
 from uva_policy import parameters
-from uva_policy.runtime import run_node
+from uva_policy.runtime import freeze_heap, run_node
 
 from .gripper_server import FingerState, GripperServer
 
@@ -68,6 +68,7 @@ class SimNode(Node):
         self._reset()
         self.create_timer(self.dt, self._step)
         parameters.watch(self, PARAMETERS, values, self._configure)
+        freeze_heap()  # torch and pybullet loaded: no 180 ms full collection stalls a step later
 
     def _configure(self, p: dict) -> None:
         self.episode_steps = int(p["episode_steps"])  # from the next step on
