@@ -42,7 +42,8 @@ def first_runs(imported, bags: list[Path]) -> list[slice]:
 
 def compare(imported, collected, late: list[int], bags: list[Path]) -> dict:
     per_episode = []
-    for i, (si, sc) in enumerate(zip(first_runs(imported, bags), collected.episode_slices())):
+    firsts = first_runs(imported, bags)
+    for i, (si, sc) in enumerate(zip(firsts, collected.episode_slices())):
         n = min(si.stop - si.start, sc.stop - sc.start)
         a, b = slice(si.start, si.start + n), slice(sc.start, sc.start + n)
         dq = np.abs(imported.state[a] - collected.state[b])
@@ -66,7 +67,7 @@ def compare(imported, collected, late: list[int], bags: list[Path]) -> dict:
     pe = per_episode
     return {
         "episodes_imported": imported.n_episodes, "episodes_collected": collected.n_episodes,
-        "bags_with_an_episode": len(first_runs(imported, bags)),
+        "bags_with_an_episode": len(firsts),
         "length_equal": sum(e["imported_steps"] == e["collected_steps"] for e in pe),
         "length_diff": [e["imported_steps"] - e["collected_steps"] for e in pe],
         "state_abs_err_max": max(e["state_abs_err_max"] for e in pe),

@@ -107,8 +107,6 @@ class UVAPolicy:
         cached are encoded in one VAE call."""
         keys = self._cache_frames(images)
         latents = torch.stack([self._latent_cache[k] for k in keys])
-        while len(self._latent_cache) > self.cache_capacity:
-            self._latent_cache.popitem(last=False)
         if self.cfg.n_cameras == 1:
             return latents[None]
         # camera-major list -> frame-major (F, K, C, h, w), the model's layout
@@ -122,12 +120,11 @@ class UVAPolicy:
         `encode`, any number of frames per camera; returns how many were encoded."""
         before = self.frames_encoded
         self._cache_frames(images)
-        while len(self._latent_cache) > self.cache_capacity:
-            self._latent_cache.popitem(last=False)
         return self.frames_encoded - before
 
     def _cache_frames(self, images) -> list[bytes]:
-        """Cache keys of the frames (camera-major), encoding the ones not cached in one call."""
+        """Cache keys of the frames (camera-major), encoding the ones not cached in one call;
+        they become the most recent, and the least recent beyond the capacity are dropped."""
         if not isinstance(images, dict):
             images = {self.cfg.cameras[0]: np.asarray(images)}
         frames = [(c, f) for c in self.cfg.cameras for f in images[c]]
@@ -148,6 +145,8 @@ class UVAPolicy:
                 self._latent_cache[keys[i]] = lat
         for k in keys:
             self._latent_cache.move_to_end(k)
+        while len(self._latent_cache) > self.cache_capacity:
+            self._latent_cache.popitem(last=False)
         return keys
 
     def _proprio(self, state: np.ndarray) -> torch.Tensor:

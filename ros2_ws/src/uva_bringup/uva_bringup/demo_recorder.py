@@ -271,9 +271,9 @@ class DemoRecorder(Node):
         msgs = []
         with self.lock:
             now = time.monotonic()
-            self.router.flush(now)
-            for ep in self.router.due(now):
-                self.router.flush(now, force=True)
+            due = self.router.due(now)
+            self.router.flush(now, force=bool(due))  # all of it before a bag closes
+            for ep in due:
                 msgs.append(self._finish(ep, keep=True)[1])
         for msg in msgs:
             self.get_logger().info(msg)
@@ -294,14 +294,12 @@ class DemoRecorder(Node):
 
     def shutdown(self) -> None:
         with self.lock:
+            current = self._end(time.time_ns(), wait=False)  # writes everything taken
+            self.router.flush(time.monotonic(), force=True)  # (when no episode was running)
             for ep in list(self.router.episodes):
-                if ep is self.current:
-                    self._end(time.time_ns(), wait=False)
-                    # an episode cut short by shutdown is not a demonstration
-                    self.get_logger().info(self._finish(ep, keep=False)[1])
-                else:  # ended by its marker, only waiting for late messages: whole, kept
-                    self.router.flush(time.monotonic(), force=True)
-                    self.get_logger().info(self._finish(ep, keep=True)[1])
+                # an episode cut short by shutdown is not a demonstration; one ended by its
+                # marker, only waiting for late messages, is whole and kept
+                self.get_logger().info(self._finish(ep, keep=ep is not current)[1])
 
 
 def main(args=None):
