@@ -460,10 +460,25 @@ def _valid_checkpoint(loaded) -> None:
 
 def _valid_buffer(buf) -> None:
     n = len(buf.action)
-    assert buf.img.ndim == 4 and buf.img.shape[1] == buf.img.shape[2] and len(buf.img) == n
+    assert buf.img.ndim == 4 and buf.img.shape[-1] == 3 and len(buf.img) == n
+    if "image_size" in buf.attrs:  # resized on import / collection: the size it says
+        assert buf.img.shape[1:3] == (buf.attrs["image_size"],) * 2
     assert buf.state.ndim == 2 and buf.action.ndim == 2 and len(buf.state) == n
     assert buf.episode_ends[-1] == n and (np.diff(buf.episode_ends) > 0).all()
     assert np.isfinite(buf.action).all() and np.isfinite(buf.state).all()
+
+
+def test_frames_that_contradict_the_buffers_image_size_are_refused(tmp_path):
+    """A damaged array header can leave 64x1 frames under image_size 64 (found by the fuzzer)."""
+    path = tmp_path / "buf.zarr"
+    rng = np.random.default_rng(0)
+    eps = [{"img": rng.integers(0, 255, (8, 64, 1, 3), dtype=np.uint8),
+            "state": np.zeros((8, 2), np.float32), "action": np.zeros((8, 2), np.float32)}]
+    write_replay_buffer(path, eps, {"env": "pusht", "image_size": 64})
+    with pytest.raises(DatasetError, match="64x1, its attrs say image_size 64"):
+        read_replay_buffer(path)
+    write_replay_buffer(tmp_path / "native.zarr", eps, {"env": "pusht"})  # no size promised
+    assert read_replay_buffer(tmp_path / "native.zarr").img.shape == (8, 64, 1, 3)
 
 
 def test_fuzzed_checkpoints_and_buffers_load_valid_or_fail_clearly(tmp_path, tiny_ckpt, capsys):

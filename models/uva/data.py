@@ -201,8 +201,12 @@ def read_replay_buffer(path: str | Path) -> ReplayBuffer:
     if len(buf.state) != n or buf.episode_ends[-1] != n:
         raise DatasetError(f"{path}: inconsistent lengths (state {len(buf.state)}, action {n}, "
                            f"episode_ends[-1] {buf.episode_ends[-1]})")
+    size = buf.attrs.get("image_size")
     for name, frames in buf.images.items():
         _check_frames(str(path), name, frames, n)
+        if size is not None and tuple(frames.shape[1:3]) != (size, size):
+            raise DatasetError(f"{path}: camera '{name}' frames are {frames.shape[1]}x"
+                               f"{frames.shape[2]}, its attrs say image_size {size}")
     segments = buf.attrs.get("segments")
     if segments is not None and (
             not isinstance(segments, list) or not segments
