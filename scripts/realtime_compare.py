@@ -1,7 +1,8 @@
 """Before vs after, side by side in one process: predict_action / predict_video latency and
 paired closed-loop scores of the shipped checkpoints, today's fast path against the code of
-commit 616c1d1 (the inference path before the fast path existed, extracted from git into a
-temporary package `uva_before`, so "before" is that exact code, not a re-implementation).
+commit 616c1d1 (the inference path before the fast path existed; `--before COMMIT` for another),
+extracted from git into a temporary package `uva_before`, so "before" is that exact code, not a
+re-implementation.
 
 Latency calls alternate A B, B A, ... (a shared machine slows both alike; the ratio is what
 carries over). Rollouts are paired: the same env seed and torch seed for both, so score
@@ -117,6 +118,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--episodes", type=int, default=0, help="paired rollouts per checkpoint")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--before", default=BEFORE, help="commit whose models/uva is 'before'")
     ap.add_argument("--out", default="outputs/realtime/compare.json")
     a = ap.parse_args()
     if len(a.ckpt) != len(a.env):
@@ -124,9 +126,9 @@ def main():
     torch.set_num_threads(a.threads)
     from uva import load_policy
     from uva.bench import machine_info
-    result = {"machine": machine_info("cpu"), "before_commit": BEFORE, "checkpoints": {}}
+    result = {"machine": machine_info("cpu"), "before_commit": a.before, "checkpoints": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        uva_before = import_before(Path(tmp))
+        uva_before = import_before(Path(tmp), a.before)
         for ckpt, env_name in zip(a.ckpt, a.env):
             before, after = uva_before.load_policy(ckpt), load_policy(ckpt)
             if not hasattr(before.cfg, "n_cameras"):

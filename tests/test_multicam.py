@@ -87,7 +87,7 @@ def test_one_camera_model_has_no_camera_tensors():
 
 @pytest.mark.parametrize("name", ["pusht", "panda"])
 def test_shipped_one_camera_checkpoints_act_as_before(name):
-    policy = load_policy(CKPTS / name)
+    policy = load_policy(CKPTS / name, precision="fp32")  # references were stored in fp32
     assert policy.cfg.cameras == ["scene"]
     obs, ref = shipped_obs(policy), SHIPPED_REFERENCE[name]
     span = policy.action_norm.high - policy.action_norm.low
@@ -162,7 +162,7 @@ def test_changing_one_camera_changes_only_its_tokens_inputs(tmp_path):
     """The fused per-token inputs of the transformer: new wrist pixels change wrist tokens only."""
     cfg = two_camera_cfg()
     random_checkpoint(tmp_path / "ckpt", cfg)
-    policy = load_policy(tmp_path / "ckpt")
+    policy = load_policy(tmp_path / "ckpt", precision="fp32")  # hooks sit on the fp32 model
     inputs, latents = [], []
     policy.model.fuse.register_forward_hook(lambda mod, i, out: inputs.append(out.clone()))
     policy.model.decoder.register_forward_hook(lambda mod, i, out: latents.append(out.clone()))
@@ -281,7 +281,7 @@ def test_latent_cache_keys_frames_by_camera(tmp_path):
     same = {**obs, "images": {"scene": frames, "wrist": frames}}  # identical pixels
     policy.predict_action(same)
     assert policy.frames_encoded == 4  # each camera's frames are its own
-    latents = policy.encode(same["images"])
+    latents = policy.encode(same["images"], for_policy=True)  # what predict_action cached
     assert latents.shape == (1, cfg.n_frames, 2, cfg.vae_latent_channels, cfg.latent_size,
                              cfg.latent_size)
     assert policy.frames_encoded == 4  # all cached

@@ -185,6 +185,7 @@ START_UP = [  # (module, parameters, what the one-line error must say); the rest
                                 "joint_upper_limits": PANDA_LOWER}, "exceed upper limits"),
     ("uva_policy.policy_node", {"control_rate_hz": 0.0}, "control_rate_hz"),
     ("uva_policy.video_node", {"sync_slop_s": -1.0}, "sync_slop_s"),
+    ("uva_policy.video_node", {"inference_precision": "fp16"}, "inference_precision"),
     ("uva_sim.sim_node", {"controller_rate_hz": 0.0}, "controller_rate_hz"),
 ]
 

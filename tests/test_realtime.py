@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from uva import UVAConfig, UVAModel
-from uva.fastpath import FAST_TOLERANCE, FrameEncoder
+from uva.fastpath import BF16_TOLERANCE, FAST_TOLERANCE, FrameEncoder, resolve_precision
 from uva.heads import AdaLNDenoiser, DiffusionSampler
 from uva.policy import load_policy
 
@@ -61,6 +61,36 @@ def test_fast_sampling_equals_reference(batch):
     assert (other - ref).abs().max().item() > 0.1
 
 
+def test_traced_action_sampler_equals_the_eager_loop(tiny_cfg):
+    """One traced graph for the whole head gives the fast loop's chunk (same noise) on a head
+    with random weights, follows in-place weight changes, and steps aside when the DDIM step
+    count changes or the batch is not 1."""
+    from uva.fastpath import ActionSampler
+    torch.manual_seed(0)
+    head = UVAModel(tiny_cfg).eval().action_head
+    _randomise(head, 3)
+    sampler = ActionSampler(head, "cpu")
+    assert sampler.traced is not None, sampler.reason
+    z = torch.randn(1, tiny_cfg.n_tokens, tiny_cfg.width)
+    g = lambda s: torch.Generator().manual_seed(s)
+    with torch.inference_mode():
+        for seed in range(3):
+            want = head.sample(z, g(seed), 0.8, fast=True)
+            got = sampler.sample(z, g(seed), 0.8)
+            assert got.shape == want.shape == (1, tiny_cfg.horizon, tiny_cfg.action_dim)
+            assert (got - want).abs().max().item() < FAST_TOLERANCE * (1 + want.abs().max().item())
+            assert want.abs().max().item() > 0.1
+        before = sampler.sample(z, g(0), 0.8)
+        next(head.denoiser.parameters()).mul_(1.5)  # the graph reads the head's parameters
+        changed = sampler.sample(z, g(0), 0.8)
+        assert (changed - before).abs().max().item() > 1e-3
+        assert torch.allclose(changed, head.sample(z, g(0), 0.8, fast=True), atol=1e-4)
+        head.diffusion.sample_scheduler.set_timesteps(4)  # another step count: the eager loop
+        assert torch.equal(sampler.sample(z, g(1), 0.8), head.sample(z, g(1), 0.8, fast=True))
+        z2 = torch.randn(2, tiny_cfg.n_tokens, tiny_cfg.width)
+        assert torch.equal(sampler.sample(z2, g(1), 0.8), head.sample(z2, g(1), 0.8, fast=True))
+
+
 def test_frame_encoder_traced_equals_eager_and_falls_back(tiny_cfg, monkeypatch):
     torch.manual_seed(0)
     model = UVAModel(tiny_cfg).eval()
@@ -84,27 +114,90 @@ def test_frame_encoder_traced_equals_eager_and_falls_back(tiny_cfg, monkeypatch)
         assert torch.equal(eager(frames), ref)
 
 
-def test_shipped_pusht_fast_path_matches_reference():
+def _action_span(policy) -> np.ndarray:
+    """Environment units of the normalised range [-1, 1], per action dimension."""
+    dim = policy.cfg.action_dim
+    return policy.action_norm.unnormalize(np.ones(dim)) - policy.action_norm.unnormalize(-np.ones(dim))
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", FAST_TOLERANCE),
+                                                  ("bf16", BF16_TOLERANCE)])
+def test_shipped_pusht_fast_path_matches_reference(precision, tolerance):
     """Same seed -> same chunk from the fast and the reference path of the shipped file, over a
-    stream of control steps (cached history frames), within FAST_TOLERANCE normalised."""
-    fast, ref = load_policy(PUSHT), load_policy(PUSHT, fast=False)
+    stream of control steps (cached history frames), within the precision's tolerance
+    (normalised units); bf16 must also stay well inside what another noise seed moves."""
+    fast, ref = load_policy(PUSHT, precision=precision), load_policy(PUSHT, fast=False)
     assert fast.fast and fast.frame_encoder.fast and not ref.fast
+    assert fast.precision == precision and ref.precision == "fp32"
     cfg = fast.cfg
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (cfg.n_frames + 4, cfg.image_size, cfg.image_size, 3),
                           dtype=np.uint8)
-    span = fast.action_norm.unnormalize(np.ones(cfg.action_dim)) - fast.action_norm.unnormalize(
-        -np.ones(cfg.action_dim))
+    span = _action_span(fast)
     worst, spread = 0.0, 0.0
     for i in range(4):
         state = fast.proprio_norm.unnormalize(rng.uniform(-1, 1, (cfg.n_frames, cfg.proprio_dim)))
         obs = {"image": frames[i:i + cfg.n_frames], "state": state}
         a, b = fast.predict_action(obs, seed=i), ref.predict_action(obs, seed=i)
         worst = max(worst, float(np.abs((a - b) / span * 2).max()))  # in [-1, 1] units
-        spread = max(spread, float(np.abs(a - ref.predict_action(obs, seed=i + 100)).max()))
-    assert worst < FAST_TOLERANCE, worst
+        spread = max(spread, float(np.abs((a - ref.predict_action(obs, seed=i + 100))
+                                          / span * 2).max()))
+    assert worst < tolerance, worst
     assert spread > 1e-2  # seeds matter, so agreeing at equal seeds means something
+    if precision == "bf16":
+        assert worst > 1e-6  # it really ran in bf16
+        assert worst < spread / 5, (worst, spread)
     assert fast.frames_encoded == ref.frames_encoded  # the latent cache works the same
+
+
+def test_precision_resolution(monkeypatch):
+    import uva.fastpath as fp
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", "cpu")
+    assert resolve_precision("bf16", "cpu", fast=False)[0] == "fp32"  # the reference is fp32
+    assert resolve_precision("bf16", "cpu")[0] == "bf16"
+    assert resolve_precision("fp32", "cpu")[0] == "fp32"
+    monkeypatch.setattr(fp, "native_bf16", lambda device: True)
+    assert resolve_precision("auto", "cpu") == ("bf16", "auto: cpu computes bf16 natively")
+    monkeypatch.setattr(fp, "native_bf16", lambda device: False)
+    assert resolve_precision("auto", "cpu")[0] == "fp32"
+
+
+def test_bf16_policy_copies_only_the_backbone(tiny_ckpt):
+    """The bf16 copy holds the fusion + transformer in bf16 (no VAE or heads: they stay fp32 and
+    shared); switching fast off forgets the latents the bf16 encoder made."""
+    policy = load_policy(tiny_ckpt, precision="bf16")
+    backbone = policy.backbone.model
+    assert backbone.vae is None and backbone.action_head is None and backbone.video_head is None
+    assert {p.dtype for p in backbone.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in policy.model.parameters()} == {torch.float32}
+    assert policy.frame_encoder.fast and policy.frame_encoder.dtype == torch.bfloat16
+    assert load_policy(tiny_ckpt, precision="fp32").backbone is None
+    cfg = policy.cfg
+    obs = {"image": np.full((cfg.n_frames, cfg.image_size, cfg.image_size, 3), 9, np.uint8),
+           "state": np.zeros((cfg.n_frames, cfg.proprio_dim))}
+    policy.predict_action(obs, seed=0)
+    assert len(policy._latent_cache) == 1
+    policy.fast = False
+    assert len(policy._latent_cache) == 0
+    ref = load_policy(tiny_ckpt, fast=False).predict_action(obs, seed=0)
+    np.testing.assert_allclose(policy.predict_action(obs, seed=0), ref, atol=1e-6)
+
+
+def test_bf16_frame_encoder_within_tolerance(tiny_cfg):
+    torch.manual_seed(0)
+    model = UVAModel(tiny_cfg).eval()
+    _randomise(model.vae, 1)
+    frames = torch.randint(0, 256, (3, tiny_cfg.image_size, tiny_cfg.image_size, 3),
+                           dtype=torch.uint8)
+    enc = FrameEncoder(model.vae, tiny_cfg.image_size, tiny_cfg.latent_scale, "cpu",
+                       dtype=torch.bfloat16)
+    assert enc.fast, enc.reason
+    with torch.inference_mode():
+        ref, got = enc(frames, fast=False), enc(frames)
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    err = (got - ref).abs().max().item()
+    assert 0 < err < BF16_TOLERANCE * max(1.0, ref.abs().max().item()), err
 
 
 def test_warm_up_keeps_the_cache(tiny_ckpt):
@@ -120,10 +213,12 @@ def test_warm_up_keeps_the_cache(tiny_ckpt):
     assert policy.frames_encoded == encoded  # the cached frame is still cached
 
 
-def test_precached_history_frames_leave_one_encode_and_the_same_action():
+@pytest.mark.parametrize("precision, tolerance", [("fp32", FAST_TOLERANCE),
+                                                  ("bf16", BF16_TOLERANCE)])
+def test_precached_history_frames_leave_one_encode_and_the_same_action(precision, tolerance):
     """A history frame encoded ahead (as the policy node does between chunks) is not encoded
     again, and the action is the one computed without it, within the fast path's tolerance."""
-    cold, warm = load_policy(PUSHT), load_policy(PUSHT)
+    cold, warm = load_policy(PUSHT, precision=precision), load_policy(PUSHT, precision=precision)
     cfg = cold.cfg
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 255, (cfg.n_frames, cfg.image_size, cfg.image_size, 3), np.uint8)
@@ -135,14 +230,15 @@ def test_precached_history_frames_leave_one_encode_and_the_same_action():
     assert cold.frames_encoded - n0 == cfg.n_frames and warm.frames_encoded - n1 == 1
     scale = cold.action_norm.unnormalize(np.ones(cfg.action_dim)) - cold.action_norm.unnormalize(
         np.zeros(cfg.action_dim))
-    assert np.abs((a - b) / scale).max() < FAST_TOLERANCE
+    assert np.abs((a - b) / scale).max() < tolerance
 
 
 def test_bench_reports_breakdown_and_machine(tmp_path, tiny_ckpt):
     from uva.bench import bench
     out = tmp_path / "bench.json"
-    r = bench(str(tiny_ckpt), str(out), repeats=2)
+    r = bench(str(tiny_ckpt), str(out), repeats=2, precision="bf16")
     saved = json.loads(out.read_text())
+    assert saved["precision"] == "bf16" and saved["fast_fp32_predict_action_ms"]["median"] > 0
     assert saved["machine"]["cpu"] and saved["machine"]["torch"] == torch.__version__
     assert saved["machine"]["torch_threads"] == torch.get_num_threads()
     for path in ("fast", "reference"):
@@ -264,3 +360,10 @@ def test_freeze_heap_keeps_the_configured_heap_out_of_later_collections():
         assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_reproducibility_checks_refuse_a_bf16_policy(tiny_ckpt):
+    """The stored open-loop checks are fp32; a bf16 policy would fail them on its rounding."""
+    from uva.checks import open_loop_check
+    with pytest.raises(ValueError, match="precision='fp32'"):
+        open_loop_check(load_policy(tiny_ckpt, precision="bf16"), env=None)

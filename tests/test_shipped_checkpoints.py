@@ -33,7 +33,7 @@ def test_shipped_checkpoint_reproduces_its_open_loop_check(env_name):
     from uva.envs import make_env
     path = ROOT / env_name
     assert (path / "model.safetensors").stat().st_size < 25 * 2**20
-    policy = load_policy(path)
+    policy = load_policy(path, precision="fp32")  # as stored
     metrics, frames = _stored(path, policy)
     assert metrics["eval"]["episodes"] >= 50
     env = make_env(env_name)
@@ -56,7 +56,7 @@ def test_shipped_checkpoint_closed_loop_behaves_as_stored(env_name):
     path = ROOT / env_name
     check = json.loads((path / "metrics.json").read_text())["check_3_seeds"]
     torch.set_num_threads(1)  # the stored check was computed with one thread
-    policy = load_policy(path)
+    policy = load_policy(path, precision="fp32")  # as stored
     env = make_env(env_name)
     scores = [rollout(policy, env, s, check["n_action_steps"])[0]["score"] for s in check["seeds"]]
     env.close()

@@ -4,8 +4,10 @@ Measures, for the fast inference path and the eager reference path of the same c
 interleaved call by call (A B A B ...) so that a shared or throttled machine slows both alike:
 predict_action (a real control step: one new frame, the others cached), its parts — VAE encode of
 one frame, the transformer (policy-mode encoder + decoder), the action head (total and per DDIM
-step) — and predict_video. It records the machine (CPU model, cores, load, torch version and
-threads, device) beside the numbers, so figures from different machines are not confused.
+step) — and predict_video. Where the fast path runs in bf16 (uva.fastpath: auto on a CPU with
+native bf16), predict_action is also timed with the fast path in fp32. It records the machine
+(CPU model, cores, load, torch version and threads, device) and the precision beside the
+numbers, so figures from different machines are not confused.
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ def _stats(ms: np.ndarray) -> dict:
 
 
 def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
-          cameras: int = 1) -> dict:
+          cameras: int = 1, precision: str = "auto") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if ckpt is None:
             random_checkpoint(tmp, camera_config(cameras))
@@ -87,8 +89,10 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         elif cameras != 1:
             raise ValueError("--cameras builds a random-init model; do not combine it with --ckpt")
         path = tmp if ckpt is None else ckpt
-        policies = {"fast": load_policy(path, device), "reference": load_policy(path, device,
-                                                                                fast=False)}
+        policies = {"fast": load_policy(path, device, precision=precision),
+                    "reference": load_policy(path, device, fast=False)}
+        if policies["fast"].precision != "fp32":  # what the lower precision itself buys
+            policies["fast_fp32"] = load_policy(path, device, precision="fp32")
         ckpt_used = ckpt if ckpt is not None else ckpt_used
     cfg, m = policies["fast"].cfg, policies["fast"].model
     names = list(getattr(cfg, "cameras", ["scene"]))
@@ -111,6 +115,8 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
             obs_at(next(counter) % (repeats + 4)), seed=0)
 
     result = {"checkpoint": ckpt_used, "cameras": len(names), "machine": machine_info(device),
+              "precision": policies["fast"].precision,
+              "precision_reason": policies["fast"].precision_reason,
               "action_inference_steps": cfg.action_inference_steps,
               "video_inference_steps": cfg.video_inference_steps,
               "video_unmask_iterations": cfg.video_unmask_iterations}
@@ -122,13 +128,15 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         latents = fast.encode(obs_at(0).get("images", obs_at(0).get("image")))
         z = m.policy_latent(latents, proprio)
         one = torch.from_numpy(frames[names[0]][:1]).to(device)
-        head, gen = m.action_head, lambda: torch.Generator().manual_seed(0)
+        gen = lambda: torch.Generator().manual_seed(0)
         parts = {}
         for path_name, flag in (("fast", True), ("reference", False)):
             parts[f"vae_encode_{path_name}"] = lambda f=flag: fast.frame_encoder(one, f)
-            parts[f"action_head_{path_name}"] = lambda f=flag: head.sample(
+            parts[f"action_head_{path_name}"] = lambda f=flag: fast.action_sampler.sample(
                 z, gen(), cfg.action_temperature, fast=f)
-        parts["transformer"] = lambda: m.policy_latent(latents, proprio)
+        backbone = fast.backbone or m
+        parts["transformer_fast"] = lambda: backbone.policy_latent(latents, proprio)
+        parts["transformer_reference"] = lambda: m.policy_latent(latents, proprio)
         part_ms = interleaved(parts, repeats, device)
     video = interleaved({k: (lambda p=p: p.predict_video(obs_at(0), seed=0))
                          for k, p in policies.items()}, max(repeats // 3, 1), device)
@@ -140,16 +148,20 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         result[path_name] = {
             "predict_action_ms": act, "predict_video_ms": vid,
             "vae_encode_ms_per_frame": _stats(part_ms[f"vae_encode_{path_name}"]),
-            "transformer_ms": _stats(part_ms["transformer"]),
+            "transformer_ms": _stats(part_ms[f"transformer_{path_name}"]),
             "action_head_ms": head_ms,
             "action_head_ms_per_step": head_ms["median"] / cfg.action_inference_steps,
             "video_over_action_ratio": vid["median"] / act["median"],
             "chunks_per_s": 1000.0 / act["median"]}
     result["fast"]["vae_encoder"] = "traced" if fast.frame_encoder.fast else (
         fast.frame_encoder.reason)
+    result["fast"]["action_sampler"] = ("traced" if fast.action_sampler.traced is not None
+                                        else fast.action_sampler.reason)
     result["fast_over_reference_predict_action"] = (
         result["fast"]["predict_action_ms"]["median"]
         / result["reference"]["predict_action_ms"]["median"])
+    if "fast_fp32" in action:
+        result["fast_fp32_predict_action_ms"] = _stats(action["fast_fp32"])
     count = lambda mod: 0 if mod is None else int(sum(p.numel() for p in mod.parameters()))
     heads = {"vae": count(m.vae), "video_head": count(m.video_head),
              "action_head": count(m.action_head),
@@ -165,7 +177,7 @@ def summary(r: dict) -> str:
     mi = r["machine"]
     lines = [f"{r['checkpoint']} on {mi['cpu']} ({mi['cpus_usable']} usable CPUs, load "
              f"{mi['load_avg_1m']:.1f}), torch {mi['torch']} x{mi['torch_threads']} threads, "
-             f"{mi['device']}",
+             f"{mi['device']}; fast path in {r.get('precision', 'fp32')}",
              f"{'median ms':<26}{'fast':>9}{'reference':>11}"]
     for key, label in [("predict_action_ms", "predict_action"), ("vae_encode_ms_per_frame",
                        "  VAE encode / frame"), ("transformer_ms", "  transformer"),
@@ -175,6 +187,9 @@ def summary(r: dict) -> str:
         lines.append(f"{label:<26}{f:>9.2f}{ref:>11.2f}")
     lines.append(f"predict_action p95          {r['fast']['predict_action_ms']['p95']:>9.2f}"
                  f"{r['reference']['predict_action_ms']['p95']:>11.2f}")
+    if "fast_fp32_predict_action_ms" in r:
+        lines.append(f"predict_action, fast path in fp32: "
+                     f"{r['fast_fp32_predict_action_ms']['median']:.2f}")
     lines.append(f"fast / reference {r['fast_over_reference_predict_action']:.2f}; video / action "
                  f"{r['fast']['video_over_action_ratio']:.1f}x")
     return "\n".join(lines)

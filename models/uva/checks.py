@@ -45,7 +45,11 @@ def open_loop_observation(policy, env, seed: int) -> dict:
 
 def open_loop_check(policy, env, seed: int = 100000, sample_seed: int = 0) -> dict:
     """What `compare_open_loop` re-computes: the normalised action chunk and the predicted
-    future frames (uint8) for one fixed observation."""
+    future frames (uint8) for one fixed observation. Checks are fp32 (load the policy with
+    precision="fp32"): bf16 moves a chunk by up to ~0.01, more than ACTION_TOLERANCE."""
+    if getattr(policy, "precision", "fp32") != "fp32":
+        raise ValueError(f"reproducibility checks are computed in fp32; this policy runs "
+                         f"{policy.precision}: load it with precision='fp32'")
     window = open_loop_observation(policy, env, seed)
     chunk = policy.predict_action(window, seed=sample_seed)
     frames = policy.predict_video(window, actions=chunk, seed=sample_seed)

@@ -165,7 +165,7 @@ def cmd_eval(a) -> dict:
             result = evaluate(a.ckpt, a.env, a.episodes, str(staging), seed=a.seed,
                               device=a.device, n_gifs=a.gifs, data=a.data,
                               n_action_steps=a.action_steps,
-                              action_temperature=a.action_temperature)
+                              action_temperature=a.action_temperature, precision=a.precision)
     return _relocated(result, staging, str(a.out))
 
 
@@ -173,7 +173,7 @@ def cmd_bench(a) -> dict:
     from .bench import bench
     with atomic_output(a.out, a.overwrite, (a.ckpt,)) as staging:
         result = bench(a.ckpt, str(staging), device=a.device, repeats=a.repeats,
-                       cameras=a.cameras)
+                       cameras=a.cameras, precision=a.precision)
     return _relocated(result, staging, str(a.out))
 
 
@@ -188,6 +188,13 @@ def cmd_replay_eval(a) -> dict:
     from .replay import replay_eval
     return replay_eval(a.bag, a.ckpt, a.out, mode=a.mode, topic_map=a.topics,
                        overwrite=a.overwrite)
+
+
+def _add_precision(parser) -> None:
+    from .fastpath import PRECISIONS
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="fast path's VAE encoder + policy transformer: auto = bf16 where "
+                        "the CPU/GPU computes it natively, else fp32")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--action-steps", type=positive_int, default=None)
     e.add_argument("--action-temperature", type=nonneg_float, default=None,
                    help="action head's starting-noise scale (default: the checkpoint's)")
+    _add_precision(e)
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("bench", help="latency breakdown of predict_action / predict_video, "
@@ -288,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(b, default="outputs/bench.json", help="JSON file to write")
     b.add_argument("--device", default="cpu")
     b.add_argument("--repeats", type=positive_int, default=30)
+    _add_precision(b)
     b.set_defaults(fn=cmd_bench)
 
     r = sub.add_parser("replay-eval", help="evaluate a checkpoint on a rosbag2 recording")

@@ -104,14 +104,14 @@ def dynamics_metrics(policy: UVAPolicy, data: str, n_windows: int = 64, seed: in
 def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 100000,
              device: str = "cpu", n_gifs: int = 3, data: str | None = None,
              n_action_steps: int | None = None, action_temperature: float | None = None,
-             dynamics_windows: int = 64) -> dict:
+             dynamics_windows: int = 64, precision: str = "auto") -> dict:
     """Closed-loop rollouts on fixed seeds (+ dynamics metrics on `dynamics_windows` held-out
     windows with `data`); episodes=0 with `data` measures the dynamics metrics alone."""
     from .envs import env_class, make_env
 
     if episodes < 0 or (episodes == 0 and not data):
         raise ValueError("evaluate needs episodes > 0, or episodes = 0 with held-out data")
-    policy = load_policy(ckpt, device)
+    policy = load_policy(ckpt, device, precision=precision)
     if action_temperature is not None:  # replace() re-runs the config's checks
         policy.cfg = dataclasses.replace(policy.cfg, action_temperature=action_temperature)
     # the env renders every camera the checkpoint names (one camera: the env's own view
@@ -136,7 +136,7 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
     env.close()
     summary = {"ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
                "n_action_steps": n_exec, "action_temperature": policy.cfg.action_temperature,
-               "training_steps": total_steps(policy.meta)}
+               "training_steps": total_steps(policy.meta), "precision": policy.precision}
     if results:
         lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000
         summary.update({

@@ -3,6 +3,8 @@
 `predict_action` is what runs at control time: one encoder+decoder pass with every future token
 masked, then the action head only (the video head never runs). VAE latents of past frames are
 cached by camera and frame content, so a new control step encodes only its newest frame(s).
+Where the device computes bf16 natively, predict_action's VAE encoder and transformer run in bf16
+(`precision`, uva.fastpath); video, inverse dynamics and reconstructions stay fp32.
 
 Cameras: obs["images"] maps each of the checkpoint's camera names (cfg.cameras) to its frames; a
 one-camera model also takes obs["image"]. What comes back per camera (predict_video's frames) is a
@@ -18,7 +20,8 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import UVAConfig
-from .fastpath import FrameEncoder
+from .fastpath import (ActionSampler, FrameEncoder, PolicyBackbone, dtype_of,
+                       resolve_precision)
 from .model import UVAModel
 from .normalizer import MinMaxNormalizer
 from .vae import decode_latents, encode_frames
@@ -26,7 +29,8 @@ from .vae import decode_latents, encode_frames
 
 class UVAPolicy:
     def __init__(self, model: UVAModel, cfg: UVAConfig, normalizers: dict[str, MinMaxNormalizer],
-                 device: str = "cpu", meta: dict | None = None, fast: bool = True):
+                 device: str = "cpu", meta: dict | None = None, fast: bool = True,
+                 precision: str = "auto"):
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.meta = meta or {}  # training facts saved with the checkpoint (steps, val episodes)
@@ -37,10 +41,29 @@ class UVAPolicy:
         self.cache_capacity = 4 * cfg.n_frames * cfg.n_cameras
         self.frames_encoded = 0  # counts VAE encodes; lets callers verify the cache works
         # fast: traced VAE encoder + batched-modulation DDIM loop; False = the eager reference
-        # path (same results within fastpath.FAST_TOLERANCE; kept for tests and `uva bench`)
-        self.fast = fast
+        # path (same results within fastpath.FAST_TOLERANCE; kept for tests and `uva bench`).
+        # precision: predict_action's VAE encoder and transformer in bf16 where the device
+        # computes it natively ("auto"), or as asked ("fp32", "bf16"); see fastpath. Video,
+        # inverse dynamics and reconstructions stay fp32 (not on the control path).
+        self.precision, self.precision_reason = resolve_precision(precision, self.device, fast)
+        dtype = dtype_of(self.precision)
+        self._fast = fast
         self.frame_encoder = FrameEncoder(self.model.vae, cfg.image_size, cfg.latent_scale,
-                                          self.device, fast)
+                                          self.device, fast, dtype)
+        self.backbone = PolicyBackbone(self.model, dtype) if self.precision != "fp32" else None
+        self.action_sampler = ActionSampler(self.model.action_head, self.device, fast)
+
+    @property
+    def fast(self) -> bool:
+        return self._fast
+
+    @fast.setter
+    def fast(self, value: bool) -> None:
+        """Switching between the fast and the reference path forgets the cached latents (each
+        path encodes frames its own way)."""
+        if bool(value) != self._fast:
+            self._latent_cache.clear()
+        self._fast = bool(value)
 
     # ------------------------------------------------------------------ validation
     def _check_frames(self, images, name: str) -> np.ndarray:
@@ -101,11 +124,12 @@ class UVAPolicy:
     def reset(self) -> None:
         self._latent_cache.clear()
 
-    def encode(self, images) -> torch.Tensor:
+    def encode(self, images, for_policy: bool = False) -> torch.Tensor:
         """{camera: (F, H, W, 3) uint8} (or the array, one camera) -> latents (1, F, C, h, w),
         or (1, F, K, C, h, w) for K cameras, reusing cached frames; the frames no camera has
-        cached are encoded in one VAE call."""
-        keys = self._cache_frames(images)
+        cached are encoded in one VAE call. for_policy: the latents predict_action uses (the
+        fast encoder in the policy's precision); otherwise fp32 (video, inverse dynamics)."""
+        keys = self._cache_frames(images, for_policy)
         latents = torch.stack([self._latent_cache[k] for k in keys])
         if self.cfg.n_cameras == 1:
             return latents[None]
@@ -119,18 +143,22 @@ class UVAPolicy:
         (a node encodes a history frame when it arrives, between chunks). Same input as
         `encode`, any number of frames per camera; returns how many were encoded."""
         before = self.frames_encoded
-        self._cache_frames(images)
+        self._cache_frames(images, for_policy=True)
         return self.frames_encoded - before
 
-    def _cache_frames(self, images) -> list[bytes]:
+    def _cache_frames(self, images, for_policy: bool) -> list[bytes]:
         """Cache keys of the frames (camera-major), encoding the ones not cached in one call;
-        they become the most recent, and the least recent beyond the capacity are dropped."""
+        they become the most recent, and the least recent beyond the capacity are dropped.
+        A lower-precision policy path keeps its latents apart from the fp32 ones (key tag)."""
         if not isinstance(images, dict):
             images = {self.cfg.cameras[0]: np.asarray(images)}
+        low_precision = self.precision != "fp32"
+        fast = self.fast and (for_policy or not low_precision)
+        tag = self.precision.encode() if fast and low_precision else b""
         frames = [(c, f) for c in self.cfg.cameras for f in images[c]]
         keys = []
         for camera, frame in frames:
-            h = hashlib.blake2b(camera.encode(), digest_size=16)
+            h = hashlib.blake2b(camera.encode() + tag, digest_size=16)
             h.update(np.ascontiguousarray(frame).tobytes())
             keys.append(h.digest())
         first = {}  # a frame repeated (episode-start padding) is encoded once
@@ -139,7 +167,7 @@ class UVAPolicy:
         todo = [i for k, i in first.items() if k not in self._latent_cache]
         if todo:
             pixels = np.stack([frames[i][1] for i in todo])
-            fresh = self.frame_encoder(torch.from_numpy(pixels).to(self.device), self.fast)
+            fresh = self.frame_encoder(torch.from_numpy(pixels).to(self.device), fast)
             self.frames_encoded += len(todo)
             for i, lat in zip(todo, fresh):
                 self._latent_cache[keys[i]] = lat
@@ -164,8 +192,9 @@ class UVAPolicy:
         (horizon, action_dim) in environment units."""
         images, state = self._check_obs(obs)
         proprio = self._proprio(state)
-        z = self.model.policy_latent(self.encode(images), proprio)
-        return self._actions_out(self.model.action_head.sample(
+        backbone = self.backbone if (self.fast and self.backbone is not None) else self.model
+        z = backbone.policy_latent(self.encode(images, for_policy=True), proprio)
+        return self._actions_out(self.action_sampler.sample(
             z, self._generator(seed), self.cfg.action_temperature, fast=self.fast)[0])
 
     def warm_up(self, repeats: int = 2) -> None:
@@ -258,11 +287,13 @@ class UVAPolicy:
                                              self.cfg.action_temperature, fast=self.fast)[0])
 
 
-def load_policy(path, device: str = "cpu", fast: bool = True) -> UVAPolicy:
+def load_policy(path, device: str = "cpu", fast: bool = True,
+                precision: str = "auto") -> UVAPolicy:
     """Load a checkpoint directory; raises CheckpointError naming the bad file. fast=False
-    keeps the eager reference inference path (see UVAPolicy.fast)."""
+    keeps the eager reference inference path (see UVAPolicy.fast); precision: "auto" (bf16
+    where the device computes it natively, else fp32), "fp32" or "bf16" (see uva.fastpath)."""
     model, cfg, normalizers, meta = load_checkpoint(path, device)
-    policy = UVAPolicy(model, cfg, normalizers, device, meta, fast)
+    policy = UVAPolicy(model, cfg, normalizers, device, meta, fast, precision)
     try:  # lazy initialisation at load (= a node's configure), not at the first control tick
         policy.warm_up()
     except (RuntimeError, ValueError) as e:

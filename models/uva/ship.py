@@ -46,7 +46,7 @@ def write_metrics(out: str | Path, env_name: str, summary: dict | None,
     from .envs import make_env
     from .rollout import rollout
 
-    policy = load_policy(out)
+    policy = load_policy(out, precision="fp32")
     n_exec = policy.cfg.n_action_steps
     if summary and summary["n_action_steps"] != n_exec:
         raise ValueError(f"the evaluation executed {summary['n_action_steps']} actions per chunk, "
@@ -89,6 +89,6 @@ def store_open_loop_check(out: str | Path, env_name: str) -> dict:
     from . import load_policy
     path = Path(out) / "metrics.json"
     metrics = json.loads(path.read_text())
-    metrics["check_open_loop"] = _open_loop(out, load_policy(out), env_name)
+    metrics["check_open_loop"] = _open_loop(out, load_policy(out, precision="fp32"), env_name)
     atomic_write_json(path, metrics)
     return metrics["check_open_loop"]

@@ -12,8 +12,11 @@ Per scenario: latency_ms (chunk received - its observation stamp: in-bound DDS +
 tick + predict_action + filtering + out-bound DDS), inference_ms (~/status), tick intervals from
 the status stamps (the policy node stamps ~/status on every tick): p50/p95, and |interval - dt|
 p95/max as jitter, and predicted strips received. Writes JSON; a benchmark, not a test.
+--precision sets both nodes' inference_precision; --rounds repeats the scenario list with the
+precisions alternated (A B, B A, ...), so two precisions are compared in the same hour.
 
     python -m uva_bringup.latency_probe --seconds 40 --out outputs/realtime/latency.json
+    python -m uva_bringup.latency_probe --scenarios policy graph --precision fp32 bf16 --rounds 2
 """
 from __future__ import annotations
 
@@ -44,14 +47,17 @@ VIDEO_ARGS = {
 
 
 def run_scenario(name: str, checkpoint: str, seconds: float, warmup_s: float,
-                 control_rate_hz: float = 10.0) -> dict:
+                 control_rate_hz: float = 10.0, precision: str | None = None) -> dict:
     """One scenario in a fresh graph; rclpy must be initialised (own domain, loopback).
-    control_rate_hz: the sim graph's (sim.yaml), for the jitter figures."""
+    control_rate_hz: the sim graph's (sim.yaml), for the jitter figures; precision: the nodes'
+    inference_precision (None: the YAML's)."""
     video_args = VIDEO_ARGS[name]
     graph = Graph("sim", checkpoint, use_video=video_args is not None)
     for node_name, argv in graph.cmds:
         if node_name == "video_node":
             argv.extend(video_args)
+        if precision and node_name in ("policy_node", "video_node"):
+            argv.extend(["-p", f"inference_precision:={precision}"])
     node = rclpy.create_node(f"uva_realtime_probe_{name}")
     lat, inf, ticks, strips = [], [], [], [0]
     t_start = [None]
@@ -106,6 +112,9 @@ def main():
     ap.add_argument("--scenarios", nargs="+", default=list(VIDEO_ARGS), choices=list(VIDEO_ARGS))
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--precision", nargs="+", default=[None], choices=["auto", "fp32", "bf16"],
+                    help="the nodes' inference_precision (default: sim.yaml's); several: compared")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--out", default="outputs/realtime/latency.json")
     a = ap.parse_args()
     # a domain of its own, loopback only: other graphs on this machine must not mix in
@@ -114,9 +123,15 @@ def main():
     rclpy.init()
     result = {"machine": machine_info("cpu"), "checkpoint": a.checkpoint,
               "seconds": a.seconds, "scenarios": {}}
-    for name in a.scenarios:
-        result["scenarios"][name] = run_scenario(name, a.checkpoint, a.seconds, a.warmup)
-        print(name, json.dumps(result["scenarios"][name]), flush=True)
+    for r in range(a.rounds):
+        order = a.precision if r % 2 == 0 else a.precision[::-1]
+        for name in a.scenarios:
+            for precision in order:
+                key = "/".join(str(k) for k in (name, precision, r + 1)
+                               if k is not None and (a.rounds > 1 or k != r + 1))
+                result["scenarios"][key] = run_scenario(name, a.checkpoint, a.seconds,
+                                                        a.warmup, precision=precision)
+                print(key, json.dumps(result["scenarios"][key]), flush=True)
     rclpy.shutdown()
     result["load_avg_1m_end"] = machine_info("cpu")["load_avg_1m"]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,9 @@ SHARED = {  # declared by both the policy and the video node
     "max_future_skew_s": Spec(0.1, "an observation stamped further ahead of this node's clock "
                               "is refused (clock jump, wrong time base) [s]", False, (0.0, 10.0)),
     "torch_threads": Spec(1, "torch CPU threads", True, (1, 256)),
+    "inference_precision": Spec("auto", "VAE encoder + policy transformer precision: auto (bf16 "
+                                "where the CPU/GPU computes it natively, else fp32), fp32, bf16; "
+                                "the action head is always fp32", True),
     # std_msgs/Empty here forgets the observation history (a new episode, a re-homed arm): nothing
     # is planned or predicted from frames of the scene before it
     "reset_topic": Spec("~/reset", "std_msgs/Empty: forget the observation history", True),
@@ -173,6 +176,11 @@ def check(values: dict, specs: dict) -> str:
                 return f"{name}={v!r} must be a finite number in [{lo}, {hi}]"
         if name.endswith("_topic") and not v:
             return f"{name} must not be empty"
+    if "inference_precision" in values:
+        from uva.fastpath import PRECISIONS
+        if values["inference_precision"] not in PRECISIONS:
+            return (f"inference_precision={values['inference_precision']!r} must be one of "
+                    f"{', '.join(PRECISIONS)}")
     if "joint_names" in values:
         names = list(values["joint_names"])
         if not names or any(not n for n in names):

@@ -190,7 +190,7 @@ class PolicyNode(LifecycleNode):
         torch.set_num_threads(max(threads, 1))
         path = resolve_checkpoint(value)
         try:
-            policy = load_policy(path, device)
+            policy = load_policy(path, device, precision=self._param("inference_precision"))
         except CheckpointError as e:
             raise CheckpointParameterError(f"parameter 'checkpoint' ({path}): {e}") from e
         cfg = policy.cfg
@@ -220,8 +220,10 @@ class PolicyNode(LifecycleNode):
         warm["state"] = np.tile((lower + upper) / 2, (cfg.n_frames, 1))
         policy.predict_action(warm)
         self.policy = policy
-        self.get_logger().info(f"loaded UVA checkpoint {path} on {device} "
-                               f"(warm-up inference {time.perf_counter() - t0:.2f}s)")
+        self.health.extra["inference_precision"] = policy.precision
+        self.get_logger().info(f"loaded UVA checkpoint {path} on {device}, "
+                               f"{policy.precision} ({policy.precision_reason}; warm-up "
+                               f"inference {time.perf_counter() - t0:.2f}s)")
 
     def _forget_plan(self) -> None:
         """On reset (under the streams' lock) or a lifecycle change: the next chunk is planned

@@ -127,7 +127,7 @@ class VideoNode(LifecycleNode):
         try:
             path = resolve_checkpoint(p("checkpoint"))
             try:
-                policy = load_policy(path, p("device"))
+                policy = load_policy(path, p("device"), precision=p("inference_precision"))
             except CheckpointError as e:
                 raise CheckpointParameterError(f"parameter 'checkpoint' ({path}): {e}") from e
             cfg = policy.cfg

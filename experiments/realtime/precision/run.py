@@ -1,0 +1,110 @@
+"""bf16 vs fp32 on the fast path: paired closed-loop scores and predict_action latency.
+
+Each checkpoint is loaded once per precision (uva.fastpath: bf16 runs the VAE encoder and the
+policy transformer in bfloat16, the action head stays fp32); every seed is rolled out with each
+precision under the same env and torch seed, so the differences are the precision's. Latency:
+predict_action calls alternated between the precisions and the eager reference path (only
+meaningful on an idle machine). A benchmark, not a test.
+
+    python experiments/realtime/precision/run.py --ckpt models/checkpoints/pusht --env pusht \
+        --ckpt models/checkpoints/panda --env panda --episodes 50 --repeats 100 \
+        --out experiments/realtime/precision/scores.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def load(ckpt: str) -> dict:
+    from uva import load_policy
+    return {"fp32": load_policy(ckpt, precision="fp32"), "bf16": load_policy(ckpt, precision="bf16")}
+
+
+def latency(ckpt: str, policies: dict, repeats: int) -> dict:
+    from uva import load_policy
+    from uva.bench import interleaved
+    runs = {**policies, "reference": load_policy(ckpt, fast=False)}
+    cfg = policies["fp32"].cfg
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (cfg.n_frames + repeats + 4, cfg.image_size, cfg.image_size, 3),
+                          dtype=np.uint8)
+    state = np.stack([policies["fp32"].proprio_norm.unnormalize(rng.uniform(-1, 1, cfg.proprio_dim))
+                      for _ in range(cfg.n_frames)])
+
+    def step(policy):
+        counter = iter(range(10**9))
+        return lambda: policy.predict_action(
+            {"image": frames[(i := next(counter) % (repeats + 4)):i + cfg.n_frames],
+             "state": state}, seed=0)
+    ms = interleaved({k: step(p) for k, p in runs.items()}, repeats, "cpu")
+    return {k: {"p50": float(np.median(v)), "p95": float(np.percentile(v, 95))}
+            for k, v in ms.items()}
+
+
+def paired(policies: dict, env_name: str, episodes: int, first_seed: int) -> dict:
+    from uva.envs import make_env
+    from uva.rollout import rollout
+    env = make_env(env_name)
+    rows = []
+    for i in range(episodes):
+        seed = first_seed + i
+        row = {"seed": seed}
+        for k, p in policies.items():
+            r, _ = rollout(p, env, seed, p.cfg.n_action_steps)
+            row[k] = {"score": float(r["score"]), "success": bool(r["success"])}
+        rows.append(row)
+        print(f"  {env_name} {seed}: " + " ".join(f"{k} {row[k]['score']:.3f}" for k in policies),
+              flush=True)
+    env.close()
+    out = {"episodes": episodes, "first_seed": first_seed, "reference": "fp32", "by_precision": {}}
+    ref = np.array([r["fp32"]["score"] for r in rows])
+    for k in policies:
+        s = np.array([r[k]["score"] for r in rows])
+        d = s - ref
+        out["by_precision"][k] = {
+            "score": float(s.mean()), "score_se": float(s.std(ddof=1) / np.sqrt(len(s))),
+            "successes": int(sum(r[k]["success"] for r in rows)),
+            "paired_diff_vs_fp32": float(d.mean()),
+            "paired_diff_se": float(d.std(ddof=1) / np.sqrt(len(d))),
+            "identical_episodes": int(np.sum(np.abs(d) < 1e-9))}
+    out["per_episode"] = rows
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", action="append", required=True)
+    ap.add_argument("--env", action="append", required=True, help="one per --ckpt")
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--first-seed", type=int, default=100000)
+    ap.add_argument("--repeats", type=int, default=0, help="latency calls per path (0: skip)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    from uva.bench import machine_info
+    from uva.fastpath import native_bf16
+    result = {"machine": {**machine_info("cpu"), "native_bf16": native_bf16("cpu")},
+              "checkpoints": {}}
+    for ckpt, env_name in zip(a.ckpt, a.env):
+        policies = load(ckpt)
+        entry = {"env": env_name}
+        if a.repeats:
+            entry["predict_action_ms"] = latency(ckpt, policies, a.repeats)
+            print(ckpt, entry["predict_action_ms"], flush=True)
+        if a.episodes:
+            entry["closed_loop"] = paired(policies, env_name, a.episodes, a.first_seed)
+        result["checkpoints"][ckpt] = entry
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps({c: e.get("closed_loop", {}).get("by_precision", {})
+                      for c, e in result["checkpoints"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
