@@ -87,29 +87,6 @@ class OneCameraConfig:
         return getattr(self._cfg, name)
 
 
-def paired_scores(before, after, env_name: str, episodes: int, first_seed: int = 100000) -> dict:
-    from uva.envs import make_env
-    from uva.rollout import rollout
-    env = make_env(env_name)
-    rows = []
-    for i in range(episodes):
-        seed = first_seed + i
-        b, _ = rollout(before, env, seed, before.cfg.n_action_steps)
-        a, _ = rollout(after, env, seed, after.cfg.n_action_steps)
-        rows.append({"seed": seed, "before": b["score"], "after": a["score"],
-                     "before_success": b["success"], "after_success": a["success"]})
-        print(f"  {env_name} seed {seed}: before {b['score']:.3f} after {a['score']:.3f}",
-              flush=True)
-    env.close()
-    d = np.array([r["after"] - r["before"] for r in rows])
-    return {"episodes": episodes, "first_seed": first_seed,
-            "before": float(np.mean([r["before"] for r in rows])),
-            "after": float(np.mean([r["after"] for r in rows])),
-            "paired_diff_mean": float(d.mean()),
-            "paired_diff_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
-            "identical_episodes": int(np.sum(np.abs(d) < 1e-9)), "per_episode": rows}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +103,7 @@ def main():
     torch.set_num_threads(a.threads)
     from uva import load_policy
     from uva.bench import machine_info
+    from uva.evaluate import paired_rollouts
     result = {"machine": machine_info("cpu"), "before_commit": a.before, "checkpoints": {}}
     with tempfile.TemporaryDirectory() as tmp:
         uva_before = import_before(Path(tmp), a.before)
@@ -141,7 +119,8 @@ def main():
             entry = {"env": env_name, "latency": latency(before, after, a.repeats)}
             print(ckpt, json.dumps(entry["latency"], indent=1), flush=True)
             if a.episodes:
-                entry["scores"] = paired_scores(before, after, env_name, a.episodes)
+                entry["scores"] = paired_rollouts({"before": before, "after": after}, env_name,
+                                                  a.episodes)
             result["checkpoints"][ckpt] = entry
     result["machine_end_load_avg_1m"] = machine_info("cpu")["load_avg_1m"]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

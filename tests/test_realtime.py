@@ -367,3 +367,16 @@ def test_reproducibility_checks_refuse_a_bf16_policy(tiny_ckpt):
     from uva.checks import open_loop_check
     with pytest.raises(ValueError, match="precision='fp32'"):
         open_loop_check(load_policy(tiny_ckpt, precision="bf16"), env=None)
+
+
+def test_paired_rollouts_pair_seeds_across_policies(tiny_ckpt):
+    """The A/B helper behind the paired score tables: two loads of one policy play the same
+    episodes (difference exactly 0, every episode identical), seed by seed."""
+    from uva.evaluate import paired_rollouts
+    out = paired_rollouts({"a": load_policy(tiny_ckpt), "b": load_policy(tiny_ckpt)}, "pusht",
+                          episodes=2, first_seed=7, log=lambda _: None)
+    assert out["reference"] == "a" and [r["seed"] for r in out["per_episode"]] == [7, 8]
+    assert out["variants"]["b"]["identical_episodes"] == 2
+    assert out["variants"]["b"]["paired_diff_vs_reference"] == 0.0
+    for row in out["per_episode"]:
+        assert row["a"] == row["b"] and 0.0 <= row["a"]["score"] <= 1.0

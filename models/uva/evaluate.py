@@ -150,3 +150,37 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
         summary["dynamics"] = dynamics_metrics(policy, data, n_windows=dynamics_windows)
     atomic_write_json(out_dir / "eval.json", summary)
     return summary
+
+
+def paired_rollouts(policies: dict, env_name: str, episodes: int, first_seed: int = 100000,
+                    log=print) -> dict:
+    """Every seed rolled out with each policy under the same env and torch seed, so score
+    differences are the policies', not the seed draw's (A/B of an inference change, a sampler,
+    a precision). The first policy is the reference of the paired differences (mean ± s.e.)."""
+    from .envs import make_env
+    names = list(policies)
+    env = make_env(env_name)
+    rows = []
+    try:
+        for i in range(episodes):
+            row = {"seed": first_seed + i}
+            for name, policy in policies.items():
+                r, _ = rollout(policy, env, first_seed + i, policy.cfg.n_action_steps)
+                row[name] = {"score": float(r["score"]), "success": bool(r["success"])}
+            rows.append(row)
+            log(f"  {env_name} {row['seed']}: " + " ".join(f"{n} {row[n]['score']:.3f}"
+                                                            for n in names))
+    finally:
+        env.close()
+    se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+    ref = np.array([r[names[0]]["score"] for r in rows])
+    variants = {}
+    for name in names:
+        s = np.array([r[name]["score"] for r in rows])
+        d = s - ref
+        variants[name] = {"score": float(s.mean()), "score_se": se(s),
+                          "successes": int(sum(r[name]["success"] for r in rows)),
+                          "paired_diff_vs_reference": float(d.mean()), "paired_diff_se": se(d),
+                          "identical_episodes": int(np.sum(np.abs(d) < 1e-9))}
+    return {"env": env_name, "episodes": episodes, "first_seed": first_seed,
+            "reference": names[0], "variants": variants, "per_episode": rows}

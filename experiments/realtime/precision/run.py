@@ -46,36 +46,6 @@ def latency(ckpt: str, policies: dict, repeats: int) -> dict:
             for k, v in ms.items()}
 
 
-def paired(policies: dict, env_name: str, episodes: int, first_seed: int) -> dict:
-    from uva.envs import make_env
-    from uva.rollout import rollout
-    env = make_env(env_name)
-    rows = []
-    for i in range(episodes):
-        seed = first_seed + i
-        row = {"seed": seed}
-        for k, p in policies.items():
-            r, _ = rollout(p, env, seed, p.cfg.n_action_steps)
-            row[k] = {"score": float(r["score"]), "success": bool(r["success"])}
-        rows.append(row)
-        print(f"  {env_name} {seed}: " + " ".join(f"{k} {row[k]['score']:.3f}" for k in policies),
-              flush=True)
-    env.close()
-    out = {"episodes": episodes, "first_seed": first_seed, "reference": "fp32", "by_precision": {}}
-    ref = np.array([r["fp32"]["score"] for r in rows])
-    for k in policies:
-        s = np.array([r[k]["score"] for r in rows])
-        d = s - ref
-        out["by_precision"][k] = {
-            "score": float(s.mean()), "score_se": float(s.std(ddof=1) / np.sqrt(len(s))),
-            "successes": int(sum(r[k]["success"] for r in rows)),
-            "paired_diff_vs_fp32": float(d.mean()),
-            "paired_diff_se": float(d.std(ddof=1) / np.sqrt(len(d))),
-            "identical_episodes": int(np.sum(np.abs(d) < 1e-9))}
-    out["per_episode"] = rows
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +58,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     from uva.bench import machine_info
+    from uva.evaluate import paired_rollouts
     from uva.fastpath import native_bf16
     result = {"machine": {**machine_info("cpu"), "native_bf16": native_bf16("cpu")},
               "checkpoints": {}}
@@ -98,11 +69,11 @@ def main():
             entry["predict_action_ms"] = latency(ckpt, policies, a.repeats)
             print(ckpt, entry["predict_action_ms"], flush=True)
         if a.episodes:
-            entry["closed_loop"] = paired(policies, env_name, a.episodes, a.first_seed)
+            entry["closed_loop"] = paired_rollouts(policies, env_name, a.episodes, a.first_seed)
         result["checkpoints"][ckpt] = entry
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps({c: e.get("closed_loop", {}).get("by_precision", {})
+    print(json.dumps({c: e.get("closed_loop", {}).get("variants", {})
                       for c, e in result["checkpoints"].items()}, indent=1))
 
 

@@ -45,37 +45,6 @@ def latency(policies: dict, repeats: int) -> dict:
             for k, v in ms.items()}
 
 
-def paired(policies: dict, env_name: str, episodes: int, first_seed: int) -> dict:
-    from uva.envs import make_env
-    from uva.rollout import rollout
-    env = make_env(env_name)
-    ks = list(policies)
-    rows = []
-    for i in range(episodes):
-        seed = first_seed + i
-        row = {"seed": seed}
-        for k, p in policies.items():
-            r, _ = rollout(p, env, seed, p.cfg.n_action_steps)
-            row[str(k)] = {"score": float(r["score"]), "success": bool(r["success"])}
-        rows.append(row)
-        print(f"  {env_name} {seed}: " + " ".join(f"K={k} {row[str(k)]['score']:.3f}" for k in ks),
-              flush=True)
-    env.close()
-    ref = str(ks[0])
-    out = {"episodes": episodes, "first_seed": first_seed, "reference_steps": ks[0], "by_steps": {}}
-    for k in ks:
-        s = np.array([r[str(k)]["score"] for r in rows])
-        d = s - np.array([r[ref]["score"] for r in rows])
-        out["by_steps"][str(k)] = {
-            "score": float(s.mean()), "score_se": float(s.std(ddof=1) / np.sqrt(len(s))),
-            "successes": int(sum(r[str(k)]["success"] for r in rows)),
-            "paired_diff_vs_reference": float(d.mean()),
-            "paired_diff_se": float(d.std(ddof=1) / np.sqrt(len(d))),
-            "identical_episodes": int(np.sum(np.abs(d) < 1e-9))}
-    out["per_episode"] = rows
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,6 +59,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     from uva.bench import machine_info
+    from uva.evaluate import paired_rollouts
     result = {"machine": machine_info("cpu"), "checkpoints": {}}
     for ckpt, env_name in zip(a.ckpt, a.env):
         policies = {k: with_steps(ckpt, k) for k in a.steps}
@@ -98,11 +68,12 @@ def main():
             entry["predict_action_ms"] = latency(policies, a.repeats)
             print(ckpt, entry["predict_action_ms"], flush=True)
         if a.episodes:
-            entry["closed_loop"] = paired(policies, env_name, a.episodes, a.first_seed)
+            entry["closed_loop"] = paired_rollouts({str(k): p for k, p in policies.items()},
+                                                   env_name, a.episodes, a.first_seed)
         result["checkpoints"][ckpt] = entry
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps({c: {k: v for k, v in e.get("closed_loop", {}).get("by_steps", {}).items()}
+    print(json.dumps({c: {k: v for k, v in e.get("closed_loop", {}).get("variants", {}).items()}
                       for c, e in result["checkpoints"].items()}, indent=1))
 
 
