@@ -316,11 +316,14 @@ def test_history_frames_are_encoded_between_chunks(ros, panda_ckpt, tmp_path):
         seen = [d["frames_encoded_in_last_inference"] for d in diags
                 if d and "frames_encoded_in_last_inference" in d]
         ahead = [int(d["frames_encoded_ahead"]) for d in diags if d and "frames_encoded_ahead" in d]
+        precision = {d["inference_precision"] for d in diags if d and "inference_precision" in d}
     finally:
         node.destroy_subscription(sub)
         h.close()
         stop(proc)
     assert len(h.trajs) >= 8, (tmp_path / "p.log").read_text()[-2000:]
     assert ahead and ahead[-1] >= 5, ahead
+    from uva.fastpath import native_bf16  # parameter default auto: what this CPU computes natively
+    assert precision == {"bf16" if native_bf16("cpu") else "fp32"}, precision
     later = seen[len(seen) // 3:]  # after the first chunks (a fresh history encodes its frames)
     assert later and later.count("1") >= 0.8 * len(later), seen
