@@ -75,6 +75,48 @@ def interleaved(fns: dict, repeats: int, device: str) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in out.items()}
 
 
+class _Stream:
+    """Observations of a control-step stream: frames slide by one per step (the older ones are
+    in the latent cache), random pixels and a fixed random state in the policy's ranges."""
+
+    def __init__(self, policy, repeats: int, seed: int = 0):
+        cfg = policy.cfg
+        self.names, self.n, self.period = list(cfg.cameras), cfg.n_frames, repeats + 4
+        rng = np.random.default_rng(seed)
+        self.frames = {c: rng.integers(0, 255, (cfg.n_frames + self.period, cfg.image_size,
+                                                cfg.image_size, 3), dtype=np.uint8)
+                       for c in self.names}
+        self.state = np.stack([policy.proprio_norm.unnormalize(rng.uniform(-1, 1, cfg.proprio_dim))
+                               for _ in range(cfg.n_frames)])
+
+    def __call__(self, i: int) -> dict:
+        window = {c: f[i % self.period:i % self.period + self.n] for c, f in self.frames.items()}
+        if len(self.names) == 1:
+            return {"image": window[self.names[0]], "state": self.state}
+        return {"images": window, "state": self.state}
+
+
+def control_steps(policy, repeats: int):
+    """(obs_at, control_step): obs_at(i) is the i-th observation of a control-step stream (one
+    new frame per step); control_step(p) a zero-argument call of p.predict_action on the next
+    one, for `interleaved`."""
+    obs_at = _Stream(policy, repeats)
+
+    def control_step(p):
+        counter = iter(range(10**9))
+        return lambda: p.predict_action(obs_at(next(counter)), seed=0)
+    return obs_at, control_step
+
+
+def compare_predict_action(policies: dict, repeats: int, device: str = "cpu") -> dict:
+    """predict_action p50 / p95 ms of several policies of one architecture on the same
+    control-step stream, calls alternated (A/B of an inference change on one machine)."""
+    _, control_step = control_steps(next(iter(policies.values())), repeats)
+    ms = interleaved({k: control_step(p) for k, p in policies.items()}, repeats, device)
+    return {str(k): {"p50": float(np.median(v)), "p95": float(np.percentile(v, 95))}
+            for k, v in ms.items()}
+
+
 def _stats(ms: np.ndarray) -> dict:
     return {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)),
             "min": float(ms.min())}
@@ -96,23 +138,7 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
         ckpt_used = ckpt if ckpt is not None else ckpt_used
     cfg, m = policies["fast"].cfg, policies["fast"].model
     names = list(getattr(cfg, "cameras", ["scene"]))
-    rng = np.random.default_rng(0)
-    frames = {c: rng.integers(0, 255, (cfg.n_frames + repeats + 4, cfg.image_size,
-                                       cfg.image_size, 3), dtype=np.uint8) for c in names}
-    state = np.stack([policies["fast"].proprio_norm.unnormalize(rng.uniform(-1, 1, cfg.proprio_dim))
-                      for _ in range(cfg.n_frames)])
-
-    def obs_at(i: int) -> dict:
-        window = {c: f[i:i + cfg.n_frames] for c, f in frames.items()}
-        if len(names) == 1:
-            return {"image": window[names[0]], "state": state}
-        return {"images": window, "state": state}
-
-    def control_step(policy):
-        """A real control step: one new frame arrives, the older ones are cached."""
-        counter = iter(range(10**9))
-        return lambda: policy.predict_action(
-            obs_at(next(counter) % (repeats + 4)), seed=0)
+    obs_at, control_step = control_steps(policies["fast"], repeats)
 
     result = {"checkpoint": ckpt_used, "cameras": len(names), "machine": machine_info(device),
               "precision": policies["fast"].precision,
@@ -124,10 +150,10 @@ def bench(ckpt: str | None, out: str, device: str = "cpu", repeats: int = 30,
 
     fast = policies["fast"]
     with torch.inference_mode():
-        proprio = fast._proprio(state)
+        proprio = fast._proprio(obs_at.state)
         latents = fast.encode(obs_at(0).get("images", obs_at(0).get("image")))
         z = m.policy_latent(latents, proprio)
-        one = torch.from_numpy(frames[names[0]][:1]).to(device)
+        one = torch.from_numpy(obs_at.frames[names[0]][:1]).to(device)
         gen = lambda: torch.Generator().manual_seed(0)
         parts = {}
         for path_name, flag in (("fast", True), ("reference", False)):

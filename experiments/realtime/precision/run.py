@@ -27,23 +27,9 @@ def load(ckpt: str) -> dict:
 
 def latency(ckpt: str, policies: dict, repeats: int) -> dict:
     from uva import load_policy
-    from uva.bench import interleaved
-    runs = {**policies, "reference": load_policy(ckpt, fast=False)}
-    cfg = policies["fp32"].cfg
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (cfg.n_frames + repeats + 4, cfg.image_size, cfg.image_size, 3),
-                          dtype=np.uint8)
-    state = np.stack([policies["fp32"].proprio_norm.unnormalize(rng.uniform(-1, 1, cfg.proprio_dim))
-                      for _ in range(cfg.n_frames)])
-
-    def step(policy):
-        counter = iter(range(10**9))
-        return lambda: policy.predict_action(
-            {"image": frames[(i := next(counter) % (repeats + 4)):i + cfg.n_frames],
-             "state": state}, seed=0)
-    ms = interleaved({k: step(p) for k, p in runs.items()}, repeats, "cpu")
-    return {k: {"p50": float(np.median(v)), "p95": float(np.percentile(v, 95))}
-            for k, v in ms.items()}
+    from uva.bench import compare_predict_action
+    return compare_predict_action({**policies, "reference": load_policy(ckpt, fast=False)},
+                                  repeats)
 
 
 def main():

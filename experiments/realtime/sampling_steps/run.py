@@ -28,21 +28,8 @@ def with_steps(ckpt: str, k: int):
 
 
 def latency(policies: dict, repeats: int) -> dict:
-    from uva.bench import interleaved
-    cfg = next(iter(policies.values())).cfg
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (cfg.n_frames + repeats + 4, cfg.image_size, cfg.image_size, 3),
-                          dtype=np.uint8)
-    state = np.zeros((cfg.n_frames, cfg.proprio_dim))
-
-    def step(policy):
-        counter = iter(range(10**9))
-        return lambda: policy.predict_action(
-            {"image": frames[(i := next(counter) % (repeats + 4)):i + cfg.n_frames],
-             "state": state}, seed=0)
-    ms = interleaved({k: step(p) for k, p in policies.items()}, repeats, "cpu")
-    return {str(k): {"p50": float(np.median(v)), "p95": float(np.percentile(v, 95))}
-            for k, v in ms.items()}
+    from uva.bench import compare_predict_action
+    return compare_predict_action(policies, repeats)
 
 
 def main():
