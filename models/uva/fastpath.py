@@ -169,9 +169,7 @@ class _SampleLoop(nn.Module):
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         denoiser = self.head.denoiser
         mods = denoiser.step_conditions(self.timesteps, self.head.condition(z))
-        for s, (a, b) in enumerate(self.coeffs):
-            x = torch.add(x * a, denoiser.forward_modulated(x, mods, s), alpha=b)
-        return x
+        return self.head.diffusion.ddim_steps(denoiser, x, mods, self.coeffs)
 
 
 class ActionSampler:
@@ -190,9 +188,6 @@ class ActionSampler:
             self.reason = "TorchScript freezing is used on CPU only; eager loop"
         elif fast:
             self._build(torch.device(device))
-
-    def _timesteps_key(self) -> tuple[int, ...]:
-        return tuple(int(t) for t in self.head.diffusion.sample_scheduler.timesteps)
 
     def _build(self, device: torch.device) -> None:
         head = self.head
@@ -216,7 +211,7 @@ class ActionSampler:
         if not err <= FAST_TOLERANCE * (1 + want.abs().max().item()):
             self.reason = f"traced action sampler disagrees with eager ({err:.2e}); eager"
             return
-        self.traced, self.key = traced, self._timesteps_key()
+        self.traced, self.key = traced, head.diffusion.timesteps_key()
 
     def sample(self, z: torch.Tensor, generator: torch.Generator | None, temperature: float,
                fast: bool = True) -> torch.Tensor:
@@ -224,8 +219,8 @@ class ActionSampler:
         (B, horizon, action_dim) normalised; batch 1 through the traced graph."""
         head = self.head
         if not (fast and self.traced is not None and z.shape[0] == 1
-                and self._timesteps_key() == self.key):
+                and head.diffusion.timesteps_key() == self.key):
             return head.sample(z, generator, temperature, fast=fast)
-        dim = head.horizon * head.action_dim
-        x = torch.randn(1, dim, generator=generator, device="cpu").to(z) * temperature
+        x = head.diffusion.initial_noise(1, head.horizon * head.action_dim, generator, z,
+                                         temperature)
         return self.traced(z, x).reshape(1, head.horizon, head.action_dim)

@@ -153,7 +153,7 @@ class DiffusionSampler:
         cfg = sch.config
         if cfg.prediction_type != "epsilon" or cfg.clip_sample or cfg.thresholding:
             raise NotImplementedError("closed-form DDIM covers epsilon prediction, unclipped")
-        key = tuple(int(t) for t in sch.timesteps)
+        key = self.timesteps_key()
         if getattr(self, "_ddim_key", None) != key:
             ac = sch.alphas_cumprod.double()
             coeffs = []
@@ -166,6 +166,27 @@ class DiffusionSampler:
             self._ddim_key, self._ddim_coeffs = key, coeffs
         return self._ddim_coeffs
 
+    def timesteps_key(self) -> tuple[int, ...]:
+        """The sampling timesteps in force (a changed step count changes it)."""
+        return tuple(int(t) for t in self.sample_scheduler.timesteps)
+
+    @staticmethod
+    def initial_noise(batch: int, target_dim: int, generator: torch.Generator | None,
+                      like: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The starting noise of a sample, drawn on the CPU from `generator` (the same numbers
+        on every device) and scaled by `temperature`."""
+        x = torch.randn(batch, target_dim, generator=generator, device="cpu").to(like)
+        return x * temperature
+
+    @staticmethod
+    def ddim_steps(denoiser: AdaLNDenoiser, x: torch.Tensor, mods: list,
+                   coeffs: list[tuple[float, float]]) -> torch.Tensor:
+        """The closed-form DDIM loop x = a*x + b*eps over precomputed step_conditions `mods`;
+        each step goes through the module call, so forward hooks see every step."""
+        for s, (a, b) in enumerate(coeffs):
+            x = torch.add(x * a, denoiser(x, None, None, mods, s), alpha=b)
+        return x
+
     @torch.no_grad()
     def sample(self, denoiser: AdaLNDenoiser, cond: torch.Tensor, target_dim: int,
                generator: torch.Generator | None = None, temperature: float = 1.0,
@@ -177,8 +198,7 @@ class DiffusionSampler:
         fast=False, calls the module and scheduler.step() each step; they agree to float
         rounding, tests/test_realtime.py)."""
         scheduler = self.sample_scheduler
-        x = torch.randn(cond.shape[0], target_dim, generator=generator, device="cpu").to(cond)
-        x = x * temperature
+        x = self.initial_noise(cond.shape[0], target_dim, generator, cond, temperature)
         if fast and isinstance(denoiser, AdaLNDenoiser):
             try:
                 coeffs = self.ddim_coefficients()
@@ -186,10 +206,7 @@ class DiffusionSampler:
                 coeffs = None
             if coeffs is not None:
                 mods = denoiser.step_conditions(scheduler.timesteps.to(cond.device), cond)
-                for s, (a, b) in enumerate(coeffs):
-                    # through the module call, so forward hooks see every step as before
-                    x = torch.add(x * a, denoiser(x, None, None, mods, s), alpha=b)
-                return x
+                return self.ddim_steps(denoiser, x, mods, coeffs)
         for t in scheduler.timesteps:
             t_batch = t.to(cond.device).expand(cond.shape[0])
             eps = denoiser(x, t_batch, cond)

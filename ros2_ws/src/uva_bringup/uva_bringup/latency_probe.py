@@ -127,8 +127,8 @@ def main():
         order = a.precision if r % 2 == 0 else a.precision[::-1]
         for name in a.scenarios:
             for precision in order:
-                key = "/".join(str(k) for k in (name, precision, r + 1)
-                               if k is not None and (a.rounds > 1 or k != r + 1))
+                key = "/".join([name] + ([precision] if precision else [])
+                               + ([str(r + 1)] if a.rounds > 1 else []))
                 result["scenarios"][key] = run_scenario(name, a.checkpoint, a.seconds,
                                                         a.warmup, precision=precision)
                 print(key, json.dumps(result["scenarios"][key]), flush=True)
