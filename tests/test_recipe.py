@@ -72,6 +72,10 @@ def test_recipe_errors_name_the_key_and_the_file(tmp_path):
         "ref.yaml": (good.replace("init: backbone", "init: nowhere"), "init 'nowhere'"),
         "kind.yaml": (good.replace("kind: ship", "kind: deploy", 1), "unknown kind 'deploy'"),
         "steps.yaml": (good.replace("steps: 4642", "steps: -1"), "steps must be a positive"),
+        "budget.yaml": (good.replace("batch_size: {vae: 32,", "batch_size: {vea: 32,"),
+                        "budgets.cpu.batch_size: keys must be train stages"),
+        "minutes.yaml": (good.replace("max_minutes: 15", "max_minutes: 0"),
+                         "budgets.cpu.max_minutes: a positive number"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
@@ -96,6 +100,14 @@ def test_budget_caps_every_stage_and_plan_tracks_state(tmp_path):
         if st.kind == "train":
             assert st.spec["steps"] == 2 and st.spec.get("batch_size", 4) <= 4
     assert tiny.model["width"] == 64 and full.model == {}
+    # per-stage caps: the cpu budget shrinks the backbone's batch but not the heads', and its
+    # wall-time cap replaces the recipe's (a GPU's minutes)
+    cpu = {st.name: st.spec for st in with_budget(full, "cpu").stages}
+    written = {st.name: st.spec for st in full.stages}
+    assert written["vae"]["max_minutes"] < 2 and cpu["vae"]["max_minutes"] == 15
+    assert cpu["joint"]["batch_size"] == 32 and cpu["joint"]["steps"] == 1500
+    assert cpu["head_200"]["batch_size"] == written["head_200"]["batch_size"] == 256
+    assert cpu["video"]["steps"] == written["video"]["steps"] == 200
     out = tmp_path / "run"
     rows = plan(tiny, out)
     assert {r["status"] for r in rows} == {"todo"}

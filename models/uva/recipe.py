@@ -48,8 +48,9 @@ KIND_KEYS = {
 REQUIRED = {"dataset": {"path"}, "collect": {"episodes"}, "train": {"stage", "data", "steps"},
             "eval": {"ckpt", "episodes"}, "ship": {"ckpt"}}
 SHIP_EVAL_KEYS = {"episodes", "seed", "gifs", "data", "dynamics_windows"}
-BUDGET_KEYS = {"description", "episodes", "workers", "steps", "batch_size", "eval_episodes",
-               "gifs", "dynamics_windows", "check_seeds", "model"}
+BUDGET_KEYS = {"description", "episodes", "workers", "steps", "batch_size", "max_minutes",
+               "eval_episodes", "gifs", "dynamics_windows", "check_seeds", "model"}
+PER_STAGE_BUDGET_KEYS = ("steps", "batch_size", "max_minutes")  # a number, or {train stage: number}
 TRAIN_STAGES = ("vae", "video", "joint", "head")
 DATA_KINDS = ("dataset", "collect")
 CKPT_KINDS = ("train", "ship")
@@ -106,6 +107,8 @@ def load_recipe(path: str | Path) -> Recipe:
         if not isinstance(b, dict):
             raise RecipeError(f"{path}: budgets.{bname} must be a mapping")
         _no_unknown(b, BUDGET_KEYS, path, f"budgets.{bname}")
+        for key in PER_STAGE_BUDGET_KEYS:
+            _check_per_stage(b.get(key), path, f"budgets.{bname}.{key}")
         _check_model(b.get("model") or {}, path, f"budgets.{bname}.model")
     if not isinstance(doc["stages"], list) or not doc["stages"]:
         raise RecipeError(f"{path}: 'stages' must be a non-empty list")
@@ -218,9 +221,14 @@ def with_budget(recipe: Recipe, budget: str | None) -> Recipe:
             if "workers" in b:
                 spec["workers"] = b["workers"]
         elif st.kind == "train":
-            _cap(spec, "steps", b.get("steps"))
-            if "batch_size" in b:
-                spec["batch_size"] = min(spec.get("batch_size", b["batch_size"]), b["batch_size"])
+            kind = spec["stage"]
+            _cap(spec, "steps", _for_stage(b.get("steps"), kind))
+            batch = _for_stage(b.get("batch_size"), kind)
+            if batch is not None:
+                spec["batch_size"] = min(spec.get("batch_size", batch), batch)
+            minutes = _for_stage(b.get("max_minutes"), kind)
+            if minutes is not None:  # replaces the recipe's: those are wall times of its device
+                spec["max_minutes"] = minutes
             for key in ("ckpt_every", "eval_every", "keep_every"):
                 _cap(spec, key, spec["steps"] if key in spec else None)
         elif st.kind == "eval":
@@ -241,6 +249,22 @@ def _cap_eval(spec: dict, b: dict) -> None:
     _cap(spec, "gifs", b.get("gifs"))
     if spec.get("data") and "dynamics_windows" in b:
         spec["dynamics_windows"] = min(spec.get("dynamics_windows", 64), b["dynamics_windows"])
+
+
+def _for_stage(value, stage: str):
+    """A budget's per-stage value: one number for every train stage, or {stage: number}."""
+    return value.get(stage) if isinstance(value, dict) else value
+
+
+def _check_per_stage(value, path: Path, where: str) -> None:
+    if value is None:
+        return
+    values = value.values() if isinstance(value, dict) else [value]
+    if isinstance(value, dict) and set(value) - set(TRAIN_STAGES):
+        raise RecipeError(f"{path}: {where}: keys must be train stages {list(TRAIN_STAGES)}, "
+                          f"got {sorted(set(value) - set(TRAIN_STAGES))}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise RecipeError(f"{path}: {where}: a positive number or {{stage: positive number}}")
 
 
 def _cap(spec: dict, key: str, cap) -> None:
