@@ -38,16 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-
-def shift_frames(frames: np.ndarray, dx: int, dy: int, pad: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 shifted by (dx, dy) px: replicate-pad by `pad`, crop back to H x W."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    h, w = frames.shape[1:3]
-    x = x[:, :, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+from uva.training.augment import shift_frames  # the product's (the joint stage uses it)
 
 
 @torch.no_grad()

@@ -91,6 +91,12 @@ class UVAConfig:
     task_weights: dict[str, float] = field(
         default_factory=lambda: {m: 1.0 for m in TASK_MODES}
     )
+    # --- image augmentation of the transformer stages (video, joint; never the head stage or
+    # inference, training.augment): every training episode encoded `augment_shift_copies` more
+    # times, each copy shifted by one random offset of up to `augment_shift_px` pixels, drawn
+    # beside the original windows. 0 = off, as in the shipped recipes
+    augment_shift_px: int = 0
+    augment_shift_copies: int = 0
     # --- execution hint for controllers: how many steps of each chunk to run before re-planning
     # (4 of 8 on PushT scored 0.272 vs 0.205; Panda keeps 8, its recipe says so)
     n_action_steps: int = 4
@@ -240,6 +246,7 @@ FIELD_RANGES: dict[str, tuple[float | None, float | None]] = {
     "train_diffusion_steps": (1, 100_000), "video_inference_steps": (1, 10_000),
     "action_inference_steps": (1, 10_000), "video_unmask_iterations": (1, 10_000),
     "diffusion_batch_mul": (1, 1024),
+    "augment_shift_px": (0, 64), "augment_shift_copies": (0, 64),
     "latent_scale": (0.0, None), "mlp_ratio": (0.0, None), "mask_ratio_std": (0.0, None),
     "dropout": (0.0, 1.0), "mask_ratio_min": (0.0, 1.0),
 }

@@ -17,6 +17,7 @@ from ..data import WindowIndex
 from ..fsutil import atomic_write
 from ..model import UVAModel
 from ..vae import encode_frames
+from .augment import active_copies, shifted_images
 from .distributed import DistInfo
 
 
@@ -52,14 +53,16 @@ ENCODE_CHUNK = 512
 """Frames encoded per VAE call, and the unit the latent cache recognises frames by."""
 
 
-def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Path) -> torch.Tensor:
+def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Path,
+                   images: dict | None = None) -> torch.Tensor:
     """Encode every frame once with the frozen VAE (cached on disk beside the run): (N, C, h, w)
     for one camera, (N, K, C, h, w) for cfg.cameras (indexing it by a window gives the model's
     (B, F, K, C, h, w) layout). The cache keys each chunk of frames by its content, so a dataset
     extended by `collect --base` (its base's frames first) re-encodes only the new frames when the
-    base's cache is copied in."""
+    base's cache is copied in. `images` ({camera: frames}) replaces the buffer's frames (the
+    shifted copies of .augment)."""
     digest = vae_digest(model, cfg)
-    cameras = [buf.images[c] for c in cfg.cameras]
+    cameras = [(images or buf.images)[c] for c in cfg.cameras]
     n = len(cameras[0])
     spans = [slice(i, min(i + ENCODE_CHUNK, n)) for i in range(0, n, ENCODE_CHUNK)]
     work = [(frames, span) for frames in cameras for span in spans]  # camera-major
@@ -84,21 +87,35 @@ def encode_dataset(model: UVAModel, buf, cfg: UVAConfig, device: str, cache: Pat
     return per_camera[0] if len(per_camera) == 1 else torch.stack(per_camera, dim=1)
 
 
-def training_windows(model: UVAModel, buf, normalizers, args, out: Path, info: DistInfo):
+def training_windows(model: UVAModel, buf, normalizers, args, out: Path, info: DistInfo,
+                     augment: bool = False):
     """Frozen-VAE latents of every frame, normalised actions and proprio, and the train /
-    validation window indices (the dataset's own episode split)."""
+    validation window indices (the dataset's own episode split). With `augment` and
+    cfg.augment_shift_copies > 0 the latents are (1 + copies, frames, ...): the original
+    encoding first, then each shifted copy of the training episodes (.augment)."""
     cfg = model.cfg
-    cache = out.parent / "latents.pt"  # shared by the stages of a run (same frozen VAE)
+    train_eps, val_eps = buf.train_val_episodes(args.val_fraction)
+    copies = active_copies(cfg) if augment else 0
+    # shared by the stages of a run (same frozen VAE); a copy's offsets depend only on its number
+    caches = [(out.parent / "latents.pt", None)] + [
+        (out.parent / f"shift{cfg.augment_shift_px}px_copy{k}_latents.pt", k)
+        for k in range(1, copies + 1)]
+
+    def encode_all():
+        return [encode_dataset(model, buf, cfg, args.device, cache, None if k is None else
+                               shifted_images(buf, cfg.cameras, k, cfg.augment_shift_px, train_eps))
+                for cache, k in caches]
+
     if info.is_main:
-        latents = encode_dataset(model, buf, cfg, args.device, cache)
+        versions = encode_all()
     if info.world > 1:
         dist.barrier()
-        latents = encode_dataset(model, buf, cfg, args.device, cache)
+        versions = encode_all()
+    latents = versions[0] if len(versions) == 1 else torch.stack(versions)
     actions = torch.as_tensor(normalizers["action"].normalize(buf.action.astype(np.float64)),
                               dtype=torch.float32)
     proprio = torch.as_tensor(normalizers["proprio"].normalize(buf.state.astype(np.float64)),
                               dtype=torch.float32)
-    train_eps, val_eps = buf.train_val_episodes(args.val_fraction)
     train_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
     val_idx = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, val_eps)
     return latents, actions, proprio, train_idx, val_idx, val_eps

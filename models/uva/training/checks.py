@@ -21,8 +21,9 @@ VAE_FIELDS = ("image_size", "vae_block_channels", "vae_latent_channels", "vae_kl
               "latent_scale")
 """Config fields a reused VAE fixes: overriding them would not match its weights or latents."""
 
-STAGE_WEIGHTING_FIELDS = ("task_weights",)
-"""Config fields a transformer stage started from --init may change: they weight its losses."""
+STAGE_TRAINING_FIELDS = ("task_weights", "augment_shift_px", "augment_shift_copies")
+"""Config fields a transformer stage started from --init may change: they weight its losses or
+augment its inputs, and leave the model's shape as it is."""
 
 
 def check_overrides_fit(init: Path, overrides: dict) -> None:
@@ -31,10 +32,10 @@ def check_overrides_fit(init: Path, overrides: dict) -> None:
     cfg = read_config(init)[0]
     wanted = UVAConfig.from_dict({**cfg.to_dict(), **overrides})
     changed = sorted(k for k in overrides
-                     if k not in STAGE_WEIGHTING_FIELDS and getattr(wanted, k) != getattr(cfg, k))
+                     if k not in STAGE_TRAINING_FIELDS and getattr(wanted, k) != getattr(cfg, k))
     if changed:
         raise ValueError(f"--init {init} fixes the model; --config may change only "
-                         f"{STAGE_WEIGHTING_FIELDS} here, not {changed}")
+                         f"{STAGE_TRAINING_FIELDS} here, not {changed}")
 
 
 def fresh_config(buf, args) -> UVAConfig:

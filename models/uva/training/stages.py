@@ -13,6 +13,7 @@ from ..data import WindowIndex
 from ..metrics import psnr
 from ..model import VAE_MODE, UVAModel
 from ..vae import encode_frames, images_to_tensor
+from .augment import active_copies, draw_versions
 from .caches import training_windows
 from .checks import VAE_FIELDS, check_dataset_fits
 from .loop import batch_indices, run_stage
@@ -70,18 +71,29 @@ def train_transformer(stage, buf, init: Path, args, out, info):
     else:  # --config task_weights tilt the mode sampling (e.g. the policy up); 1 where unnamed
         weights = args.config_overrides.get("task_weights") or {}
         cfg.task_weights = {m: float(weights.get(m, 1.0)) for m in (args.modes or TASK_MODES)}
+    augment = {k: v for k, v in args.config_overrides.items() if k.startswith("augment_")}
+    if augment:  # a stage's own augmentation (validated like any config)
+        cfg = UVAConfig.from_dict({**cfg.to_dict(), **augment})
     model.cfg = cfg
     model.vae.requires_grad_(False)
     params = [p for n, p in model.named_parameters() if not n.startswith("vae.")]
     latents, actions, proprio, train_idx, val_idx, val_eps = training_windows(
-        model, buf, normalizers, args, out, info)
+        model, buf, normalizers, args, out, info, augment=True)
+    copies = active_copies(cfg)
     modes = cfg.active_modes
     weights = np.array([cfg.task_weights[m] for m in modes], dtype=np.float64)
     weights /= weights.sum()
 
-    def make_batch(index: WindowIndex, rows: np.ndarray) -> dict:
-        return {"history_latents": latents[index.history[rows]].to(args.device),
-                "future_latents": latents[index.future[rows]].to(args.device),
+    def make_batch(index: WindowIndex, rows: np.ndarray, versions=None) -> dict:
+        """versions: which encoding each window is drawn from (.augment); None = the original."""
+        if copies:
+            v = torch.as_tensor(np.zeros(len(rows), np.int64) if versions is None else versions)
+            frames = {"history_latents": latents[v[:, None], index.history[rows]],
+                      "future_latents": latents[v[:, None], index.future[rows]]}
+        else:
+            frames = {"history_latents": latents[index.history[rows]],
+                      "future_latents": latents[index.future[rows]]}
+        return {**{k: x.to(args.device) for k, x in frames.items()},
                 "actions": actions[index.actions[rows]].to(args.device),
                 "proprio": proprio[index.history[rows]].to(args.device)}
 
@@ -90,7 +102,10 @@ def train_transformer(stage, buf, init: Path, args, out, info):
         rng = np.random.default_rng([args.seed, step, 1])
         mode = modes[rng.choice(len(modes), p=weights)]
         ratio = model.mask_law.sample(rng)
-        loss, logs = module(make_batch(train_idx, rows[part]), mode, ratio, gen, part, len(rows))
+        versions = (draw_versions(len(rows), copies, np.random.default_rng([args.seed, step, 2]))
+                    if copies else None)
+        batch = make_batch(train_idx, rows[part], None if versions is None else versions[part])
+        loss, logs = module(batch, mode, ratio, gen, part, len(rows))
         return loss, {f"{mode}/{k}": v for k, v in logs.items()}
 
     val_rows = np.linspace(0, len(val_idx) - 1, min(128, len(val_idx))).astype(int)
