@@ -74,7 +74,7 @@ def test_recipe_errors_name_the_key_and_the_file(tmp_path):
         "steps.yaml": (good.replace("steps: 4642", "steps: -1"), "steps must be a positive"),
         "budget.yaml": (good.replace("batch_size: {vae: 32,", "batch_size: {vea: 32,"),
                         "budgets.cpu.batch_size: keys must be train stages"),
-        "minutes.yaml": (good.replace("max_minutes: 15", "max_minutes: 0"),
+        "minutes.yaml": (good.replace("max_minutes: 60", "max_minutes: 0"),
                          "budgets.cpu.max_minutes: a positive number"),
     }
     for name, (text, message) in cases.items():
