@@ -15,7 +15,10 @@ data, seed, steps and batch, differing only in the augmentation; both play the s
     python experiments/augment/joint_shift.py --work runs/aug --out experiments/augment/joint_shift.json
 
 where data/pusht200.zarr is `uva collect --env pusht --episodes 200 --seed 0` (the first stage of
-configs/pusht.yaml). The report pairs the two arms seed by seed.
+configs/pusht.yaml). The report pairs the two arms seed by seed. On a GPU the two arms are
+`experiments/gpu_recipe.sh augment` (batch 128, joint steps sized to the budget): untar its logs
+and checkpoints into --work, evaluate each fp16 final with --out <work>/eval_aug_<arm>, and
+report with --arms aug_plain aug_shift.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import numpy as np
 def _arm(work: Path, arm: str) -> dict:
     ev = json.loads((work / f"eval_{arm}" / "eval.json").read_text())
     rows = [json.loads(line) for line in (work / arm / "joint" / "log.jsonl").read_text().splitlines()]
-    cfg = json.loads((work / arm / "joint" / "final" / "config.json").read_text())
+    cfg = json.loads((Path(ev["ckpt"]) / "config.json").read_text())  # the checkpoint evaluated
     return {"eval": ev, "joint_steps": rows[-1]["step"], "joint_wall_s": rows[-1]["time_s"],
             "val": {k: v for k, v in rows[-1].items() if k.startswith("val/")},
             "augment": {k: v for k, v in cfg["uva_config"].items()
