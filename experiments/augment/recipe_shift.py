@@ -1,0 +1,98 @@
+"""The PushT recipe with random-shift augmentation in its joint stages, against the same recipe
+without, on one budget: one change, everything else shared.
+
+`prepare` writes the variant recipe (configs/pusht.yaml with `augment_shift_px` /
+`augment_shift_copies` on the first joint stage; the continuation inherits it from its init) and
+seeds the variant's run folder with what the change cannot touch, copied from a finished plain
+run: every demo collection, the VAE and the video stage. `uva train --recipe` then runs the rest
+(both joint stages, every head refit, the ship and its evaluations). `report` pairs the two
+runs' evaluations seed by seed (the ship stage's 50 seeds from 100000 and `fresh_seeds`' 50).
+
+    uva --threads 2 train --recipe configs/pusht.yaml --budget cpu --out runs/pusht_cpu
+    python experiments/augment/recipe_shift.py prepare --plain runs/pusht_cpu \
+        --out runs/pusht_cpu_shift --recipe-out runs/pusht_shift.yaml
+    uva --threads 2 train --recipe runs/pusht_shift.yaml --budget cpu --out runs/pusht_cpu_shift
+    python experiments/augment/recipe_shift.py report --plain runs/pusht_cpu \
+        --shift runs/pusht_cpu_shift --out experiments/augment/recipe_shift_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EVALS = {"pusht.eval": "evaluation seeds (ship stage)", "fresh_seeds": "fresh seeds"}
+
+
+def prepare(a) -> None:
+    doc = yaml.safe_load((ROOT / "configs" / "pusht.yaml").read_text())
+    joint = next(s for s in doc["stages"] if s.get("stage") == "joint")
+    joint["config"] = {**(joint.get("config") or {}), "augment_shift_px": a.shift_px,
+                       "augment_shift_copies": a.copies}
+    doc["description"] = (f"configs/pusht.yaml with random-shift augmentation ({a.shift_px} px, "
+                          f"{a.copies} copies) in the joint stages")
+    a.recipe_out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    state = json.loads((a.plain / "recipe_state.json").read_text())
+    before = {s["name"] for s in doc["stages"] if s["kind"] == "collect"} | {
+        s["name"] for s in doc["stages"] if s.get("stage") in ("vae", "video")}
+    a.out.mkdir(parents=True, exist_ok=False)
+    kept = {}
+    for name in sorted(before):
+        for src in a.plain.glob(f"{name}*"):  # name.zarr + name.zarr.json, or the run folder
+            if src.name in (name, f"{name}.zarr", f"{name}.zarr.json"):
+                (shutil.copytree if src.is_dir() else shutil.copy2)(src, a.out / src.name)
+        kept[name] = state["stages"][name]
+    (a.out / "recipe_state.json").write_text(json.dumps({**state, "stages": kept}, indent=1))
+    print(f"wrote {a.recipe_out}; {a.out} holds {sorted(kept)} from {a.plain}")
+
+
+def report(a) -> None:
+    se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v)))
+    out = {"question": "random-shift augmentation in the joint stages of the PushT recipe",
+           "plain": str(a.plain), "shift": str(a.shift), "evaluations": {}}
+    all_diffs, all_plain, all_shift = [], [], []
+    for folder, what in EVALS.items():
+        runs = [json.loads((r / folder / "eval.json").read_text()) for r in (a.plain, a.shift)]
+        by_seed = [{e["seed"]: e for e in r["per_episode"]} for r in runs]
+        seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+        p, s = (np.array([b[k]["score"] for k in seeds]) for b in by_seed)
+        out["evaluations"][what] = {
+            "seeds": [seeds[0], seeds[-1]], "plain": float(p.mean()), "shift": float(s.mean()),
+            "plain_successes": int(sum(by_seed[0][k]["success"] for k in seeds)),
+            "shift_successes": int(sum(by_seed[1][k]["success"] for k in seeds)),
+            "paired_difference": float((s - p).mean()), "se": se(s - p)}
+        all_diffs.append(s - p), all_plain.append(p), all_shift.append(s)
+    d, p, s = (np.concatenate(x) for x in (all_diffs, all_plain, all_shift))
+    out["all"] = {"episodes": len(d), "plain": float(p.mean()), "plain_se": se(p),
+                  "shift": float(s.mean()), "shift_se": se(s),
+                  "paired_difference": float(d.mean()), "se": se(d)}
+    state = json.loads((a.shift / "recipe_state.json").read_text())
+    out["shift_wall_s"] = {k: v.get("wall_s") for k, v in state["stages"].items()}
+    a.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--plain", type=Path, required=True, help="a finished run of configs/pusht.yaml")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--recipe-out", type=Path, required=True)
+    p.add_argument("--shift-px", type=int, default=4)
+    p.add_argument("--copies", type=int, default=4)
+    r = sub.add_parser("report")
+    r.add_argument("--plain", type=Path, required=True)
+    r.add_argument("--shift", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    prepare(a) if a.cmd == "prepare" else report(a)
+
+
+if __name__ == "__main__":
+    main()
