@@ -380,3 +380,17 @@ def test_paired_rollouts_pair_seeds_across_policies(tiny_ckpt):
     assert out["variants"]["b"]["paired_diff_vs_reference"] == 0.0
     for row in out["per_episode"]:
         assert row["a"] == row["b"] and 0.0 <= row["a"]["score"] <= 1.0
+
+
+def test_paired_scores_pair_two_evaluations_on_their_common_seeds():
+    from uva.evaluate import paired_scores
+    ref = [{"seed": s, "score": v, "success": v > 0.9} for s, v in zip((1, 2, 3, 4), (0.2, 0.4, 1.0, 0.5))]
+    other = [{"seed": s, "score": v, "success": v > 0.9} for s, v in zip((5, 4, 3, 2), (0.0, 0.7, 1.0, 0.6))]
+    p = paired_scores(ref, other)  # seeds 2, 3, 4 in common; rows in any order
+    assert p["episodes"] == 3 and p["seeds"] == [2, 4]
+    assert p["reference"]["score"] == pytest.approx((0.4 + 1.0 + 0.5) / 3)
+    assert p["paired_diff"] == pytest.approx((0.2 + 0.0 + 0.2) / 3)
+    assert p["paired_diff_se"] == pytest.approx(np.std([0.2, 0.0, 0.2], ddof=1) / np.sqrt(3))
+    assert p["identical_episodes"] == 1 and p["other"]["successes"] == 1
+    with pytest.raises(ValueError, match="no seed"):
+        paired_scores(ref, [{"seed": 9, "score": 0.0, "success": False}])

@@ -26,8 +26,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 
 def _arm(work: Path, arm: str) -> dict:
     ev = json.loads((work / f"eval_{arm}" / "eval.json").read_text())
@@ -40,26 +38,22 @@ def _arm(work: Path, arm: str) -> dict:
 
 
 def main() -> None:
+    from uva.evaluate import paired_scores
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("--arms", nargs=2, default=["plain", "shift"])
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     arms = {name: _arm(a.work, name) for name in a.arms}
-    by_seed = [{r["seed"]: r for r in arms[n]["eval"]["per_episode"]} for n in a.arms]
-    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
-    scores = np.array([[b[s]["score"] for s in seeds] for b in by_seed])
-    se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v)))
-    diff = scores[1] - scores[0]
+    pair = paired_scores(*(arms[n]["eval"]["per_episode"] for n in a.arms))
     result = {
         "question": "random-shift augmentation in the video and joint stages, PushT, 200 demos",
-        "seeds": [seeds[0], seeds[-1]], "episodes": len(seeds),
-        "arms": {n: {"score": float(scores[i].mean()), "se": se(scores[i]),
-                     "successes": int(sum(by_seed[i][s]["success"] for s in seeds)),
-                     "joint_steps": arms[n]["joint_steps"], "joint_wall_s": arms[n]["joint_wall_s"],
-                     "final_val": arms[n]["val"], "augment": arms[n]["augment"]}
-                 for i, n in enumerate(a.arms)},
-        "paired_difference": {"mean": float(diff.mean()), "se": se(diff),
+        "seeds": pair["seeds"], "episodes": pair["episodes"],
+        "arms": {n: {**pair[side], "joint_steps": arms[n]["joint_steps"],
+                     "joint_wall_s": arms[n]["joint_wall_s"], "final_val": arms[n]["val"],
+                     "augment": arms[n]["augment"]}
+                 for n, side in zip(a.arms, ("reference", "other"))},
+        "paired_difference": {"mean": pair["paired_diff"], "se": pair["paired_diff_se"],
                               "of": f"{a.arms[1]} - {a.arms[0]}"},
     }
     a.out.write_text(json.dumps(result, indent=2) + "\n")

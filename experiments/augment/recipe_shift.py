@@ -22,7 +22,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,25 +51,14 @@ def prepare(a) -> None:
 
 
 def report(a) -> None:
-    se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v)))
+    from uva.evaluate import paired_scores
+    runs = {folder: [json.loads((r / folder / "eval.json").read_text())["per_episode"]
+                     for r in (a.plain, a.shift)] for folder in EVALS}
     out = {"question": "random-shift augmentation in the joint stages of the PushT recipe",
-           "plain": str(a.plain), "shift": str(a.shift), "evaluations": {}}
-    all_diffs, all_plain, all_shift = [], [], []
-    for folder, what in EVALS.items():
-        runs = [json.loads((r / folder / "eval.json").read_text()) for r in (a.plain, a.shift)]
-        by_seed = [{e["seed"]: e for e in r["per_episode"]} for r in runs]
-        seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
-        p, s = (np.array([b[k]["score"] for k in seeds]) for b in by_seed)
-        out["evaluations"][what] = {
-            "seeds": [seeds[0], seeds[-1]], "plain": float(p.mean()), "shift": float(s.mean()),
-            "plain_successes": int(sum(by_seed[0][k]["success"] for k in seeds)),
-            "shift_successes": int(sum(by_seed[1][k]["success"] for k in seeds)),
-            "paired_difference": float((s - p).mean()), "se": se(s - p)}
-        all_diffs.append(s - p), all_plain.append(p), all_shift.append(s)
-    d, p, s = (np.concatenate(x) for x in (all_diffs, all_plain, all_shift))
-    out["all"] = {"episodes": len(d), "plain": float(p.mean()), "plain_se": se(p),
-                  "shift": float(s.mean()), "shift_se": se(s),
-                  "paired_difference": float(d.mean()), "se": se(d)}
+           "plain": str(a.plain), "shift": str(a.shift), "difference_of": "shift - plain",
+           "evaluations": {what: paired_scores(*runs[folder]) for folder, what in EVALS.items()},
+           # the two evaluations play different seeds: together, one paired set of both
+           "all": paired_scores(*(sum((runs[f][k] for f in EVALS), []) for k in (0, 1)))}
     state = json.loads((a.shift / "recipe_state.json").read_text())
     out["shift_wall_s"] = {k: v.get("wall_s") for k, v in state["stages"].items()}
     a.out.write_text(json.dumps(out, indent=2) + "\n")

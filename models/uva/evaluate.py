@@ -152,6 +152,28 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
     return summary
 
 
+def _se(v: np.ndarray) -> float | None:
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+
+
+def paired_scores(reference: list[dict], other: list[dict]) -> dict:
+    """Two runs' per-episode rows ({seed, score, success}, as eval.json's `per_episode`) paired
+    on the seeds both played: each one's mean score ± s.e. and successes, and the paired
+    difference other - reference ± s.e. (the seed draw cancels out of it)."""
+    by_seed = [{r["seed"]: r for r in rows} for rows in (reference, other)]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+    if not seeds:
+        raise ValueError("the two runs share no seed")
+    ref, oth = (np.array([b[s]["score"] for s in seeds], dtype=np.float64) for b in by_seed)
+    d = oth - ref
+    side = lambda b, v: {"score": float(v.mean()), "score_se": _se(v),
+                         "successes": int(sum(bool(b[s]["success"]) for s in seeds))}
+    return {"episodes": len(seeds), "seeds": [seeds[0], seeds[-1]],
+            "reference": side(by_seed[0], ref), "other": side(by_seed[1], oth),
+            "paired_diff": float(d.mean()), "paired_diff_se": _se(d),
+            "identical_episodes": int(np.sum(np.abs(d) < 1e-9))}
+
+
 def paired_rollouts(policies: dict, env_name: str, episodes: int, first_seed: int = 100000,
                     log=print) -> dict:
     """Every seed rolled out with each policy under the same env and torch seed, so score
@@ -172,15 +194,12 @@ def paired_rollouts(policies: dict, env_name: str, episodes: int, first_seed: in
                                                             for n in names))
     finally:
         env.close()
-    se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
-    ref = np.array([r[names[0]]["score"] for r in rows])
+    per_policy = {n: [{"seed": r["seed"], **r[n]} for r in rows] for n in names}
     variants = {}
     for name in names:
-        s = np.array([r[name]["score"] for r in rows])
-        d = s - ref
-        variants[name] = {"score": float(s.mean()), "score_se": se(s),
-                          "successes": int(sum(r[name]["success"] for r in rows)),
-                          "paired_diff_vs_reference": float(d.mean()), "paired_diff_se": se(d),
-                          "identical_episodes": int(np.sum(np.abs(d) < 1e-9))}
+        p = paired_scores(per_policy[names[0]], per_policy[name])
+        variants[name] = {**p["other"], "paired_diff_vs_reference": p["paired_diff"],
+                          "paired_diff_se": p["paired_diff_se"],
+                          "identical_episodes": p["identical_episodes"]}
     return {"env": env_name, "episodes": episodes, "first_seed": first_seed,
             "reference": names[0], "variants": variants, "per_episode": rows}

@@ -16,6 +16,10 @@ import torch
 import torch.nn.functional as F
 
 
+AUGMENT_FIELDS = ("augment_shift_px", "augment_shift_copies")
+"""The UVAConfig fields of this augmentation (training settings: a stage may change them)."""
+
+
 def active_copies(cfg) -> int:
     """Shifted copies a transformer stage trains on (0 when shifting is off)."""
     return cfg.augment_shift_copies if cfg.augment_shift_px > 0 else 0

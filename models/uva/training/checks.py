@@ -7,6 +7,7 @@ from pathlib import Path
 from ..checkpoint import read_config
 from ..config import UVAConfig
 from ..data import DatasetError
+from .augment import AUGMENT_FIELDS
 
 ACTION_HEAD_FIELDS = ("action_head_width", "action_head_depth", "action_conv_channels",
                       "action_inference_steps", "n_action_steps", "inverse_action_head",
@@ -21,7 +22,7 @@ VAE_FIELDS = ("image_size", "vae_block_channels", "vae_latent_channels", "vae_kl
               "latent_scale")
 """Config fields a reused VAE fixes: overriding them would not match its weights or latents."""
 
-STAGE_TRAINING_FIELDS = ("task_weights", "augment_shift_px", "augment_shift_copies")
+STAGE_TRAINING_FIELDS = ("task_weights", *AUGMENT_FIELDS)
 """Config fields a transformer stage started from --init may change: they weight its losses or
 augment its inputs, and leave the model's shape as it is."""
 

@@ -13,7 +13,7 @@ from ..data import WindowIndex
 from ..metrics import psnr
 from ..model import VAE_MODE, UVAModel
 from ..vae import encode_frames, images_to_tensor
-from .augment import active_copies, draw_versions
+from .augment import AUGMENT_FIELDS, active_copies, draw_versions
 from .caches import training_windows
 from .checks import VAE_FIELDS, check_dataset_fits
 from .loop import batch_indices, run_stage
@@ -71,7 +71,7 @@ def train_transformer(stage, buf, init: Path, args, out, info):
     else:  # --config task_weights tilt the mode sampling (e.g. the policy up); 1 where unnamed
         weights = args.config_overrides.get("task_weights") or {}
         cfg.task_weights = {m: float(weights.get(m, 1.0)) for m in (args.modes or TASK_MODES)}
-    augment = {k: v for k, v in args.config_overrides.items() if k.startswith("augment_")}
+    augment = {k: args.config_overrides[k] for k in AUGMENT_FIELDS if k in args.config_overrides}
     if augment:  # a stage's own augmentation (validated like any config)
         cfg = UVAConfig.from_dict({**cfg.to_dict(), **augment})
     model.cfg = cfg
@@ -86,13 +86,14 @@ def train_transformer(stage, buf, init: Path, args, out, info):
 
     def make_batch(index: WindowIndex, rows: np.ndarray, versions=None) -> dict:
         """versions: which encoding each window is drawn from (.augment); None = the original."""
-        if copies:
-            v = torch.as_tensor(np.zeros(len(rows), np.int64) if versions is None else versions)
-            frames = {"history_latents": latents[v[:, None], index.history[rows]],
-                      "future_latents": latents[v[:, None], index.future[rows]]}
+        if versions is None:
+            original = latents[0] if copies else latents
+            frames = {"history_latents": original[index.history[rows]],
+                      "future_latents": original[index.future[rows]]}
         else:
-            frames = {"history_latents": latents[index.history[rows]],
-                      "future_latents": latents[index.future[rows]]}
+            v = torch.as_tensor(versions)[:, None]
+            frames = {"history_latents": latents[v, index.history[rows]],
+                      "future_latents": latents[v, index.future[rows]]}
         return {**{k: x.to(args.device) for k, x in frames.items()},
                 "actions": actions[index.actions[rows]].to(args.device),
                 "proprio": proprio[index.history[rows]].to(args.device)}
