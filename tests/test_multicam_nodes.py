@@ -84,14 +84,20 @@ class Feeder:
     def held(self, text: str) -> bool:
         return any(d and d["state"] == "active" and text in d["hold_reason"] for d in self.diags)
 
-    def call(self, request, timeout=60.0):
+    def call(self, request, timeout=60.0, tries=3):
+        """The service's answer; asked again (up to `tries`) while the node rightly refuses for
+        an input a stall of this loaded machine made stale ("no current observation")."""
         from uva_msgs.srv import PredictFuture
         client = self.node.create_client(PredictFuture, "/video_node/predict_future")
         try:
             assert client.wait_for_service(timeout_sec=30)
-            fut = client.call_async(request)
-            assert self.spin(until=fut.done, timeout=timeout), "predict_future did not answer"
-            return fut.result()
+            for _ in range(tries):
+                fut = client.call_async(request)
+                assert self.spin(until=fut.done, timeout=timeout), "predict_future did not answer"
+                res = fut.result()
+                if res.success or "no current observation" not in res.message:
+                    break
+            return res
         finally:
             self.node.destroy_client(client)
 
