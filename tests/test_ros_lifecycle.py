@@ -34,19 +34,26 @@ class Feeder:
         self.subs = [
             node.create_subscription(JointTrajectory, "/uva/joint_trajectory", stamp(self.trajs), 10),
             node.create_subscription(ActionChunk, "/uva/action_chunk", stamp(self.chunks), 10),
-            node.create_subscription(DiagnosticArray, "/diagnostics",
-                                     lambda m: self.diags.append((time.time(), parse(m, name))), 10)]
+            node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)]
+        self._parse = lambda m: parse(m, name)
         self._next = 0.0
         self.last_image = 0.0
         self.extra = None  # called with each round of inputs
+
+    def _on_diagnostics(self, msg):
+        """(when the node sent it, by its header stamp, parsed): a stall of this process
+        delays the receipt, not what the node did when"""
+        sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.diags.append((sent, self._parse(msg)))
 
     def spin(self, seconds=None, until=None, timeout=30.0):
         end = time.time() + (seconds if seconds is not None else timeout)
         while time.time() < end and not (until and until()):
             if time.time() >= self._next:
                 if self.camera:
-                    self.img_pub.publish(make_image(self.node))
-                    self.last_image = time.time()
+                    img = make_image(self.node)
+                    self.img_pub.publish(img)
+                    self.last_image = img.header.stamp.sec + img.header.stamp.nanosec * 1e-9
                 self.js_pub.publish(make_joints(self.node, HOME))
                 if self.extra is not None:
                     self.extra()
