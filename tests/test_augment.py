@@ -57,6 +57,12 @@ def test_only_training_episodes_are_shifted(small_buffer):
     for e, s in enumerate(buf.episode_slices()):
         same = np.array_equal(shifted[s], buf.img[s])
         assert same == (e in val or not offsets[e, 0].any()), e
+    # read by range, never materialised whole: any range (across episode ends) is the same
+    # frames as the whole array read at once
+    whole = shifted[:]
+    assert whole.shape == buf.img.shape and whole.dtype == np.uint8
+    for a, b in ((0, 1), (5, 61), (23, 25), (100, len(whole))):
+        assert np.array_equal(shifted[a:b], whole[a:b]), (a, b)
 
 
 def test_joint_stage_trains_on_shifted_copies_and_validates_on_the_original(small_buffer,

@@ -45,20 +45,42 @@ def episode_offsets(copy: int, n_episodes: int, n_cameras: int, shift_px: int) -
     return rng.integers(-shift_px, shift_px + 1, (n_episodes, n_cameras, 2))
 
 
+class ShiftedFrames:
+    """One camera's frames with the listed episodes shifted by their offsets, computed on each
+    read of a range (`frames[a:b]`): a copy never holds a second array of the whole buffer's
+    frames in memory (about 6 GB at 2 400 PushT demos), only the range being read."""
+
+    def __init__(self, frames, slices: list[slice], offsets: np.ndarray, pad: int,
+                 episodes: list[int]):
+        self.frames, self.pad = frames, pad
+        self.shape, self.dtype = tuple(frames.shape), frames.dtype
+        self.shifted = [(slices[e], (int(offsets[e, 0]), int(offsets[e, 1]))) for e in sorted(episodes)]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice):
+            raise TypeError("ShiftedFrames reads ranges of frames (frames[a:b])")
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("ShiftedFrames reads contiguous ranges")
+        out = np.array(self.frames[start:stop])
+        for sl, (dx, dy) in self.shifted:  # the shift is per frame: a part of an episode is exact
+            lo, hi = max(sl.start, start), min(sl.stop, stop)
+            if lo < hi:
+                out[lo - start:hi - start] = shift_frames(out[lo - start:hi - start], dx, dy, self.pad)
+        return out
+
+
 def shifted_images(buf, cameras: list[str], copy: int, shift_px: int,
-                   episodes: list[int]) -> dict[str, np.ndarray]:
+                   episodes: list[int]) -> dict[str, ShiftedFrames]:
     """The buffer's frames with each listed episode shifted by its offset of copy `copy`; the
-    other episodes' frames as they are (they are never drawn shifted)."""
+    other episodes' frames as they are (they are never drawn shifted). Read by range."""
     slices = buf.episode_slices()
     offsets = episode_offsets(copy, len(slices), len(cameras), shift_px)
-    out = {}
-    for k, camera in enumerate(cameras):
-        frames = np.array(buf.images[camera])
-        for e in episodes:
-            dx, dy = (int(v) for v in offsets[e, k])
-            frames[slices[e]] = shift_frames(frames[slices[e]], dx, dy, shift_px)
-        out[camera] = frames
-    return out
+    return {camera: ShiftedFrames(buf.images[camera], slices, offsets[:, k], shift_px, episodes)
+            for k, camera in enumerate(cameras)}
 
 
 def draw_versions(rows: int, copies: int, rng: np.random.Generator) -> np.ndarray:
