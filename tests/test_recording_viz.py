@@ -41,7 +41,11 @@ def test_recorder_writes_a_readable_bag_from_live_topics(tmp_path):
         result = {}
         t = threading.Thread(target=lambda: result.update(record(str(tmp_path / "bag"), "sqlite3", stop_event=stop)))
         t.start()
-        time.sleep(2.0)  # discovery
+        end = time.time() + 60  # until the recorder subscribes to every topic (discovery)
+        pubs = (img_pub, js_pub, chunk_pub, wrist_pub)
+        while time.time() < end and not all(p.get_subscription_count() for p in pubs):
+            time.sleep(0.1)
+        assert all(p.get_subscription_count() for p in pubs), "the recorder never subscribed"
         for _ in range(20):
             img_pub.publish(make_image(node))
             js_pub.publish(make_joints(node, HOME))

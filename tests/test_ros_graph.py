@@ -84,7 +84,11 @@ def test_video_node_publishes_strip_and_answers_what_if(ros, panda_ckpt, tmp_pat
         # ~/reset: no strip from the old scene, though its frames are still fresh (max_obs_age_s 5)
         from std_msgs.msg import Empty
         matched_publisher(node, executor, Empty, "/video_node/reset").publish(Empty())
-        executor.spin_once(timeout_sec=0.05)
+        log = tmp_path / "video.log"
+        end = time.time() + 10  # the node has taken the reset (it says so), then what was in flight
+        while time.time() < end and "observation history cleared" not in log.read_text():
+            executor.spin_once(timeout_sec=0.05)
+        spin(executor, 0.3)
         n = len(strips)
         spin(executor, 1.5)  # six ticks at 4 Hz
         assert len(strips) <= n + 1  # at most the one being predicted when the reset came

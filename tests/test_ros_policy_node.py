@@ -229,13 +229,18 @@ def test_compressed_camera_topic_drives_the_policy_and_junk_holds(ros, panda_ckp
 def test_reset_forgets_the_observation_history(policy):
     """After ~/reset (a new episode) the node must not plan from frames of the old scene: it holds
     with empty buffers until fresh observations arrive, then runs again."""
+    import time
     h, proc = policy
     assert h.wait_for(lambda: len(h.trajs) >= 2, 30)
     from std_msgs.msg import Empty
     reset_pub = matched_publisher(h.node, h.executor, Empty, "/policy_node/reset")
     h.statuses.clear()
     reset_pub.publish(Empty())
-    spin(h.executor, 0.3)  # no new observations: well inside max_obs_age_s (0.5 s)
+    # no new observations (nothing is published while waiting for the node's status)
+    end = time.time() + 10
+    while time.time() < end and not any(s.state == 1 and "no image received yet" in s.reason
+                                        for s in h.statuses):
+        h.executor.spin_once(timeout_sec=0.05)
     n = len(h.trajs)
     held = [s for s in h.statuses if s.state == 1]
     # without the reset the buffers would still hold fresh frames and the node would keep running
