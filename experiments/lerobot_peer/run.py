@@ -229,6 +229,31 @@ def table_rows(named: list[str]) -> str:
     return "\n".join(lines)
 
 
+def paired(args) -> dict:
+    """Two policies on the seeds both played, paired seed by seed (uva.evaluate.paired_scores):
+    each side may be several evaluation JSONs (e.g. two 50-seed blocks), read as one."""
+    from uva.evaluate import paired_scores
+    from uva.fsutil import atomic_write_json
+
+    def side(item: str):
+        name, _, paths = item.partition("=")
+        if not paths:
+            raise SystemExit(f"want NAME=EVAL_JSON[,EVAL_JSON...], got {item!r}")
+        runs = [json.loads(Path(p).read_text()) for p in paths.split(",")]
+        return name, [row for r in runs for row in r["per_episode"]], runs
+
+    (ref_name, ref_rows, ref_runs), (oth_name, oth_rows, oth_runs) = side(args.reference), side(args.other)
+    result = {"names": {"reference": ref_name, "other": oth_name},
+              "difference_of": f"{oth_name} - {ref_name}", **paired_scores(ref_rows, oth_rows),
+              "predict_action_ms_p50": {ref_name: [r.get("predict_action_ms_p50") for r in ref_runs],
+                                        oth_name: [r.get("predict_action_ms_p50") for r in oth_runs]}}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(args.out), result)
+    print(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -266,11 +291,17 @@ def main(argv=None) -> None:
                    help="denoising steps (default: the checkpoint's; LeRobot's PushT: all 100)")
     tb = sub.add_parser("table", help="markdown table of evaluation JSONs")
     tb.add_argument("--row", action="append", required=True, metavar="NAME=EVAL_JSON")
+    pr = sub.add_parser("paired", help="two policies' scores paired seed by seed")
+    pr.add_argument("--reference", required=True, metavar="NAME=EVAL_JSON[,EVAL_JSON...]")
+    pr.add_argument("--other", required=True, metavar="NAME=EVAL_JSON[,EVAL_JSON...]")
+    pr.add_argument("--out", default=None, help="write the result here (JSON)")
     args = p.parse_args(argv)
     if args.cmd == "train":
         train(args)
     elif args.cmd == "eval":
         evaluate(args)
+    elif args.cmd == "paired":
+        paired(args)
     else:
         print(table_rows(args.row))
 
