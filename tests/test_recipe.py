@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from uva import UVAConfig
@@ -76,6 +77,10 @@ def test_recipe_errors_name_the_key_and_the_file(tmp_path):
                         "budgets.cpu.batch_size: keys must be train stages"),
         "minutes.yaml": (good.replace("max_minutes: 60", "max_minutes: 0"),
                          "budgets.cpu.max_minutes: a positive number"),
+        "cams.yaml": (good.replace("episodes: 200, seed: 0}", "episodes: 200, seed: 0, cameras: scene}"),
+                      "cameras must be a list"),
+        "wrist.yaml": (good.replace("episodes: 200, seed: 0}", "episodes: 200, seed: 0, cameras: [scene, wrist]}"),
+                       "stage 'demos_200': env 'pusht' renders cameras ['scene']"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name
@@ -128,6 +133,17 @@ def test_budget_caps_every_stage_and_plan_tracks_state(tmp_path):
     (tmp_path / "junk" / "x").write_text("x")
     with pytest.raises(RecipeError, match="not a run of a recipe"):
         plan(tiny, tmp_path / "junk")
+
+
+def test_a_collect_stage_records_the_cameras_it_names(tmp_path):
+    from uva.data import read_replay_buffer
+    path = tmp_path / "two_cameras.yaml"
+    path.write_text("recipe: two_cameras\nenv: panda\nstages:\n"
+                    "  - {name: demos, kind: collect, episodes: 1, seed: 0, cameras: [scene, wrist]}\n")
+    assert uva_main(["train", "--recipe", str(path), "--out", str(tmp_path / "run")]) == 0
+    buf = read_replay_buffer(tmp_path / "run" / "demos.zarr")
+    assert buf.cameras == ["scene", "wrist"] and buf.n_episodes == 1
+    assert not np.array_equal(buf.images["scene"], buf.images["wrist"])
 
 
 def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):

@@ -38,7 +38,7 @@ TOP_KEYS = {"recipe", "env", "description", "model", "budgets", "stages"}
 COMMON_KEYS = {"name", "kind", "note"}
 KIND_KEYS = {
     "dataset": {"path"},
-    "collect": {"episodes", "seed", "workers", "base", "image_size", "keep_failures"},
+    "collect": {"episodes", "seed", "workers", "base", "image_size", "keep_failures", "cameras"},
     "train": {"stage", "data", "steps", "init", "vae_from", "modes", "config", "batch_size", "lr",
               "seed", "max_minutes", "ckpt_every", "eval_every", "keep_every"},
     "eval": {"ckpt", "data", "episodes", "seed", "action_steps", "gifs", "action_temperature",
@@ -115,6 +115,13 @@ def load_recipe(path: str | Path) -> Recipe:
     stages: list[Stage] = []
     for i, raw in enumerate(doc["stages"]):
         stages.append(_parse_stage(raw, i, stages, path))
+    for st in stages:  # the cameras a collection asks for must be ones the env renders
+        if st.kind == "collect" and st.spec.get("cameras"):
+            from .collect import env_cameras
+            try:
+                env_cameras(str(doc["env"]), st.spec["cameras"])
+            except ValueError as err:
+                raise RecipeError(f"{path}: stage '{st.name}': {err}") from None
     return Recipe(name=str(doc["recipe"]), env=str(doc["env"]), path=path, model=dict(model),
                   stages=stages, budgets=budgets)
 
@@ -169,6 +176,11 @@ def _parse_stage(raw, i: int, earlier: list[Stage], path: Path) -> Stage:
                               f"not {spec[key]!r}")
     if kind == "collect":
         ref("base", DATA_KINDS)
+        cams = spec.get("cameras")
+        if cams is not None and (not isinstance(cams, list) or not cams or len(set(cams)) != len(cams)
+                                 or not all(isinstance(c, str) and NAME.match(c) for c in cams)):
+            raise RecipeError(f"{path}: {where}: cameras must be a list of distinct camera names, "
+                              f"not {cams!r}")
     elif kind == "train":
         if spec["stage"] not in TRAIN_STAGES:
             raise RecipeError(f"{path}: {where}: stage '{spec['stage']}' is not one of "

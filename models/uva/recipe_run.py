@@ -74,7 +74,7 @@ def _run_collect(recipe, st, out, device) -> dict:
     base = str(outputs(recipe, out)[s["base"]]) if s.get("base") else None
     summary = collect(recipe.env, s["episodes"], target, image_size=s.get("image_size", 64),
                       keep_failures=s.get("keep_failures", False), seed=s.get("seed", 0),
-                      base=base, workers=s.get("workers", 1))
+                      base=base, workers=s.get("workers", 1), cameras=s.get("cameras"))
     atomic_write_json(Path(str(target) + ".json"), summary)
     return {k: v for k, v in summary.items() if k != "seeds"}
 
