@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -185,3 +186,19 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     log = capsys.readouterr().out
     assert log.count("done, skipped") == len(recipe.stages) - 1
     assert json.loads((out / "fresh_seeds" / "eval.json").read_text())["first_seed"] == 200000
+    # a train stage stopped before its first checkpoint (only its log written) starts over, and
+    # what follows it runs again
+    names = [s.name for s in recipe.stages]
+    later = names[names.index("head_2400"):]
+    state = json.loads((out / "recipe_state.json").read_text())
+    for name in later:
+        state["stages"].pop(name, None)
+    (out / "recipe_state.json").write_text(json.dumps(state))
+    shutil.rmtree(out / "head_2400" / "head")
+    (out / "head_2400" / "head").mkdir()
+    (out / "head_2400" / "head" / "log.jsonl").write_text('{"step": 1}\n')
+    run_recipe(RECIPES["pusht"], out, budget="tiny")
+    log = capsys.readouterr().out
+    assert log.count("done, skipped") == len(recipe.stages) - len(later)
+    assert (out / "head_2400" / "head" / "final" / "config.json").is_file()
+    assert sorted(json.loads((out / "recipe_state.json").read_text())["stages"]) == sorted(names)

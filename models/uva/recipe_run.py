@@ -90,13 +90,15 @@ def _run_train(recipe, st, out, device) -> dict:
         _share_caches(_run_root(recipe, out, source), root)
     config = effective_spec(recipe, st).get("config") or {}
     defaults = TrainArgs(data="", out="")
+    # continue an interrupted stage from its last checkpoint; one stopped before its first
+    # checkpoint (a log, a copied VAE) has nothing to continue from and starts over
+    resumable = stage_resumable(root / s["stage"])
     args = TrainArgs(data=str(paths[s["data"]]), out=str(root), stage=s["stage"],
                      steps={**defaults.steps, s["stage"]: s["steps"]},
                      batch_size=s.get("batch_size", defaults.batch_size),
                      lr=s.get("lr", defaults.lr), ckpt_every=s.get("ckpt_every", defaults.ckpt_every),
                      eval_every=s.get("eval_every", defaults.eval_every), seed=s.get("seed", 0),
-                     # continue an interrupted stage; a stage not begun yet starts fresh
-                     resume=stage_resumable(root / s["stage"]), device=device, init=init,
+                     resume=resumable, overwrite=not resumable, device=device, init=init,
                      vae_from=vae_from,
                      modes=s.get("modes") or None, config_overrides=config,
                      max_minutes=s.get("max_minutes"), keep_every=s.get("keep_every"))
