@@ -136,15 +136,50 @@ def test_budget_caps_every_stage_and_plan_tracks_state(tmp_path):
         plan(tiny, tmp_path / "junk")
 
 
-def test_a_collect_stage_records_the_cameras_it_names(tmp_path):
+def test_a_two_camera_recipe_collects_trains_and_ships_both_cameras(tmp_path):
+    """A collect stage records the cameras it names; the model takes both; the ship stage's
+    evaluation, closed-loop check and open-loop check run on both (its stored check reproduces)."""
+    from PIL import Image
+    from uva import load_policy
+    from uva.checks import compare_open_loop, strip_to_frames
     from uva.data import read_replay_buffer
+    from uva.envs import make_env_for
     path = tmp_path / "two_cameras.yaml"
-    path.write_text("recipe: two_cameras\nenv: panda\nstages:\n"
-                    "  - {name: demos, kind: collect, episodes: 1, seed: 0, cameras: [scene, wrist]}\n")
-    assert uva_main(["train", "--recipe", str(path), "--out", str(tmp_path / "run")]) == 0
-    buf = read_replay_buffer(tmp_path / "run" / "demos.zarr")
-    assert buf.cameras == ["scene", "wrist"] and buf.n_episodes == 1
+    path.write_text("""recipe: two_cameras
+env: panda
+model: {cameras: [scene, wrist], n_action_steps: 8, width: 64, encoder_depth: 1, decoder_depth: 1,
+        num_heads: 2, video_head_width: 64, video_head_depth: 2, action_head_width: 64,
+        action_head_depth: 2, action_conv_channels: 16, vae_block_channels: [16, 16, 16, 16],
+        dropout: 0.0}
+stages:
+  - {name: demos, kind: collect, episodes: 2, seed: 0, cameras: [scene, wrist]}
+  - {name: vae, kind: train, stage: vae, data: demos, steps: 2, batch_size: 4}
+  - {name: joint, kind: train, stage: joint, data: demos, init: vae, steps: 2, batch_size: 4}
+  - name: shipped
+    kind: ship
+    ckpt: joint
+    eval: {episodes: 1, seed: 100000, gifs: 0, data: demos, dynamics_windows: 2}
+    check_seeds: [100000]
+""")
+    out = tmp_path / "run"
+    assert uva_main(["train", "--recipe", str(path), "--out", str(out)]) == 0
+    buf = read_replay_buffer(out / "demos.zarr")
+    assert buf.cameras == ["scene", "wrist"] and buf.n_episodes == 2
     assert not np.array_equal(buf.images["scene"], buf.images["wrist"])
+    policy = load_policy(out / "shipped", precision="fp32")
+    assert policy.cfg.cameras == ["scene", "wrist"]
+    metrics = json.loads((out / "shipped" / "metrics.json").read_text())
+    assert metrics["eval"]["episodes"] == 1 and metrics["check_3_seeds"]["seeds"] == [100000]
+    strip = np.asarray(Image.open(out / "shipped" / "check_video.png"))
+    size = policy.cfg.image_size
+    assert strip.shape == (2 * size, policy.cfg.n_frames * size, 3)  # a row per camera
+    env = make_env_for("panda", policy.cfg.cameras)
+    try:
+        again = compare_open_loop(policy, env, metrics["check_open_loop"],
+                                  strip_to_frames(strip, policy.cfg.n_frames))
+    finally:
+        env.close()
+    assert again["ok"], again
 
 
 def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The PushT recipe with one change, against the same recipe without it, on one budget:
+"""A shipped recipe with one change, against the same recipe without it, on one budget:
 everything the change cannot touch is shared, and the two runs' evaluations are paired seed by
 seed.
 
@@ -11,8 +11,12 @@ Variants (`prepare --variant`):
   (`modes: [policy_model]`, no video loss) and start from the VAE (`vae_from`) instead of the
   video stage. Shares the demos and the VAE; the head refits, the ship and its evaluations run
   as written.
+* `wrist` (configs/panda.yaml, `--recipe configs/panda.yaml`): scene + wrist camera against the
+  scene camera alone. Every collection records both cameras (the same seeds, so the same
+  episodes and the same scene frames) and the model takes both (`cameras: [scene, wrist]`): the
+  VAE stage trains on both cameras' frames. Shares nothing, since the demos change.
 
-`prepare` writes the variant recipe (from configs/pusht.yaml) and seeds the variant's run folder
+`prepare` writes the variant recipe (from `--recipe`, configs/pusht.yaml by default) and seeds the variant's run folder
 with what the change cannot touch, copied from a finished plain run (the video stage is copied
 for both: UVA-action never reads it). `uva train --recipe` then runs the rest (both joint stages,
 every head refit, the ship and its evaluations). `report` pairs the two runs' evaluations seed by
@@ -25,7 +29,10 @@ seed (the ship stage's 50 seeds from 100000 and `fresh_seeds`' 50).
     python experiments/recipes/variant.py report --variant shift --plain runs/pusht_cpu \
         --other runs/pusht_cpu_shift --out experiments/augment/recipe_shift_cpu.json
 
-(`--variant action`: runs/pusht_cpu_action, experiments/recipes/uva_action_cpu.json.)
+(`--variant action`: runs/pusht_cpu_action, experiments/recipes/uva_action_cpu.json. `--variant
+wrist --recipe configs/panda.yaml` is a GPU comparison: `uva train --recipe configs/panda.yaml
+--device cuda --out runs/panda` beside the variant recipe's run; the report pairs the `panda`
+ship stage's evaluation and `fresh_seeds`.)
 """
 from __future__ import annotations
 
@@ -37,10 +44,23 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EVALS = {"pusht.eval": "evaluation seeds (ship stage)", "fresh_seeds": "fresh seeds"}
 QUESTIONS = {"shift": "random-shift augmentation in the joint stages of the PushT recipe",
              "action": "UVA-action (joint stages on the policy mode alone, no video) vs UVA, "
-                       "the PushT recipe"}
+                       "the PushT recipe",
+             "wrist": "scene + wrist camera vs the scene camera alone, the Panda recipe"}
+SHARED = {"shift": ("collect", "vae", "video"), "action": ("collect", "vae", "video"), "wrist": ()}
+
+
+def evaluations(doc: dict) -> dict:
+    """{run subfolder holding an eval.json: what it is}: each ship stage's evaluation, each eval
+    stage."""
+    out = {}
+    for s in doc["stages"]:
+        if s["kind"] == "ship" and s.get("eval"):
+            out[f"{s['name']}.eval"] = f"evaluation seeds (ship stage {s['name']})"
+        elif s["kind"] == "eval":
+            out[s["name"]] = f"{s['name']} (seeds from {s.get('seed', 100000)})"
+    return out
 
 
 def change(doc: dict, a) -> None:
@@ -51,6 +71,12 @@ def change(doc: dict, a) -> None:
                                "augment_shift_copies": a.copies}
         doc["description"] = (f"configs/pusht.yaml with random-shift augmentation ({a.shift_px} "
                               f"px, {a.copies} copies) in the joint stages")
+    elif a.variant == "wrist":
+        for s in doc["stages"]:
+            if s["kind"] == "collect":
+                s["cameras"] = ["scene", "wrist"]
+        doc["model"] = {**(doc.get("model") or {}), "cameras": ["scene", "wrist"]}
+        doc["description"] = f"{doc['recipe']} with a wrist camera beside the scene camera"
     else:
         first = joints[0]
         first.pop("init", None)
@@ -63,13 +89,21 @@ def change(doc: dict, a) -> None:
 
 
 def prepare(a) -> None:
-    doc = yaml.safe_load((ROOT / "configs" / "pusht.yaml").read_text())
+    doc = yaml.safe_load(a.recipe.read_text())
     change(doc, a)
+    a.recipe_out.parent.mkdir(parents=True, exist_ok=True)
     a.recipe_out.write_text(yaml.safe_dump(doc, sort_keys=False))
-    state = json.loads((a.plain / "recipe_state.json").read_text())
-    before = {s["name"] for s in doc["stages"] if s["kind"] == "collect"} | {
-        s["name"] for s in doc["stages"] if s.get("stage") in ("vae", "video")}
     a.out.mkdir(parents=True, exist_ok=False)
+    shared = SHARED[a.variant]
+    before = {s["name"] for s in doc["stages"]
+              if (s["kind"] == "collect" and "collect" in shared) or s.get("stage") in shared}
+    if not before:
+        print(f"wrote {a.recipe_out}; {a.out} starts empty (the change touches every stage)")
+        return
+    if a.plain is None:
+        raise SystemExit(f"--variant {a.variant} shares {sorted(before)}: name the finished plain "
+                         f"run to copy them from (--plain)")
+    state = json.loads((a.plain / "recipe_state.json").read_text())
     kept = {}
     for name in sorted(before):
         for src in a.plain.glob(f"{name}*"):  # name.zarr + name.zarr.json, or the run folder
@@ -82,13 +116,14 @@ def prepare(a) -> None:
 
 def report(a) -> None:
     from uva.evaluate import paired_scores
+    evals = evaluations(yaml.safe_load(a.recipe.read_text()))
     runs = {folder: [json.loads((r / folder / "eval.json").read_text())["per_episode"]
-                     for r in (a.plain, a.other)] for folder in EVALS}
+                     for r in (a.plain, a.other)] for folder in evals}
     out = {"question": QUESTIONS[a.variant], "plain": str(a.plain), a.variant: str(a.other),
            "difference_of": f"{a.variant} - plain",
-           "evaluations": {what: paired_scores(*runs[folder]) for folder, what in EVALS.items()},
+           "evaluations": {what: paired_scores(*runs[folder]) for folder, what in evals.items()},
            # the two evaluations play different seeds: together, one paired set of both
-           "all": paired_scores(*(sum((runs[f][k] for f in EVALS), []) for k in (0, 1)))}
+           "all": paired_scores(*(sum((runs[f][k] for f in evals), []) for k in (0, 1)))}
     state = json.loads((a.other / "recipe_state.json").read_text())
     out[f"{a.variant}_wall_s"] = {k: v.get("wall_s") for k, v in state["stages"].items()}
     a.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -100,13 +135,16 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--variant", choices=sorted(QUESTIONS), required=True)
-    p.add_argument("--plain", type=Path, required=True, help="a finished run of configs/pusht.yaml")
+    p.add_argument("--recipe", type=Path, default=ROOT / "configs" / "pusht.yaml")
+    p.add_argument("--plain", type=Path, default=None,
+                   help="a finished run of --recipe (what the variant shares is copied from it)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--recipe-out", type=Path, required=True)
     p.add_argument("--shift-px", type=int, default=4)
     p.add_argument("--copies", type=int, default=4)
     r = sub.add_parser("report")
     r.add_argument("--variant", choices=sorted(QUESTIONS), required=True)
+    r.add_argument("--recipe", type=Path, default=ROOT / "configs" / "pusht.yaml")
     r.add_argument("--plain", type=Path, required=True)
     r.add_argument("--other", type=Path, required=True, help="the variant's finished run")
     r.add_argument("--out", type=Path, required=True)

@@ -37,9 +37,10 @@ def open_loop_observation(policy, env, seed: int) -> dict:
     frame, as at every episode start)."""
     from .rollout import ObservationHistory
     cfg = policy.cfg
-    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size)
+    cameras = cfg.cameras if cfg.n_cameras > 1 else None  # every camera it names, as rollout
+    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size, cameras)
     obs = env.reset(seed)
-    history.append(obs.image, obs.state)
+    history.append(obs.image if cameras is None else obs.frames, obs.state)
     return history.window()
 
 
@@ -53,6 +54,8 @@ def open_loop_check(policy, env, seed: int = 100000, sample_seed: int = 0) -> di
     window = open_loop_observation(policy, env, seed)
     chunk = policy.predict_action(window, seed=sample_seed)
     frames = policy.predict_video(window, actions=chunk, seed=sample_seed)
+    if isinstance(frames, dict):  # several cameras: each frame holds them top to bottom
+        frames = np.concatenate([frames[c] for c in policy.cfg.cameras], axis=1)
     normalized = policy.action_norm.normalize(np.asarray(chunk, np.float64))
     return {"seed": seed, "sample_seed": sample_seed,
             "actions_normalized": np.round(normalized, 6).tolist(),
@@ -71,7 +74,8 @@ def compare_open_loop(policy, env, stored: dict, stored_frames: np.ndarray) -> d
 
 
 def frames_to_strip(frames: np.ndarray) -> np.ndarray:
-    """(F, H, W, 3) -> (H, F*W, 3): one PNG holds every predicted frame."""
+    """(F, H, W, 3) -> (H, F*W, 3): one PNG holds every predicted frame (of a several-camera
+    model: each camera a row, H = cameras x frame height)."""
     return np.concatenate(list(frames), axis=1)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import DatasetError, ReplayBuffer, read_replay_buffer, write_replay_buffer
+from .envs import env_cameras
 from .fsutil import check_out
 from .images import resize
 
@@ -23,20 +24,6 @@ def _episode(imgs: list, states: list, actions: list) -> dict:
     if imgs and isinstance(imgs[0], dict):
         return {"images": {c: np.stack([f[c] for f in imgs]) for c in imgs[0]}, **steps}
     return {"img": np.stack(imgs), **steps}
-
-
-def env_cameras(env_name: str, cameras) -> tuple[str, ...] | None:
-    """The cameras to record from `env_name` (None: its one default camera), checked against
-    what the env renders."""
-    from .envs import env_class
-    if cameras is None:
-        return None
-    cameras = tuple(cameras)
-    offered = getattr(env_class(env_name), "camera_names", ("scene",))
-    if not cameras or any(c not in offered for c in cameras) or len(set(cameras)) != len(cameras):
-        raise ValueError(f"env '{env_name}' renders cameras {list(offered)}; asked for "
-                         f"{list(cameras)}")
-    return None if cameras == ("scene",) else cameras
 
 
 def extended_attrs(demos: ReplayBuffer, n_new: int) -> dict:

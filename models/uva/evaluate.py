@@ -8,7 +8,6 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import total_steps
-from .collect import env_cameras
 from .data import WindowIndex, read_replay_buffer
 from .fsutil import atomic_write_json
 from .images import write_gif
@@ -107,19 +106,14 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
              dynamics_windows: int = 64, precision: str = "auto") -> dict:
     """Closed-loop rollouts on fixed seeds (+ dynamics metrics on `dynamics_windows` held-out
     windows with `data`); episodes=0 with `data` measures the dynamics metrics alone."""
-    from .envs import env_class, make_env
+    from .envs import make_env_for
 
     if episodes < 0 or (episodes == 0 and not data):
         raise ValueError("evaluate needs episodes > 0, or episodes = 0 with held-out data")
     policy = load_policy(ckpt, device, precision=precision)
     if action_temperature is not None:  # replace() re-runs the config's checks
         policy.cfg = dataclasses.replace(policy.cfg, action_temperature=action_temperature)
-    # the env renders every camera the checkpoint names (one camera: the env's own view
-    # unless the env has a camera of that name)
-    offered = getattr(env_class(env_name), "camera_names", ("scene",))
-    cameras = (None if policy.cfg.n_cameras == 1 and policy.cfg.cameras[0] not in offered
-               else env_cameras(env_name, policy.cfg.cameras))
-    env = make_env(env_name, **({"cameras": cameras} if cameras else {}))
+    env = make_env_for(env_name, policy.cfg.cameras)  # every camera the checkpoint names
     if (env.action_dim, env.proprio_dim) != (policy.cfg.action_dim, policy.cfg.proprio_dim):
         raise ValueError(f"checkpoint {ckpt} has action/proprio dims "
                          f"{policy.cfg.action_dim}/{policy.cfg.proprio_dim}, env '{env_name}' "
@@ -179,9 +173,12 @@ def paired_rollouts(policies: dict, env_name: str, episodes: int, first_seed: in
     """Every seed rolled out with each policy under the same env and torch seed, so score
     differences are the policies', not the seed draw's (A/B of an inference change, a sampler,
     a precision). The first policy is the reference of the paired differences (mean ± s.e.)."""
-    from .envs import make_env
+    from .envs import make_env_for
     names = list(policies)
-    env = make_env(env_name)
+    cameras = {tuple(p.cfg.cameras) for p in policies.values()}
+    if len(cameras) != 1:
+        raise ValueError(f"paired rollouts need policies with the same cameras, not {sorted(cameras)}")
+    env = make_env_for(env_name, cameras.pop())
     rows = []
     try:
         for i in range(episodes):

@@ -117,7 +117,7 @@ def load_recipe(path: str | Path) -> Recipe:
         stages.append(_parse_stage(raw, i, stages, path))
     for st in stages:  # the cameras a collection asks for must be ones the env renders
         if st.kind == "collect" and st.spec.get("cameras"):
-            from .collect import env_cameras
+            from .envs import env_cameras
             try:
                 env_cameras(str(doc["env"]), st.spec["cameras"])
             except ValueError as err:

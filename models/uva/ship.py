@@ -43,7 +43,7 @@ def write_metrics(out: str | Path, env_name: str, summary: dict | None,
     """metrics.json beside the shipped file in `out`: `summary` (the `uva eval` JSON of that
     file, which must have executed the stored n_action_steps) and a check on `check_seeds`."""
     from . import load_policy
-    from .envs import make_env
+    from .envs import make_env_for
     from .rollout import rollout
 
     policy = load_policy(out, precision="fp32")
@@ -55,7 +55,7 @@ def write_metrics(out: str | Path, env_name: str, summary: dict | None,
         summary = {k: v for k, v in summary.items() if k != "per_episode"}
     metrics = {"eval": summary}
     if check_seeds:  # none for a file that only feeds a later stage
-        env = make_env(env_name)
+        env = make_env_for(env_name, policy.cfg.cameras)
         try:
             scores = [rollout(policy, env, s, n_exec)[0]["score"] for s in check_seeds]
         finally:
@@ -73,8 +73,8 @@ def _open_loop(out: str | Path, policy, env_name: str) -> dict:
     check_video.png beside it."""
     from PIL import Image
     from .checks import frames_to_strip, open_loop_check
-    from .envs import make_env
-    env = make_env(env_name)
+    from .envs import make_env_for
+    env = make_env_for(env_name, policy.cfg.cameras)
     try:
         check = open_loop_check(policy, env)
     finally:
