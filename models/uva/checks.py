@@ -36,11 +36,8 @@ def open_loop_observation(policy, env, seed: int) -> dict:
     """The policy's observation at the start of episode `seed` (history padded with the first
     frame, as at every episode start)."""
     from .rollout import ObservationHistory
-    cfg = policy.cfg
-    cameras = cfg.cameras if cfg.n_cameras > 1 else None  # every camera it names, as rollout
-    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size, cameras)
-    obs = env.reset(seed)
-    history.append(obs.image if cameras is None else obs.frames, obs.state)
+    history = ObservationHistory.for_model(policy.cfg)
+    history.observe(env.reset(seed))
     return history.window()
 
 

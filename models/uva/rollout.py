@@ -33,6 +33,16 @@ class ObservationHistory:
         keep = (self.n_frames - 1) * self.stride + 1
         del self.images[:-keep], self.states[:-keep]
 
+    @classmethod
+    def for_model(cls, cfg) -> "ObservationHistory":
+        """The history a model's config asks for: every camera it names when it has several."""
+        return cls(cfg.n_frames, cfg.actions_per_frame, cfg.image_size,
+                   cfg.cameras if cfg.n_cameras > 1 else None)
+
+    def observe(self, obs) -> None:
+        """Append an env Observation: its one image, or each camera this history keeps."""
+        self.append(obs.image if self.cameras is None else obs.frames, obs.state)
+
     def window(self) -> dict:
         last = len(self.images) - 1
         idx = [max(last - (self.n_frames - 1 - i) * self.stride, 0) for i in range(self.n_frames)]
@@ -50,11 +60,11 @@ def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool
     import torch
     cfg = policy.cfg
     torch.manual_seed(seed)  # diffusion noise: an episode replays exactly for a given seed
-    cameras = cfg.cameras if cfg.n_cameras > 1 else None  # feed every camera it names
-    history = ObservationHistory(cfg.n_frames, cfg.actions_per_frame, cfg.image_size, cameras)
+    history = ObservationHistory.for_model(cfg)  # feeds every camera it names
+    cameras = history.cameras
     policy.reset()
     obs = env.reset(seed)
-    history.append(obs.image if cameras is None else obs.frames, obs.state)
+    history.observe(obs)
     frames, latencies, success = [], [], False
     predicted = None
     for step in range(env.max_steps):
@@ -77,7 +87,7 @@ def rollout(policy: UVAPolicy, env, seed: int, n_action_steps: int, record: bool
             on_step(obs)
         res = env.step(chunk[step % n_action_steps])
         obs = res.obs
-        history.append(obs.image if cameras is None else obs.frames, obs.state)
+        history.observe(obs)
         if res.done:
             success = res.success
             break
