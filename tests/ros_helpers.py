@@ -78,6 +78,16 @@ def matched_publisher(node, executor, msg_type, topic: str, timeout: float = 10.
     return pub
 
 
+def answer_on_current_inputs(ask, tries: int = 3):
+    """`ask()`'s service response, asked again (up to `tries`) while the node rightly refuses
+    because a stall of this loaded machine left its inputs stale ("no current observation")."""
+    for _ in range(tries):
+        res = ask()
+        if res.success or "no current observation" not in res.message:
+            break
+    return res
+
+
 def spin(executor, seconds: float) -> None:
     """Process callbacks for `seconds` while publishing nothing."""
     end = time.time() + seconds

@@ -3,6 +3,7 @@ recording through the ROS graph (sim arm over real DDS, the expert teleoperating
 the same demonstrations `uva collect` makes for those seeds."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -103,7 +104,9 @@ def test_recorded_demos_import_like_collected_ones(tmp_path):
     assert frames - 12 - lost <= steps <= frames - 2, (steps, frames, lost)
 
 
+@functools.lru_cache(maxsize=None)
 def _streams(bag):
+    """(topic map, joint-state stamps, {camera: frame stamps}) of one recorded bag, read once."""
     from uva.dataset.bag_import import read_bag
     from uva.topic_map import load_topic_map
     from uva_bringup.record_demos import TOPIC_MAP
@@ -120,7 +123,7 @@ def _age(stamps: np.ndarray, now: float) -> float:
 def gap_in_bag(cut: dict) -> bool:
     """Whether the bag itself shows what the cut's reason says: at the cut's tick the newest
     recorded joint state (or the named camera's newest frame) is older than max_obs_age_s."""
-    tm, joints, frames = _streams(cut["bag"])
+    tm, joints, frames = _streams(str(cut["bag"]))
     limit = tm.max_obs_age_s - 1e-3
     if cut["reason"].startswith("joint states are stale"):
         return _age(joints, cut["stamp"]) > limit
@@ -132,7 +135,7 @@ def refused_frames(bags_dir) -> int:
     """Frames (camera-sampled ticks) at which the bag holds no joint state recent enough."""
     n = 0
     for bag in sorted(p for p in Path(bags_dir).iterdir() if p.is_dir()):
-        tm, joints, frames = _streams(bag)
+        tm, joints, frames = _streams(str(bag))
         ticks = next(iter(frames.values())) + tm.sync_slop_s
         n += sum(_age(joints, t) > tm.max_obs_age_s for t in ticks)
     return n

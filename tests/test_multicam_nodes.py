@@ -13,7 +13,8 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from ros_helpers import HOME, PANDA_JOINTS, isolate_dds, make_joints, start_node, stop
+from ros_helpers import (HOME, PANDA_JOINTS, answer_on_current_inputs, isolate_dds, make_joints,
+                         start_node, stop)
 
 isolate_dds()
 
@@ -84,20 +85,17 @@ class Feeder:
     def held(self, text: str) -> bool:
         return any(d and d["state"] == "active" and text in d["hold_reason"] for d in self.diags)
 
-    def call(self, request, timeout=60.0, tries=3):
-        """The service's answer; asked again (up to `tries`) while the node rightly refuses for
-        an input a stall of this loaded machine made stale ("no current observation")."""
+    def call(self, request, timeout=60.0):
         from uva_msgs.srv import PredictFuture
         client = self.node.create_client(PredictFuture, "/video_node/predict_future")
+
+        def ask():
+            fut = client.call_async(request)
+            assert self.spin(until=fut.done, timeout=timeout), "predict_future did not answer"
+            return fut.result()
         try:
             assert client.wait_for_service(timeout_sec=30)
-            for _ in range(tries):
-                fut = client.call_async(request)
-                assert self.spin(until=fut.done, timeout=timeout), "predict_future did not answer"
-                res = fut.result()
-                if res.success or "no current observation" not in res.message:
-                    break
-            return res
+            return answer_on_current_inputs(ask)
         finally:
             self.node.destroy_client(client)
 

@@ -11,6 +11,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from uva_policy.conversions import stamp_to_sec
+from uva_policy.diagnostics import parse
 from ros_helpers import (HOME, PANDA_LOWER, PANDA_UPPER, isolate_dds, make_image, make_joints,
                          start_node, stop)
 
@@ -25,7 +26,6 @@ class Feeder:
         from sensor_msgs.msg import Image, JointState
         from trajectory_msgs.msg import JointTrajectory
         from uva_msgs.msg import ActionChunk
-        from uva_policy.diagnostics import parse
         self.node, self.executor, self.name = node, executor, name
         self.img_pub = node.create_publisher(Image, "/camera/color/image_raw", 10)
         self.js_pub = node.create_publisher(JointState, "/joint_states", 10)
@@ -36,7 +36,6 @@ class Feeder:
             node.create_subscription(JointTrajectory, "/uva/joint_trajectory", stamp(self.trajs), 10),
             node.create_subscription(ActionChunk, "/uva/action_chunk", stamp(self.chunks), 10),
             node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)]
-        self._parse = lambda m: parse(m, name)
         self._next = 0.0
         self.last_image = 0.0
         self.extra = None  # called with each round of inputs
@@ -44,8 +43,7 @@ class Feeder:
     def _on_diagnostics(self, msg):
         """(when the node sent it, by its header stamp, parsed): a stall of this process
         delays the receipt, not what the node did when"""
-        sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self.diags.append((sent, self._parse(msg)))
+        self.diags.append((stamp_to_sec(msg.header.stamp), parse(msg, self.name)))
 
     def spin(self, seconds=None, until=None, timeout=30.0):
         end = time.time() + (seconds if seconds is not None else timeout)
@@ -54,7 +52,7 @@ class Feeder:
                 if self.camera:
                     img = make_image(self.node)
                     self.img_pub.publish(img)
-                    self.last_image = img.header.stamp.sec + img.header.stamp.nanosec * 1e-9
+                    self.last_image = stamp_to_sec(img.header.stamp)
                 self.js_pub.publish(make_joints(self.node, HOME))
                 if self.extra is not None:
                     self.extra()
