@@ -199,11 +199,16 @@ def test_scripted_expert_picks_and_places_through_the_split_interface(sim):
                                      lambda m: state.update(success=state["success"] or m.data), 10)]
     try:
         assert move.wait_for_server(timeout_sec=60) and grasp.wait_for_server(timeout_sec=10)
-        # the first episode may have started before this driver was connected: reset into a fresh one
+        # the first episode may have started before this driver was connected: reset into a fresh
+        # one once every stream of the loop is matched both ways (a command or expert action sent
+        # before discovery completes is lost, and the episode does not wait for it)
         reset = node.create_publisher(Bool, "/franka_sim/reset", 10)
-        end = time.time() + 20
-        while reset.get_subscription_count() == 0 and time.time() < end:
+        connected = lambda: (reset.get_subscription_count() > 0 and pub.get_subscription_count() > 0
+                             and all(s.get_publisher_count() > 0 for s in subs))
+        end = time.time() + 30
+        while not connected() and time.time() < end:
             executor.spin_once(timeout_sec=0.05)
+        assert connected(), "the simulator's topics were not matched"
         reset.publish(Bool(data=True))
         switch.reset()
         end = time.time() + 60
