@@ -90,6 +90,7 @@ class Feeder:
         client = self.node.create_client(PredictFuture, "/video_node/predict_future")
 
         def ask():
+            self.spin(0.5)  # fresh inputs before each question
             fut = client.call_async(request)
             assert self.spin(until=fut.done, timeout=timeout), "predict_future did not answer"
             return fut.result()
