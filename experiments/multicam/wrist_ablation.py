@@ -13,7 +13,26 @@ is made as a continuation of the shipped backbone, the same for both arms:
   step 0 the action head reads the scene camera exactly as the shipped file does (the
   transformer already attends over the wrist tokens).
 
-Steps (what made experiments/multicam/wrist_ablation.json; outputs under --work):
+With `prepare --vae-steps N` both arms first get the same new frame VAE: the shipped one
+fine-tuned N steps on both cameras' frames, its scene latents held near the shipped ones
+(`finetune_vae`), because the shipped VAE was trained on scene frames only and reconstructs wrist
+frames at ~14 dB, so with it the wrist tokens carry little.
+
+Steps for the VAE fine-tune protocol (experiments/multicam/wrist_ablation_vae2cam.json):
+
+    OMP_NUM_THREADS=2 python experiments/multicam/wrist_ablation.py prepare \
+        --data data/panda2cam.zarr --work runs/wrist2 --vae-steps 800
+    # each arm (scene: init_scene on runs/wrist2/scene.zarr; scene_wrist: init_scene_wrist on
+    # data/panda2cam.zarr), one thread each, the two side by side:
+    uva --threads 1 train --stage joint --init runs/wrist2/init_<arm> --data DATA \
+        --out runs/wrist2/<arm> --joint-steps 1000 --batch-size 32 --ckpt-every 250 \
+        --eval-every 250 --keep-every 500 --seed 0
+    uva --threads 1 eval --env panda --ckpt runs/wrist2/<arm>/joint/final --episodes 50 \
+        --seed 200000 --out runs/wrist2/eval_<arm>_1000       # and .../joint/milestones/step_00000500
+    python experiments/multicam/wrist_ablation.py report --work runs/wrist2 --data data/panda2cam.zarr \
+        --tags _500 _1000 --out experiments/multicam/wrist_ablation_vae2cam.json
+
+Steps for the shipped-VAE protocol (what made experiments/multicam/wrist_ablation.json; outputs under --work):
 
     python experiments/multicam/wrist_ablation.py prepare --data data/panda2cam.zarr --work runs/wrist
     uva --threads 1 train --stage joint --init runs/wrist/init_scene --data runs/wrist/scene.zarr \
@@ -111,21 +130,101 @@ def snapshot(args) -> None:
     print(f"{args.out}: EMA weights at step {ts['step']}")
 
 
+def finetune_vae(shipped: Path, data: Path, out: Path, steps: int, anchor: float,
+                  batch: int = 32, lr: float = 2e-4, seed: int = 0) -> dict:
+    """The shipped checkpoint with its frame VAE fine-tuned on both cameras' frames.
+
+    Each step reconstructs `batch` scene and `batch` wrist frames (reconstruction + the VAE's KL,
+    as the vae stage trains it) and, so that the shipped backbone keeps reading the scene camera
+    it was trained on, pulls the scene frames' scaled latent means towards the shipped VAE's
+    (`anchor` x their mean squared difference). The latent scale is kept. Frames of the
+    shipped file's held-out episodes are never trained on; they give the PSNRs and the scene
+    latent drift (RMS of the scaled-latent change; the scaled latents have std ~1)."""
+    import copy
+
+    from tqdm import trange
+    from uva.checkpoint import load_checkpoint, save_checkpoint
+    from uva.data import read_replay_buffer
+    from uva.vae import images_to_tensor
+
+    model, cfg, normalizers, meta = load_checkpoint(shipped)
+    model = model.float()
+    old = copy.deepcopy(model.vae).requires_grad_(False).eval()
+    buf = read_replay_buffer(data)
+    val_eps = [int(e) for e in meta.get("val_episodes", [])]
+    train_eps = [e for e in range(buf.n_episodes) if e not in val_eps]
+    train, val = buf.frame_indices(train_eps), buf.frame_indices(val_eps)
+    val = val[np.linspace(0, len(val) - 1, min(256, len(val))).astype(int)]
+    cams = {c: torch.from_numpy(np.asarray(buf.images[c])) for c in ("scene", "wrist")}
+    scale = cfg.latent_scale
+
+    @torch.no_grad()
+    def measure(vae) -> dict:
+        res = {}
+        for c, frames in cams.items():
+            x = images_to_tensor(frames[val])
+            mu = vae.encode(x).latent_dist.mean
+            rec = vae.decode(mu).sample.clamp(-1, 1)
+            mse = ((rec - x) ** 2).mean(dim=(1, 2, 3))
+            res[f"{c}_psnr_db"] = float((10 * torch.log10(4.0 / mse)).mean())
+            if c == "scene":
+                ref = old.encode(x).latent_dist.mean
+                res["scene_latent_drift_rms"] = float(((mu - ref) * scale).pow(2).mean().sqrt())
+        return res
+
+    before = measure(model.vae)
+    vae = model.vae.requires_grad_(True).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = np.random.default_rng(seed)
+    for step in (bar := trange(steps, desc="vae fine-tune")):
+        rows = {c: np.sort(gen.choice(train, batch, replace=False)) for c in cams}
+        xs, xw = (images_to_tensor(cams[c][rows[c]]) for c in ("scene", "wrist"))
+        x = torch.cat([xs, xw])
+        post = vae.encode(x).latent_dist
+        recon = vae.decode(post.mean + post.std * torch.randn_like(post.mean)).sample
+        rec_loss = torch.nn.functional.mse_loss(recon, x)
+        kl = post.kl().mean() / x[0].numel()
+        with torch.no_grad():
+            ref = old.encode(xs).latent_dist.mean
+        keep = ((post.mean[:batch] - ref) * scale).pow(2).mean()
+        loss = rec_loss + cfg.vae_kl_weight * kl + anchor * keep
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(recon=f"{rec_loss.item():.4f}", keep=f"{keep.item():.4f}")
+    vae.requires_grad_(False).eval()
+    after = measure(vae)
+    save_checkpoint(out, model, cfg, normalizers, _lineage(meta))
+    return {"steps": steps, "batch_per_camera": batch, "lr": lr, "anchor": anchor,
+            "held_out_episodes": val_eps, "before": before, "after": after}
+
+
 def prepare(args) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     scene = work / "scene.zarr"
     if not scene.exists():
         scene_only(Path(args.data), scene)
+    base = Path(args.shipped)
+    if args.vae_steps:  # both arms start from the shipped file with a VAE that knows both cameras
+        base = work / "shipped_vae2cam"
+        if not base.exists():
+            info = finetune_vae(Path(args.shipped), Path(args.data), base, args.vae_steps,
+                                args.anchor)
+            (work / "vae_finetune.json").write_text(json.dumps(info, indent=1) + "\n")
+            print("vae fine-tune:", json.dumps(info, indent=1))
     for name, cams in (("init_scene", ["scene"]), ("init_scene_wrist", ["scene", "wrist"])):
         if not (work / name).exists():
             if cams == ["scene"]:
                 from uva.checkpoint import load_checkpoint, save_checkpoint
-                model, cfg, normalizers, meta = load_checkpoint(args.shipped)
+                model, cfg, normalizers, meta = load_checkpoint(base)
                 save_checkpoint(work / name, model.float(), cfg, normalizers, _lineage(meta))
-                print(f"{name}: the shipped weights in fp32")
+                print(f"{name}: the weights of {base} in fp32")
             else:
-                print(f"{name}:", graft(Path(args.shipped), work / name, cams))
+                print(f"{name}:", graft(base, work / name, cams))
 
 
 def _eval_summary(path: Path) -> dict:
@@ -164,6 +263,8 @@ def report(args) -> None:
     out = {"question": "Panda pick-and-place: scene camera vs scene + wrist camera",
            "protocol": __doc__.split("Steps")[0].strip(),
            "shipped_vae_psnr_db": vae_psnr(Path(args.shipped), Path(args.data))}
+    if (work / "vae_finetune.json").exists():
+        out["vae_finetune"] = json.loads((work / "vae_finetune.json").read_text())
     for arm in ("scene", "scene_wrist"):
         for tag in args.tags:
             ev = work / f"eval_{arm}{tag}"
@@ -189,6 +290,11 @@ def main() -> None:
     a.add_argument("--data", required=True, help="a two-camera (scene, wrist) Panda buffer")
     a.add_argument("--work", required=True)
     a.add_argument("--shipped", default=str(SHIPPED))
+    a.add_argument("--vae-steps", type=int, default=0,
+                   help="first fine-tune the shipped VAE on both cameras this many steps "
+                   "(0: both arms keep the shipped VAE)")
+    a.add_argument("--anchor", type=float, default=1.0,
+                   help="weight keeping the scene frames' latents where the shipped VAE put them")
     r = sub.add_parser("report")
     r.add_argument("--work", required=True)
     r.add_argument("--out", required=True)
