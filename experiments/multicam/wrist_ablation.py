@@ -27,10 +27,17 @@ Steps for the VAE fine-tune protocol (experiments/multicam/wrist_ablation_vae2ca
     uva --threads 1 train --stage joint --init runs/wrist2/init_<arm> --data DATA \
         --out runs/wrist2/<arm> --joint-steps 1000 --batch-size 32 --ckpt-every 250 \
         --eval-every 250 --keep-every 500 --seed 0
-    uva --threads 1 eval --env panda --ckpt runs/wrist2/<arm>/joint/final --episodes 50 \
-        --seed 200000 --out runs/wrist2/eval_<arm>_1000       # and .../joint/milestones/step_00000500
+    uva --threads 1 train --stage joint --init runs/wrist2/<arm>/joint/final --data DATA \
+        --out runs/wrist2/<arm>_leg2 --joint-steps 1000 --batch-size 32 --ckpt-every 250 \
+        --eval-every 250 --seed 1
+    # evaluations, each `uva --threads 1 eval --env panda --episodes 50 --gifs 0 --ckpt CKPT
+    # --seed SEED --out runs/wrist2/eval_<arm><TAG>`:
+    #   _0: init_<arm>, 200000;  _500: <arm>/joint/milestones/step_00000500, 200000;
+    #   _1000 / _1000b: <arm>/joint/final, 200000 / 300000;
+    #   _2000_200000 / _2000_300000: <arm>_leg2/joint/final, 200000 / 300000
     python experiments/multicam/wrist_ablation.py report --work runs/wrist2 --data data/panda2cam.zarr \
-        --tags _500 _1000 --out experiments/multicam/wrist_ablation_vae2cam.json
+        --tags _0 _500 _1000+_1000b _2000_200000+_2000_300000 \
+        --out experiments/multicam/wrist_ablation_vae2cam.json --plot docs/media/panda_wrist_camera.png
 
 Steps for the shipped-VAE protocol (what made experiments/multicam/wrist_ablation.json; outputs under --work):
 
@@ -258,6 +265,32 @@ def vae_psnr(shipped: Path, data: Path, n: int = 256) -> dict:
     return out
 
 
+def plot(out: dict, tags: list[str], path: Path) -> None:
+    """Success rate (± s.e.) against joint-stage steps of continuation, one line per arm; a
+    tag's step count is its leading number (`_1000+_1000b` -> 1000)."""
+    import re
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for arm, label in (("scene", "scene camera"), ("scene_wrist", "scene + wrist camera")):
+        pts = sorted((int(re.match(r"_(\d+)", t).group(1)), out[f"{arm}{t}"]) for t in tags
+                     if f"{arm}{t}" in out)
+        ax.errorbar([s for s, _ in pts], [r["mean"] for _, r in pts],
+                    yerr=[r["se"] for _, r in pts], marker="o", capsize=3,
+                    label=f"{label} ({'/'.join(str(r['episodes']) for _, r in pts)} episodes)")
+    ax.set_xlabel("joint-stage steps continued from the shipped backbone (batch 32)")
+    ax.set_ylabel("pick-and-place success rate")
+    ax.set_title("Panda: does a wrist camera help? (same demos, VAE, steps)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def report(args) -> None:
     work = Path(args.work)
     out = {"question": "Panda pick-and-place: scene camera vs scene + wrist camera",
@@ -266,11 +299,18 @@ def report(args) -> None:
     if (work / "vae_finetune.json").exists():
         out["vae_finetune"] = json.loads((work / "vae_finetune.json").read_text())
     for arm in ("scene", "scene_wrist"):
-        for tag in args.tags:
-            ev = work / f"eval_{arm}{tag}"
-            if not (ev / "eval.json").exists():
+        for tag in args.tags:  # "A+B": the evaluations eval_<arm>A and eval_<arm>B pooled
+            evs = [work / f"eval_{arm}{t}" for t in tag.split("+")]
+            if not all((ev / "eval.json").exists() for ev in evs):
                 continue
-            out[f"{arm}{tag}"] = _eval_summary(ev)
+            parts = [_eval_summary(ev) for ev in evs]
+            scores = [x for p in parts for x in p["scores"]]
+            n = len(scores)
+            out[f"{arm}{tag}"] = {
+                "episodes": n, "successes": sum(p["successes"] for p in parts),
+                "mean": float(np.mean(scores)),
+                "se": float(np.std(scores, ddof=1) / math.sqrt(n)) if n > 1 else None,
+                "scores": scores, "seeds": [x for p in parts for x in p["seeds"]]}
     for tag in args.tags:
         if f"scene{tag}" in out and f"scene_wrist{tag}" in out:
             a, b = out[f"scene{tag}"]["scores"], out[f"scene_wrist{tag}"]["scores"]
@@ -278,6 +318,8 @@ def report(args) -> None:
             out[f"paired_difference{tag}"] = {"mean": float(d.mean()),
                                               "se": float(d.std(ddof=1) / math.sqrt(len(d)))}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    if args.plot:
+        plot(out, args.tags, Path(args.plot))
     print(json.dumps({k: (v if not isinstance(v, dict) else
                           {kk: vv for kk, vv in v.items() if kk not in ("scores", "seeds")})
                       for k, v in out.items() if k != "protocol"}, indent=1))
@@ -301,7 +343,9 @@ def main() -> None:
     r.add_argument("--data", required=True, help="the two-camera buffer (for the VAE check)")
     r.add_argument("--shipped", default=str(SHIPPED))
     r.add_argument("--tags", nargs="+", default=[""],
-                   help="eval directory suffixes to report (eval_scene<TAG>, eval_scene_wrist<TAG>)")
+                   help="eval directory suffixes to report (eval_scene<TAG>, eval_scene_wrist<TAG>); "
+                   "A+B pools two evaluations (other seeds) of the same checkpoint")
+    r.add_argument("--plot", help="also draw success vs steps for the tags to this PNG")
     s = sub.add_parser("snapshot")
     s.add_argument("--state", required=True, help="<run>/joint/state/step_N (copy it first: "
                    "the run deletes older states)")
