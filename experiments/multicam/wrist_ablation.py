@@ -39,6 +39,10 @@ Steps for the VAE fine-tune protocol (experiments/multicam/wrist_ablation_vae2ca
         --tags _0 _500 _1000+_1000b _2000_200000+_2000_300000 \
         --out experiments/multicam/wrist_ablation_vae2cam.json --plot docs/media/panda_wrist_camera.png
 
+The lr probe (wrist_ablation_vae2cam_lr2e-5.json) is the first leg again with `--lr 2e-5`, out
+<arm>_lr2e-5, evaluated to eval_<arm>_lr2e-5_1000_<seed>, reported with
+`--tags _lr2e-5_1000_200000+_lr2e-5_1000_300000`.
+
 Steps for the shipped-VAE protocol (what made experiments/multicam/wrist_ablation.json; outputs under --work):
 
     python experiments/multicam/wrist_ablation.py prepare --data data/panda2cam.zarr --work runs/wrist
