@@ -156,6 +156,7 @@ def finetune_vae(shipped: Path, data: Path, out: Path, steps: int, anchor: float
     from tqdm import trange
     from uva.checkpoint import load_checkpoint, save_checkpoint
     from uva.data import read_replay_buffer
+    from uva.metrics import psnr
     from uva.vae import images_to_tensor
 
     model, cfg, normalizers, meta = load_checkpoint(shipped)
@@ -175,9 +176,8 @@ def finetune_vae(shipped: Path, data: Path, out: Path, steps: int, anchor: float
         for c, frames in cams.items():
             x = images_to_tensor(frames[val])
             mu = vae.encode(x).latent_dist.mean
-            rec = vae.decode(mu).sample.clamp(-1, 1)
-            mse = ((rec - x) ** 2).mean(dim=(1, 2, 3))
-            res[f"{c}_psnr_db"] = float((10 * torch.log10(4.0 / mse)).mean())
+            rec = vae.decode(mu).sample
+            res[f"{c}_psnr_db"] = float(np.mean([psnr(rec[i], x[i]) for i in range(len(x))]))
             if c == "scene":
                 ref = old.encode(x).latent_dist.mean
                 res["scene_latent_drift_rms"] = float(((mu - ref) * scale).pow(2).mean().sqrt())
@@ -238,9 +238,9 @@ def prepare(args) -> None:
                 print(f"{name}:", graft(base, work / name, cams))
 
 
-def _eval_summary(path: Path) -> dict:
-    m = json.loads((path / "eval.json").read_text())
-    rows = m["per_episode"]
+def _eval_summary(paths: list[Path]) -> dict:
+    """Score summary of one or more evaluations (other seeds of one checkpoint), pooled."""
+    rows = [r for path in paths for r in json.loads((path / "eval.json").read_text())["per_episode"]]
     scores = [float(r["score"]) for r in rows]
     n = len(scores)
     return {"episodes": n, "successes": int(sum(bool(r["success"]) for r in rows)),
@@ -307,14 +307,7 @@ def report(args) -> None:
             evs = [work / f"eval_{arm}{t}" for t in tag.split("+")]
             if not all((ev / "eval.json").exists() for ev in evs):
                 continue
-            parts = [_eval_summary(ev) for ev in evs]
-            scores = [x for p in parts for x in p["scores"]]
-            n = len(scores)
-            out[f"{arm}{tag}"] = {
-                "episodes": n, "successes": sum(p["successes"] for p in parts),
-                "mean": float(np.mean(scores)),
-                "se": float(np.std(scores, ddof=1) / math.sqrt(n)) if n > 1 else None,
-                "scores": scores, "seeds": [x for p in parts for x in p["seeds"]]}
+            out[f"{arm}{tag}"] = _eval_summary(evs)
     for tag in args.tags:
         if f"scene{tag}" in out and f"scene_wrist{tag}" in out:
             a, b = out[f"scene{tag}"]["scores"], out[f"scene_wrist{tag}"]["scores"]
