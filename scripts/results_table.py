@@ -1,9 +1,13 @@
-"""Print the shipped models' results table (markdown) from models/checkpoints/*/metrics.json.
+"""Print the README's results tables (markdown) from the JSON the runs wrote.
 
-    python scripts/results_table.py [--checkpoints DIR]
+    python scripts/results_table.py [--checkpoints DIR]     # the shipped models
+    python scripts/results_table.py --few-demos              # UVA, UVA-action, LeRobot DP
 
-One row per shipped checkpoint; every number is read from the evaluation stored beside the file
-(`uva eval` of that exact file, written when it was shipped), none is typed by hand.
+The shipped table has one row per checkpoint, every number read from the evaluation stored beside
+the file (`uva eval` of that exact file, written when it was shipped). The few-demos table reads
+the equal-data, equal-budget comparison's files under experiments/ (the recipe run's state, the
+UVA-action report of experiments/recipes/variant.py, the peer's evaluation and its paired report
+of experiments/lerobot_peer/run.py). No number is typed by hand.
 """
 from __future__ import annotations
 
@@ -47,10 +51,77 @@ def table(checkpoints: Path) -> str:
     return "\n".join(lines)
 
 
+# the comparison at equal data and budget on the CPU: UVA's recipe run, its UVA-action twin and
+# LeRobot's Diffusion Policy on the same demos, scored on the same 100 seeds
+FEW_DEMOS = {
+    "recipe_state": "experiments/recipes/pusht_cpu_state.json",
+    "uva_action": "experiments/recipes/uva_action_cpu.json",
+    "peer": "experiments/lerobot_peer/results/lerobot_dp_250demos_4500steps_ddim10_seeds100000.json",
+    "peer_paired": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_cpu_budget.json",
+}
+
+
+def _ms(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.1f}" if hi - lo < 0.05 else f"{lo:.1f}–{hi:.1f}"
+
+
+def _score(side: dict, episodes: int) -> tuple[str, str]:
+    return (f"{side['score']:.3f} ± {side['score_se']:.3f}", f"{side['successes']}/{episodes}")
+
+
+def few_demos_table(root: Path = ROOT) -> str:
+    """UVA, UVA-action and LeRobot DP at equal data and training budget, from their JSON."""
+    doc = {k: json.loads((root / v).read_text()) for k, v in FEW_DEMOS.items()}
+    stages = doc["recipe_state"]["stages"]
+    train = {k: v for k, v in stages.items() if v["kind"] == "train"}
+    demos = max(v["result"].get("episodes", 0) for v in stages.values() if v["kind"] == "collect")
+    backbone_demos = stages[train["joint"]["spec"]["data"]]["result"]["episodes"]
+    uva_min = sum(v["wall_s"] for v in train.values()) / 60
+    uva_steps = sum(v["spec"]["steps"] for v in train.values())
+    action_min = sum(doc["uva_action"]["action_wall_s"][k] for k in train) / 60
+    both, paired = doc["uva_action"]["all"], doc["peer_paired"]
+    n = both["episodes"]
+    if paired["episodes"] != n or paired["seeds"] != both["seeds"]:
+        raise ValueError("the UVA-action and peer reports were scored on different seeds")
+    uva_ms = paired["predict_action_ms_p50"][paired["names"]["reference"]]
+    peer_ms = paired["predict_action_ms_p50"][paired["names"]["other"]]
+    pt = doc["peer"]["training"]
+    recipe = f"`uva train --recipe configs/pusht.yaml --budget {doc['recipe_state']['budget']}`"
+    rows = [
+        ("UVA", recipe, *_score(both["reference"], n),
+         f"{uva_min:.1f} min, {uva_steps} steps over {len(train)} stages (CPU, 2 cores)",
+         _ms(uva_ms)),
+        ("UVA-action", "the same recipe, joint stages on the policy mode alone "
+         "(`experiments/recipes/variant.py --variant action`)", *_score(both["other"], n),
+         f"{action_min:.1f} min, {uva_steps} steps (CPU, 2 cores, beside other jobs)",
+         f"{_ms(uva_ms)} (same network)"),
+        ("LeRobot Diffusion Policy", f"lerobot {doc['peer']['versions']['lerobot']}, down_dims "
+         f"{'/'.join(map(str, doc['peer']['inference']['down_dims']))}, DDIM "
+         f"{doc['peer']['inference']['denoising_steps']}", *_score(paired["other"], n),
+         f"{pt['wall_s'] / 60:.0f} min, {pt['steps']} steps at batch {pt['batch_size']} "
+         f"(CPU, {pt['threads']} thread)", _ms(peer_ms)),
+    ]
+    header = ("| policy | how | score ± s.e. | successes | training (wall, steps, device) | "
+              "predict_action p50 (ms, 1 thread) |")
+    lines = [f"PushT, {demos} demos (the backbone's stages on the first {backbone_demos}, each "
+             f"head refit on the demos collected so far, up to all {demos}); seeds {both['seeds'][0]}–{both['seeds'][0] + 49} and "
+             f"{both['seeds'][1] - 49}–{both['seeds'][1]}, {n} episodes, none used to choose "
+             f"anything:", "", header, "|" + "---|" * header.count(" | ") + "---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", f"Paired over the same seeds: UVA − UVA-action **{-both['paired_diff']:+.3f} ± "
+              f"{both['paired_diff_se']:.3f}**, UVA − LeRobot DP **{-paired['paired_diff']:+.3f} "
+              f"± {paired['paired_diff_se']:.3f}**."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", type=Path, default=ROOT / "models" / "checkpoints")
-    print(table(ap.parse_args().checkpoints.resolve()))
+    ap.add_argument("--few-demos", action="store_true",
+                    help="the equal-data, equal-budget table of UVA, UVA-action and LeRobot DP")
+    a = ap.parse_args()
+    print(few_demos_table() if a.few_demos else table(a.checkpoints.resolve()))
 
 
 if __name__ == "__main__":

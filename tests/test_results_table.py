@@ -1,10 +1,12 @@
-"""scripts/results_table.py renders the shipped models' table from their metrics.json."""
+"""scripts/results_table.py renders the README's tables from the JSON the runs wrote."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,3 +34,39 @@ def test_results_table_has_one_row_per_shipped_model_with_its_stored_numbers(tmp
                           "--checkpoints", str(tmp_path / "ckpts")],
                          capture_output=True, text=True, check=True).stdout
     assert len(out.strip().splitlines()) == 3 and "pusht" in out and "panda" not in out
+
+
+def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    out = results_table.few_demos_table()
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == [
+        "UVA", "UVA-action", "LeRobot Diffusion Policy"]
+    action = json.loads((ROOT / results_table.FEW_DEMOS["uva_action"]).read_text())["all"]
+    peer = json.loads((ROOT / results_table.FEW_DEMOS["peer_paired"]).read_text())
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
+    assert cells[0][2] == f"{action['reference']['score']:.3f} ± {action['reference']['score_se']:.3f}"
+    assert cells[1][2] == f"{action['other']['score']:.3f} ± {action['other']['score_se']:.3f}"
+    assert cells[2][2] == f"{peer['other']['score']:.3f} ± {peer['other']['score_se']:.3f}"
+    assert f"{-peer['paired_diff']:+.3f} ± {peer['paired_diff_se']:.3f}" in out
+    # reports scored on different seeds are refused, not tabled side by side
+    for key, rel in results_table.FEW_DEMOS.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        doc = json.loads((ROOT / rel).read_text())
+        if key == "peer_paired":
+            doc["seeds"] = [300000, 300099]
+        (tmp_path / rel).write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="different seeds"):
+        results_table.few_demos_table(tmp_path)
+
+
+def test_readme_shows_the_tables_as_generated():
+    readme = (ROOT / "README.md").read_text()
+    for args in ([], ["--few-demos"]):
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), *args],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out in readme, f"README's table differs from `results_table.py {' '.join(args)}`"
