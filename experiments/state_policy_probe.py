@@ -106,12 +106,19 @@ def main() -> None:
     ap.add_argument("--head", choices=["mlp", "unet"], default="mlp")
     ap.add_argument("--actions-per-frame", type=int, default=4,
                     help="chunk = 2 x this; also the spacing of the 2 observations")
+    ap.add_argument("--demos", type=int, default=0,
+                    help="train on the training episodes among the first N demos (0 = all)")
+    ap.add_argument("--diffusion-steps", type=int, default=0,
+                    help="training diffusion steps (0 = UVAConfig's train_diffusion_steps)")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = UVAConfig(actions_per_frame=a.actions_per_frame)  # default: the shipped PushT chunking
+    if a.diffusion_steps:
+        cfg.train_diffusion_steps = a.diffusion_steps
     buf = read_replay_buffer(a.data)
     env = PrivilegedPushT()
     states = true_states(a.data, buf)
@@ -119,6 +126,8 @@ def main() -> None:
     s = torch.as_tensor(norms["state"].normalize(states), dtype=torch.float32)
     act = torch.as_tensor(norms["action"].normalize(buf.action), dtype=torch.float32)
     train_eps, _ = buf.train_val_episodes(0.05)  # the split uva train uses
+    if a.demos:
+        train_eps = [e for e in train_eps if e < a.demos]
     index = WindowIndex(buf.episode_ends, cfg.n_frames, cfg.actions_per_frame, train_eps)
     target_dim, cond_dim = cfg.horizon * cfg.action_dim, cfg.n_frames * states.shape[1]
     denoiser = (AdaLNDenoiser(target_dim, cond_dim, cfg.action_head_width, cfg.action_head_depth)
@@ -145,7 +154,9 @@ def main() -> None:
     ema.copy_to(denoiser.parameters())
     denoiser.eval()
     policy = StatePolicy(cfg, denoiser, sampler, norms)
-    result = {"data": a.data, "train_steps": a.steps, "horizon": cfg.horizon, "head": a.head,
+    result = {"data": a.data, "train_episodes": len(train_eps),
+              "actions_per_frame": cfg.actions_per_frame,
+              "train_diffusion_steps": cfg.train_diffusion_steps, "train_steps": a.steps, "horizon": cfg.horizon, "head": a.head,
               "head_parameters": sum(p.numel() for p in denoiser.parameters()),
               "batch_size": a.batch_size,
               "final_loss_mean_last_500": float(np.mean(losses[-500:])), "episodes": a.episodes,
@@ -157,7 +168,8 @@ def main() -> None:
         result["by_action_steps"][str(n_exec)] = {
             "score": float(scores.mean()),
             "score_sem": float(scores.std(ddof=1) / np.sqrt(len(scores))),
-            "success_rate": float(np.mean([r["success"] for r in runs]))}
+            "success_rate": float(np.mean([r["success"] for r in runs])),
+            "per_episode": [float(v) for v in scores]}  # seeds from --seed: pairs with other probes
         print(n_exec, result["by_action_steps"][str(n_exec)], flush=True)
     atomic_write_json(out / "probe.json", result)
     print(json.dumps(result, indent=2))

@@ -11,6 +11,14 @@ Variants (`prepare --variant`):
   (`modes: [policy_model]`, no video loss) and start from the VAE (`vae_from`) instead of the
   video stage. Shares the demos and the VAE; the head refits, the ship and its evaluations run
   as written.
+* `chunk`: longer action chunks, Diffusion Policy's: `--actions-per-frame 8` (history frames 8
+  steps apart, 16-action chunks; the shipped PushT uses 4 and 8) and `--action-steps` of each
+  chunk executed, in every ship and eval stage. The video stage starts from the shared VAE with
+  the new spacing (`vae_from`), so it and everything after it train again; shares the demos and
+  the VAE.
+* `policy-weight`: both joint stages sample the policy mode `--policy-weight` times as often as
+  each other mode (`task_weights`; 1 = the recipe's uniform five). Shares the demos, the VAE and
+  the video stage.
 * `wrist` (configs/panda.yaml, `--recipe configs/panda.yaml`): scene + wrist camera against the
   scene camera alone. Every collection records both cameras (the same seeds, so the same
   episodes and the same scene frames) and the model takes both (`cameras: [scene, wrist]`): the
@@ -47,8 +55,13 @@ ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = {"shift": "random-shift augmentation in the joint stages of the PushT recipe",
              "action": "UVA-action (joint stages on the policy mode alone, no video) vs UVA, "
                        "the PushT recipe",
-             "wrist": "scene + wrist camera vs the scene camera alone, the Panda recipe"}
-SHARED = {"shift": ("collect", "vae", "video"), "action": ("collect", "vae", "video"), "wrist": ()}
+             "wrist": "scene + wrist camera vs the scene camera alone, the Panda recipe",
+             "chunk": "longer action chunks (actions_per_frame 8: 16-action chunks, history "
+                      "frames 8 steps apart) vs the shipped 8-action chunks, the PushT recipe"}
+QUESTIONS["policy-weight"] = ("the policy mode sampled more often in the joint stages "
+                              "(task_weights) vs the five modes uniformly, the PushT recipe")
+SHARED = {"policy-weight": ("collect", "vae", "video"), "shift": ("collect", "vae", "video"), "action": ("collect", "vae", "video"), "wrist": (),
+          "chunk": ("collect", "vae")}
 
 
 def evaluations(doc: dict) -> dict:
@@ -71,6 +84,24 @@ def change(doc: dict, a) -> None:
                                "augment_shift_copies": a.copies}
         doc["description"] = (f"configs/pusht.yaml with random-shift augmentation ({a.shift_px} "
                               f"px, {a.copies} copies) in the joint stages")
+    elif a.variant == "policy-weight":
+        for s in joints:
+            s["config"] = {**(s.get("config") or {}),
+                           "task_weights": {"policy_model": a.policy_weight}}
+        doc["description"] = (f"{doc['recipe']} with the policy mode weighted {a.policy_weight}:1 "
+                              f"against each other mode in the joint stages")
+    elif a.variant == "chunk":
+        video = next(s for s in doc["stages"] if s.get("stage") == "video")
+        video.pop("init", None)
+        video["vae_from"] = "vae"
+        video["config"] = {**(video.get("config") or {}), "actions_per_frame": a.actions_per_frame}
+        for s in doc["stages"]:
+            if s["kind"] == "ship":
+                s["n_action_steps"] = a.action_steps
+            elif s["kind"] == "eval":
+                s["action_steps"] = a.action_steps
+        doc["description"] = (f"{doc['recipe']} with actions_per_frame {a.actions_per_frame} "
+                              f"({a.action_steps} actions executed per chunk)")
     elif a.variant == "wrist":
         for s in doc["stages"]:
             if s["kind"] == "collect":
@@ -142,6 +173,10 @@ def main() -> None:
     p.add_argument("--recipe-out", type=Path, required=True)
     p.add_argument("--shift-px", type=int, default=4)
     p.add_argument("--copies", type=int, default=4)
+    p.add_argument("--policy-weight", type=float, default=3.0, help="--variant policy-weight")
+    p.add_argument("--actions-per-frame", type=int, default=8, help="--variant chunk")
+    p.add_argument("--action-steps", type=int, default=8,
+                   help="--variant chunk: actions executed per chunk")
     r = sub.add_parser("report")
     r.add_argument("--variant", choices=sorted(QUESTIONS), required=True)
     r.add_argument("--recipe", type=Path, default=ROOT / "configs" / "pusht.yaml")
