@@ -116,9 +116,9 @@ def main() -> None:
     torch.manual_seed(0)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = UVAConfig(actions_per_frame=a.actions_per_frame)  # default: the shipped PushT chunking
-    if a.diffusion_steps:
-        cfg.train_diffusion_steps = a.diffusion_steps
+    # defaults: the shipped PushT chunking and schedule
+    cfg = UVAConfig(actions_per_frame=a.actions_per_frame,
+                    **({"train_diffusion_steps": a.diffusion_steps} if a.diffusion_steps else {}))
     buf = read_replay_buffer(a.data)
     env = PrivilegedPushT()
     states = true_states(a.data, buf)
@@ -156,7 +156,8 @@ def main() -> None:
     policy = StatePolicy(cfg, denoiser, sampler, norms)
     result = {"data": a.data, "train_episodes": len(train_eps),
               "actions_per_frame": cfg.actions_per_frame,
-              "train_diffusion_steps": cfg.train_diffusion_steps, "train_steps": a.steps, "horizon": cfg.horizon, "head": a.head,
+              "train_diffusion_steps": cfg.train_diffusion_steps, "train_steps": a.steps,
+              "horizon": cfg.horizon, "head": a.head,
               "head_parameters": sum(p.numel() for p in denoiser.parameters()),
               "batch_size": a.batch_size,
               "final_loss_mean_last_500": float(np.mean(losses[-500:])), "episodes": a.episodes,

@@ -88,6 +88,23 @@ def build_windows(model, cfg, buf, normalizers, episodes, copies: int, pad: int,
     return zs, index, shifts
 
 
+def frozen_backbone_windows(ckpt: str, data: str, copies: int, pad: int, seed: int) -> dict:
+    """The frozen backbone of `ckpt` (eval mode), the normalised actions of `data` and the
+    policy-mode latents of its training episodes (build_windows; copies >= 1 shifted)."""
+    from uva.checkpoint import load_checkpoint
+    from uva.data import read_replay_buffer
+    model, cfg, normalizers, _ = load_checkpoint(ckpt)
+    model.eval()
+    buf = read_replay_buffer(data)
+    train_eps, _ = buf.train_val_episodes(0.05)
+    actions = torch.as_tensor(normalizers["action"].normalize(buf.action.astype(np.float64)),
+                              dtype=torch.float32)
+    t0 = time.time()
+    zs, index, shifts = build_windows(model, cfg, buf, normalizers, train_eps, copies, pad, seed)
+    return {"model": model, "cfg": cfg, "train_eps": train_eps, "actions": actions, "zs": zs,
+            "index": index, "shifts": shifts, "latents_s": time.time() - t0}
+
+
 def train_head(model, cfg, zs, actions, index, steps: int, batch: int, lr: float, seed: int,
                use_copies: bool, warmup: int = 100):
     """A fresh copy of the action head trained on the cached latents; returns its EMA weights."""
@@ -156,23 +173,15 @@ def main():
         a.copies = 0  # the plain arm never reads the shifted copies
     torch.set_num_threads(1)
     from uva import load_policy
-    from uva.checkpoint import load_checkpoint
-    from uva.data import read_replay_buffer
     from uva.envs import make_env
     from uva.rollout import rollout
 
-    model, cfg, normalizers, _ = load_checkpoint(a.ckpt)
-    model.eval()
-    buf = read_replay_buffer(a.data)
-    train_eps, val_eps = buf.train_val_episodes(0.05)
-    actions = torch.as_tensor(normalizers["action"].normalize(buf.action.astype(np.float64)),
-                              dtype=torch.float32)
-    t0 = time.time()
-    zs, index, shifts = build_windows(model, cfg, buf, normalizers, train_eps, a.copies, a.pad,
-                                      a.seed)
+    w = frozen_backbone_windows(a.ckpt, a.data, a.copies, a.pad, a.seed)
+    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
+                                                                 "actions", "zs", "index"))
     result = {"ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
               "windows": len(index), "copies": a.copies, "pad_px": a.pad, "steps": a.steps,
-              "batch": a.batch, "lr": a.lr, "latents_s": time.time() - t0, "arms": {}}
+              "batch": a.batch, "lr": a.lr, "latents_s": w["latents_s"], "arms": {}}
     print(f"{len(index)} windows x {a.copies + 1} copies in {result['latents_s']:.0f}s", flush=True)
     policies = {}
     for arm in a.arms:

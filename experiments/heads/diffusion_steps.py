@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import build_windows, train_head  # noqa: E402  (beside this folder)
+from head_shift import frozen_backbone_windows, train_head  # noqa: E402  (beside this folder)
 
 
 def main() -> None:
@@ -46,24 +44,17 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from uva import load_policy
-    from uva.checkpoint import load_checkpoint
-    from uva.data import read_replay_buffer
     from uva.evaluate import paired_rollouts
     from uva.fastpath import ActionSampler
     from uva.heads import DiffusionSampler
 
-    model, cfg, normalizers, _ = load_checkpoint(a.ckpt)
-    model.eval()
-    buf = read_replay_buffer(a.data)
-    train_eps, _ = buf.train_val_episodes(0.05)
-    actions = torch.as_tensor(normalizers["action"].normalize(buf.action.astype(np.float64)),
-                              dtype=torch.float32)
-    t0 = time.time()
-    zs, index, _ = build_windows(model, cfg, buf, normalizers, train_eps, 0, 0, a.seed)
+    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
+    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
+                                                                 "actions", "zs", "index"))
     result = {"question": "training diffusion steps of a fresh policy head on a frozen backbone",
               "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
               "windows": len(index), "steps": a.steps, "batch": a.batch, "lr": a.lr,
-              "inference_steps": cfg.action_inference_steps, "latents_s": time.time() - t0,
+              "inference_steps": cfg.action_inference_steps, "latents_s": w["latents_s"],
               "arms": {}}
     policies = {}
     for T in a.schedules:
