@@ -19,6 +19,10 @@ Variants (`prepare --variant`):
 * `policy-weight`: both joint stages sample the policy mode `--policy-weight` times as often as
   each other mode (`task_weights`; 1 = the recipe's uniform five). Shares the demos, the VAE and
   the video stage.
+* `action-schedule`: the action head trains on its own `--action-diffusion-steps`-step DDPM
+  schedule (`action_train_diffusion_steps`; Diffusion Policy's 100) instead of the video head's
+  1 000, set on the first joint stage (the continuation and every head refit inherit it). Shares
+  the demos, the VAE and the video stage (whose action head never trains).
 * `wrist` (configs/panda.yaml, `--recipe configs/panda.yaml`): scene + wrist camera against the
   scene camera alone. Every collection records both cameras (the same seeds, so the same
   episodes and the same scene frames) and the model takes both (`cameras: [scene, wrist]`): the
@@ -59,9 +63,13 @@ QUESTIONS = {"shift": "random-shift augmentation in the joint stages of the Push
              "chunk": "another chunk length (actions_per_frame and the actions executed) vs "
                       "the shipped 8-action chunks, the PushT recipe",
              "policy-weight": "the policy mode sampled more often in the joint stages "
-                              "(task_weights) vs the five modes uniformly, the PushT recipe"}
+                              "(task_weights) vs the five modes uniformly, the PushT recipe",
+             "action-schedule": "the action head's own, shorter training schedule "
+                                "(action_train_diffusion_steps) vs the shared 1 000, the PushT "
+                                "recipe"}
 SHARED = {"shift": ("collect", "vae", "video"), "action": ("collect", "vae", "video"), "wrist": (),
-          "chunk": ("collect", "vae"), "policy-weight": ("collect", "vae", "video")}
+          "chunk": ("collect", "vae"), "policy-weight": ("collect", "vae", "video"),
+          "action-schedule": ("collect", "vae", "video")}
 
 
 def evaluations(doc: dict) -> dict:
@@ -90,6 +98,11 @@ def change(doc: dict, a) -> None:
                            "task_weights": {"policy_model": a.policy_weight}}
         doc["description"] = (f"{doc['recipe']} with the policy mode weighted {a.policy_weight}:1 "
                               f"against each other mode in the joint stages")
+    elif a.variant == "action-schedule":
+        joints[0]["config"] = {**(joints[0].get("config") or {}),
+                               "action_train_diffusion_steps": a.action_diffusion_steps}
+        doc["description"] = (f"{doc['recipe']} with the action head trained on a "
+                              f"{a.action_diffusion_steps}-step diffusion schedule")
     elif a.variant == "chunk":
         video = next(s for s in doc["stages"] if s.get("stage") == "video")
         video.pop("init", None)
@@ -174,6 +187,8 @@ def main() -> None:
     p.add_argument("--shift-px", type=int, default=4)
     p.add_argument("--copies", type=int, default=4)
     p.add_argument("--policy-weight", type=float, default=3.0, help="--variant policy-weight")
+    p.add_argument("--action-diffusion-steps", type=int, default=100,
+                   help="--variant action-schedule")
     p.add_argument("--actions-per-frame", type=int, default=8, help="--variant chunk")
     p.add_argument("--action-steps", type=int, default=8,
                    help="--variant chunk: actions executed per chunk")

@@ -83,7 +83,7 @@ class UVAModel(nn.Module):
         return ActionDiffusionHead(
             cfg.width, cfg.grid_size, cfg.n_frames, cfg.horizon, cfg.action_dim,
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
-            cfg.train_diffusion_steps, cfg.action_inference_steps, cfg.n_cameras)
+            cfg.action_diffusion_steps, cfg.action_inference_steps, cfg.n_cameras)
 
     def head_for(self, mode: str) -> ActionDiffusionHead:
         """The action head that decodes `mode`'s latent: the inverse head for inverse dynamics

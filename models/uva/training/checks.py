@@ -7,12 +7,15 @@ from pathlib import Path
 from ..checkpoint import read_config
 from ..config import UVAConfig
 from ..data import DatasetError
+from .args import HEAD_STAGE
 from .augment import AUGMENT_FIELDS
 
 ACTION_HEAD_FIELDS = ("action_head_width", "action_head_depth", "action_conv_channels",
-                      "action_inference_steps", "n_action_steps", "inverse_action_head",
-                      "action_temperature")
-"""Config fields the `head` stage may change: the rest of the model is kept, frozen."""
+                      "action_train_diffusion_steps", "action_inference_steps", "n_action_steps",
+                      "inverse_action_head", "action_temperature")
+"""Config fields the `head` stage may change: the rest of the model is kept, frozen (a new
+training schedule, like a new shape, starts fresh heads: a head's weights mean what its schedule
+taught them)."""
 HEAD_SHAPE_NEUTRAL_FIELDS = ("action_inference_steps", "n_action_steps", "action_temperature",
                              "inverse_action_head")
 """Of those, the ones that leave the existing heads' weights usable (sampling and execution
@@ -22,16 +25,23 @@ VAE_FIELDS = ("image_size", "vae_block_channels", "vae_latent_channels", "vae_kl
               "latent_scale")
 """Config fields a reused VAE fixes: overriding them would not match its weights or latents."""
 
-STAGE_TRAINING_FIELDS = ("task_weights", *AUGMENT_FIELDS)
-"""Config fields a transformer stage started from --init may change: they weight its losses or
-augment its inputs, and leave the model's shape as it is."""
+STAGE_TRAINING_FIELDS = ("task_weights", "action_train_diffusion_steps", *AUGMENT_FIELDS)
+"""Config fields a transformer stage started from --init may change: they weight its losses,
+augment its inputs or set the action head's training schedule (a joint stage started from the
+video stage, whose action head never trained), and leave the model's shape as it is."""
 
 
 def check_overrides_fit(init: Path, overrides: dict) -> None:
     """A stage continuing --init's weights keeps that model's shape: --config fields that would
     differ from its config are refused up front instead of being silently ignored."""
-    cfg = read_config(init)[0]
+    cfg, _, meta = read_config(init)
     wanted = UVAConfig.from_dict({**cfg.to_dict(), **overrides})
+    if (wanted.action_diffusion_steps != cfg.action_diffusion_steps
+            and meta.get("stage") in ("joint", HEAD_STAGE)):
+        raise ValueError(f"--init {init} holds an action head trained on a "
+                         f"{cfg.action_diffusion_steps}-step schedule; a new schedule needs a "
+                         f"fresh head: refit one with --stage head --config "
+                         f"'{{\"action_train_diffusion_steps\": {wanted.action_diffusion_steps}}}'")
     changed = sorted(k for k in overrides
                      if k not in STAGE_TRAINING_FIELDS and getattr(wanted, k) != getattr(cfg, k))
     if changed:
