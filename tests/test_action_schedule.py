@@ -117,3 +117,24 @@ def test_a_stage_may_set_the_schedule_only_before_the_action_head_trained(tiny_d
         check_overrides_fit(trained, {"action_train_diffusion_steps": 1000})  # unchanged: fine
         with pytest.raises(ValueError, match="needs a fresh head: refit one with --stage head"):
             check_overrides_fit(trained, change)
+
+
+def test_a_joint_stage_from_the_video_stage_trains_the_head_on_the_new_schedule(tiny_data,
+                                                                               tmp_path):
+    """`--stage joint --init <video stage> --config {"action_train_diffusion_steps": 100}`: the
+    setting reaches the model that trains (two runs alike but for it end with different action
+    heads) and the file it writes, so the head refits and the policy after it inherit it."""
+    buf = read_replay_buffer(tiny_data)
+    video = _source(tmp_path / "video", buf, "video")
+    heads = {}
+    for name, config in (("plain", "{}"), ("short", '{"action_train_diffusion_steps": 100}')):
+        run = tmp_path / name
+        assert uva_main(["--threads", "2", "train", "--data", str(tiny_data), "--out", str(run),
+                         "--stage", "joint", "--init", str(video), "--config", config,
+                         "--modes", "policy_model", "--joint-steps", "3", "--batch-size", "4",
+                         "--eval-every", "3"]) == 0
+        model, cfg, _, _ = load_checkpoint(run / "joint" / "final")
+        heads[name] = (model.action_head.state_dict(), _schedules(model), cfg)
+    assert heads["plain"][1] == (1000, 1000) and heads["short"][1] == (1000, 100)
+    assert heads["short"][2].action_train_diffusion_steps == 100
+    assert any(not torch.equal(heads["plain"][0][k], heads["short"][0][k]) for k in heads["plain"][0])

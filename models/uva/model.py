@@ -85,6 +85,14 @@ class UVAModel(nn.Module):
             cfg.action_conv_channels, cfg.action_head_width, cfg.action_head_depth,
             cfg.action_diffusion_steps, cfg.action_inference_steps, cfg.n_cameras)
 
+    def with_config(self, cfg: UVAConfig) -> "UVAModel":
+        """These weights under `cfg`, a config that keeps every tensor's shape (a training
+        setting or a diffusion schedule changed): a model built from it, the weights loaded."""
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream stays as it was
+            model = UVAModel(cfg)
+        model.load_state_dict(self.state_dict())
+        return model.to(next(self.parameters()).device).train(self.training)
+
     def head_for(self, mode: str) -> ActionDiffusionHead:
         """The action head that decodes `mode`'s latent: the inverse head for inverse dynamics
         when the config has one, else the shared (policy) head."""

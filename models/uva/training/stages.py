@@ -13,9 +13,9 @@ from ..data import WindowIndex
 from ..metrics import psnr
 from ..model import VAE_MODE, UVAModel
 from ..vae import encode_frames, images_to_tensor
-from .augment import AUGMENT_FIELDS, active_copies, draw_versions
+from .augment import active_copies, draw_versions
 from .caches import training_windows
-from .checks import VAE_FIELDS, check_dataset_fits
+from .checks import STAGE_TRAINING_FIELDS, VAE_FIELDS, check_dataset_fits
 from .loop import batch_indices, run_stage
 from .state import steps_before
 
@@ -71,9 +71,14 @@ def train_transformer(stage, buf, init: Path, args, out, info):
     else:  # --config task_weights tilt the mode sampling (e.g. the policy up); 1 where unnamed
         weights = args.config_overrides.get("task_weights") or {}
         cfg.task_weights = {m: float(weights.get(m, 1.0)) for m in (args.modes or TASK_MODES)}
-    augment = {k: args.config_overrides[k] for k in AUGMENT_FIELDS if k in args.config_overrides}
-    if augment:  # a stage's own augmentation (validated like any config)
-        cfg = UVAConfig.from_dict({**cfg.to_dict(), **augment})
+    # a stage's own augmentation and the action head's schedule (validated like any config; the
+    # schedule only before the action head trained, checks.check_overrides_fit)
+    settings = {k: args.config_overrides[k] for k in STAGE_TRAINING_FIELDS
+                if k != "task_weights" and k in args.config_overrides}
+    if settings:
+        cfg = UVAConfig.from_dict({**cfg.to_dict(), **settings})
+    if cfg.action_diffusion_steps != model.cfg.action_diffusion_steps:
+        model = model.with_config(cfg)
     model.cfg = cfg
     model.vae.requires_grad_(False)
     params = [p for n, p in model.named_parameters() if not n.startswith("vae.")]
