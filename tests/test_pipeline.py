@@ -436,6 +436,25 @@ def test_head_stage_refits_only_the_action_head(tiny_data, tmp_path, capsys):
     assert not bad.exists()
 
 
+def test_a_stage_continuing_its_runs_previous_stage_refuses_shape_overrides(tiny_data, tmp_path,
+                                                                           capsys):
+    """`--stage joint --out RUN` continues RUN's video stage: a --config field that would change
+    the model is refused up front there too, as with --init (not silently ignored)."""
+    import torch
+    from uva import UVAConfig, UVAModel
+    from uva.checkpoint import save_checkpoint
+    from uva.normalizer import MinMaxNormalizer
+    buf = read_replay_buffer(tiny_data)
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    save_checkpoint(run / "video" / "final", UVAModel(UVAConfig(**TINY)), UVAConfig(**TINY),
+                    {"action": MinMaxNormalizer.fit(buf.action),
+                     "proprio": MinMaxNormalizer.fit(buf.state)}, {"stage": "video"})
+    assert uva_main(["train", "--data", str(tiny_data), "--out", str(run), "--stage", "joint",
+                     "--config", '{"width": 32}']) == 2
+    assert "fixes the model" in capsys.readouterr().err and not (run / "joint").exists()
+
+
 def test_head_stage_splits_off_an_inverse_head(tiny_data, tmp_path, capsys):
     """`inverse_action_head: true` with `--modes inverse_model` gives inverse dynamics its own
     head, started from the shared one and refitted on inverse latents, while the policy's head

@@ -53,8 +53,11 @@ def train(args: TrainArgs) -> dict:
             if not init.is_dir():
                 raise CheckpointError(f"--stage head refits a trained model's action head: "
                                       f"pass --init CKPT (or train {init} first)")
-    if init is not None and args.stage in ("video", "joint"):
-        check_overrides_fit(init, args.config_overrides)
+    if args.stage in ("video", "joint") and not args.vae_from:
+        # the weights it continues: --init, else this run's previous stage
+        start = init or root / STAGES[STAGES.index(args.stage) - 1] / "final"
+        if init is not None or start.is_dir():
+            check_overrides_fit(start, args.config_overrides)
     if args.vae_from and (args.stage in ("vae", HEAD_STAGE) or args.init):
         raise ValueError("--vae-from replaces the vae stage and picks the starting weights: "
                          "use it with --stage video, joint or all, and without --init")
