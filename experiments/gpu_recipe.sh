@@ -10,9 +10,11 @@
 #                                    the estimate.
 #   experiments/gpu_recipe.sh continue   each joint run continued with --init for CONTINUE_STEPS more
 #                                    steps (fresh cosine, seed 1), the three again side by side.
-#   experiments/gpu_recipe.sh augment    (after extract-vaes) PushT at 200 demos, plain vs random-shift
-#                                    augmentation in the video and joint stages, side by side, same
-#                                    VAE, data, batch and steps (experiments/augment/joint_shift.py).
+#   experiments/gpu_recipe.sh augment    (after extract-vaes) PushT at 200 demos side by side, same
+#                                    VAE, data, batch and steps: plain, random-shift augmentation in
+#                                    the video and joint stages, and the action head on its own
+#                                    100-step training schedule (ARMS picks; scored with
+#                                    experiments/augment/joint_shift.py).
 #   experiments/gpu_recipe.sh extract-vaes   (here, before `ablations`) the shipped checkpoints' VAEs
 #                                    alone -> runs/gpu_vae/<env> (2 MB each instead of 18 MB, so
 #                                    data + wheels + VAEs fit the device's 64 MiB tree).
@@ -162,7 +164,9 @@ if [ "${1:-}" = augment ]; then
   # random-shift augmentation (AUGMENT) in the video and joint stages; same data, seed, batch and
   # steps. Scored on the CPU afterwards: experiments/augment/joint_shift.py.
   AUGMENT=${AUGMENT:-'{"augment_shift_px":4,"augment_shift_copies":4}'}
-  for arm in plain shift; do
+  SCHEDULE=${SCHEDULE:-'{"action_train_diffusion_steps":100}'}
+  ARMS=${ARMS:-plain shift schedule}
+  for arm in $ARMS; do
     cfg=$([ "$arm" = shift ] && echo "$AUGMENT" || echo '{}')
     train "aug_${arm}_video" --data data/pusht.zarr --out "$RUNS/aug_$arm" --stage video \
         --vae-from runs/gpu_vae/pusht --config "$cfg" --video-steps "$VIDEO_STEPS" \
@@ -172,13 +176,15 @@ if [ "${1:-}" = augment ]; then
   wait
   N_AUG=$(joint_steps aug_plain 1)  # both arms get the plain arm's count: equal steps
   say "augment: joint $N_AUG steps per arm"
-  for arm in plain shift; do
+  for arm in $ARMS; do
+    cfg=$([ "$arm" = schedule ] && echo "$SCHEDULE" || echo '{}')
     train "aug_${arm}_joint" --data data/pusht.zarr --out "$RUNS/aug_$arm" --stage joint \
+        --config "$cfg" \
         --joint-steps "$N_AUG" --batch-size "$BATCH" --ckpt-every 2000 --eval-every 500 \
         --device "$DEVICE" --max-minutes "$(minutes_left 1)" &
   done
   wait
-  export_runs aug aug_plain aug_shift
+  export_runs aug $(for arm in $ARMS; do echo "aug_$arm"; done)
   say "done"
   exit 0
 fi

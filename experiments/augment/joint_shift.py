@@ -18,7 +18,8 @@ where data/pusht200.zarr is `uva collect --env pusht --episodes 200 --seed 0` (t
 configs/pusht.yaml). The report pairs the two arms seed by seed. On a GPU the two arms are
 `experiments/gpu_recipe.sh augment` (batch 128, joint steps sized to the budget): untar its logs
 and checkpoints into --work, evaluate each fp16 final with --out <work>/eval_aug_<arm>, and
-report with --arms aug_plain aug_shift.
+report each arm against the plain one: --arms aug_plain aug_shift, --arms aug_plain aug_schedule
+(the action head's 100-step schedule, the script's third arm).
 """
 from __future__ import annotations
 
