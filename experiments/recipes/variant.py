@@ -32,7 +32,8 @@ Variants (`prepare --variant`):
 with what the change cannot touch, copied from a finished plain run (the video stage is copied
 for both: UVA-action never reads it). `uva train --recipe` then runs the rest (both joint stages,
 every head refit, the ship and its evaluations). `report` pairs the two runs' evaluations seed by
-seed (the ship stage's 50 seeds from 100000 and `fresh_seeds`' 50).
+seed (the ship stage's 50 seeds from 100000 and `fresh_seeds`' 50; `--more-evals` adds further
+seeds both shipped files played with `uva eval`).
 
     uva --threads 2 train --recipe configs/pusht.yaml --budget cpu --out runs/pusht_cpu
     python experiments/recipes/variant.py prepare --variant shift --plain runs/pusht_cpu \
@@ -163,6 +164,10 @@ def report(a) -> None:
     evals = evaluations(yaml.safe_load(a.recipe.read_text()))
     runs = {folder: [json.loads((r / folder / "eval.json").read_text())["per_episode"]
                      for r in (a.plain, a.other)] for folder in evals}
+    if a.more_evals:  # the same further seeds played by each run's shipped file (`uva eval`)
+        docs = [json.loads((d / "eval.json").read_text()) for d in a.more_evals]
+        key = f"more seeds (from {docs[0]['first_seed']}, {docs[0]['ckpt']} and {docs[1]['ckpt']})"
+        runs[key], evals[key] = [d["per_episode"] for d in docs], key
     out = {"question": QUESTIONS[a.variant], "plain": str(a.plain), a.variant: str(a.other),
            "difference_of": f"{a.variant} - plain",
            "evaluations": {what: paired_scores(*runs[folder]) for folder, what in evals.items()},
@@ -197,6 +202,9 @@ def main() -> None:
     r.add_argument("--recipe", type=Path, default=ROOT / "configs" / "pusht.yaml")
     r.add_argument("--plain", type=Path, required=True)
     r.add_argument("--other", type=Path, required=True, help="the variant's finished run")
+    r.add_argument("--more-evals", type=Path, nargs=2, metavar=("PLAIN_EVAL", "OTHER_EVAL"),
+                   help="two `uva eval --out` folders: the same further seeds played by the plain "
+                        "and the variant run's shipped checkpoints, paired and added to 'all'")
     r.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     prepare(a) if a.cmd == "prepare" else report(a)
