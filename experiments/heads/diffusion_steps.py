@@ -1,7 +1,9 @@
 """Does UVA's policy head learn more from 200 demos with a 100-step diffusion schedule?
 
-UVA's action head trains on a 1 000-step DDPM schedule (squaredcos, epsilon; `train_diffusion_steps`,
-shared with the video head) and samples with 10 DDIM steps. Diffusion Policy trains on 100. On the
+UVA's action head trains on a 1 000-step DDPM schedule (squaredcos, epsilon; the shipped files'
+`train_diffusion_steps`, shared with the video head; `action_train_diffusion_steps` now sets it
+apart, and `uva train --stage head --config '{"action_train_diffusion_steps": 100}'` is this
+probe's arm as a product command) and samples with 10 DDIM steps. Diffusion Policy trains on 100. On the
 simulator's true state (experiments/state_policy_probe.py, 200 demos, 100 seeds) 100 steps scored
 0.631 +- 0.037 against 0.551 +- 0.041. This asks the same of UVA itself, with everything else fixed:
 the frozen backbone of `--ckpt` (VAE, transformer; its own head is not used), its policy-mode
