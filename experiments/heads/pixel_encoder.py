@@ -1,0 +1,277 @@
+"""Does UVA's policy head gain from a pixel encoder trained for the policy, beside the frozen VAE?
+
+Every frame reaches UVA's action head through the frozen 8x8x4 VAE latent and the transformer.
+Diffusion Policy instead trains its image encoder on the policy loss (with random-crop
+augmentation), and the pose read-out probe put the T's position at 1.7 px from raw frames but
+3.3 px from the VAE latent. This asks whether a small CNN on the raw history frames, trained with
+the head, adds what the frozen path loses -- the lever "whether the frame encoder may adapt",
+measured without touching the backbone (the VAE, transformer and video head stay as they are, so
+the video modes cannot change).
+
+Arms, every one a fresh action head from the same init, batch, seed, steps and LR schedule
+(experiments/augment/head_shift.py's train_head: AdamW, cosine, EMA) on the frozen backbone's
+policy-mode latents of the training episodes:
+
+  plain           the head as the product builds it (condition = conv readout of the joint latent)
+  pixels          + a CNN (3 stride-2 convs, GroupNorm, spatial-softmax keypoints) on each history
+                  frame; its per-frame feature is added to the head's per-frame condition through
+                  a zero-initialised linear map (so the arm starts as `plain`), trained jointly;
+                  frames randomly shifted by up to --pad px per window in training (DrQ / DP's crop)
+  pixels_noshift  the same without the shift
+  pixels_only     the head reads the CNN alone, not the joint latent (Diffusion Policy's shape:
+                  an encoder trained on the action loss is all the head sees), frames shifted
+
+Scored closed loop on the same seeds (uva.evaluate.paired_rollouts: same env and torch seeds per
+episode), with each arm's predict_action latency.
+
+    python experiments/heads/pixel_encoder.py --data data/pusht200.zarr --steps 5000 \
+        --episodes 100 --first-seed 800000 --out experiments/heads/pixel_encoder.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
+from head_shift import frozen_backbone_windows, train_head  # noqa: E402  (beside this folder)
+
+ARMS = ("plain", "pixels", "pixels_noshift", "pixels_only")
+
+
+class SpatialSoftmax(nn.Module):
+    """(B, C, H, W) -> (B, 2K): the expected (x, y) in [-1, 1] of K learned keypoint maps."""
+
+    def __init__(self, channels: int, keypoints: int, size: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, keypoints, 1)
+        lin = torch.linspace(-1, 1, size)
+        ys, xs = torch.meshgrid(lin, lin, indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], -1))  # (HW, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attn = self.proj(x).flatten(2).softmax(-1)  # (B, K, HW)
+        return (attn @ self.grid).flatten(1)
+
+
+class PixelHead(nn.Module):
+    """UVA's action head with a trained pixel path added to its per-frame condition."""
+
+    def __init__(self, head, image_size: int, channels=(16, 32, 32), keypoints: int = 32,
+                 use_latent: bool = True):
+        super().__init__()
+        self.head, self.use_latent = head, use_latent
+        layers, c_in = [], 3
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+            c_in = c
+        self.cnn = nn.Sequential(*layers)
+        self.keypoints = SpatialSoftmax(c_in, keypoints, image_size // 2 ** len(channels))
+        self.pixel_fc = nn.Linear(2 * keypoints, head.frame_fc.out_features)
+        nn.init.zeros_(self.pixel_fc.weight)
+        nn.init.zeros_(self.pixel_fc.bias)
+
+    def condition(self, z: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """z (B, F*S, C) joint latent, frames (B, F, H, W, 3) uint8 -> (B, horizon * channels)."""
+        h = self.head
+        grid = rearrange(z, "b (f h w) c -> (b f) c h w", f=h.n_frames, h=h.grid_size)
+        x = rearrange(frames, "b f h w c -> (b f) c h w").float() / 127.5 - 1.0
+        per_frame = self.pixel_fc(self.keypoints(self.cnn(x)))
+        if self.use_latent:
+            per_frame = per_frame + h.frame_fc(h.frame_conv(grid).flatten(1))
+        per_frame = rearrange(per_frame, "(b f) c -> b c f", f=h.n_frames)
+        per_step = F.interpolate(per_frame, size=h.horizon, mode="linear", align_corners=True)
+        return rearrange(per_step, "b c h -> b (h c)")
+
+    def loss(self, z, frames, actions, repeats: int, generator) -> torch.Tensor:
+        h = self.head
+        target = rearrange(actions, "b h a -> b (h a)")
+        t, noise = h.diffusion.draw((repeats, z.shape[0], target.shape[-1]), generator, z.device)
+        return h.diffusion.training_loss(h.denoiser, target, self.condition(z, frames), t, noise)
+
+    @torch.no_grad()
+    def sample(self, z, frames, generator, temperature: float) -> torch.Tensor:
+        h = self.head
+        flat = h.diffusion.sample(h.denoiser, self.condition(z, frames),
+                                  h.horizon * h.action_dim, generator, temperature, fast=True)
+        return rearrange(flat, "b (h a) -> b h a", h=h.horizon)
+
+
+def shifted_windows(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, F, H, W, 3) uint8, each window's frames moved by one random offset in [-pad, pad]."""
+    from uva.training.augment import shift_frames  # the product's (the joint stage uses it)
+    out = np.empty_like(frames)
+    for b, (dx, dy) in enumerate(rng.integers(-pad, pad + 1, (len(frames), 2))):
+        out[b] = shift_frames(frames[b], int(dx), int(dy), pad)
+    return out
+
+
+def train_pixel_head(model, cfg, z_all, images, actions, index, steps: int, batch: int, lr: float,
+                     seed: int, pad: int, use_latent: bool = True, warmup: int = 100):
+    """A fresh action head (train_head's init) + pixel path trained jointly; EMA weights."""
+    from diffusers.training_utils import EMAModel
+    head = copy.deepcopy(model.action_head)
+    torch.manual_seed(1000)  # the head's init, as train_head draws it
+    for m in head.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    for lin in ([blk.modulation[-1] for blk in head.denoiser.blocks]
+                + [head.denoiser.final_modulation[-1], head.denoiser.output_proj]):
+        nn.init.zeros_(lin.weight)
+        nn.init.zeros_(lin.bias)
+    torch.manual_seed(2000)
+    pix = PixelHead(head, cfg.image_size, use_latent=use_latent).train().requires_grad_(True)
+    params = [p for n, p in pix.named_parameters()  # the unused latent readout stays out
+              if use_latent or not n.startswith(("head.frame_conv.", "head.frame_fc."))]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.02)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(s, steps) / steps)))
+    ema = EMAModel(params, decay=0.999, use_ema_warmup=True)
+    rng, shift_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    gen = torch.Generator().manual_seed(seed)
+    losses, t0 = [], time.time()
+    for step in range(steps):
+        rows = rng.integers(0, len(index), batch)
+        frames = images[index.history[rows]]
+        if pad:
+            frames = shifted_windows(frames, pad, shift_rng)
+        loss = pix.loss(z_all[rows].float(), torch.from_numpy(frames),
+                        actions[index.actions[rows]], cfg.diffusion_batch_mul, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema.step(params)
+        losses.append(loss.item())
+        if (step + 1) % 500 == 0:
+            print(f"  pixels(pad {pad}) step {step + 1}/{steps} loss "
+                  f"{np.mean(losses[-500:]):.4f} ({time.time() - t0:.0f}s)", flush=True)
+    ema.copy_to(params)
+    return pix.eval(), {"final_loss_500": float(np.mean(losses[-500:])),
+                        "train_s": time.time() - t0,
+                        "pixel_parameters": sum(p.numel() for n, p in pix.named_parameters()
+                                                if not n.startswith("head."))}
+
+
+def with_pixel_head(policy, pix):
+    """`policy` (a loaded UVAPolicy) acting through `pix`: the product's encoding, backbone and
+    checks, then the pixel head on the newest window's raw frames (never shifted)."""
+    camera = policy.cfg.cameras[0]
+
+    @torch.inference_mode()
+    def predict_action(obs: dict, seed: int | None = None) -> np.ndarray:
+        images, state = policy._check_obs(obs)
+        backbone = policy.backbone if (policy.fast and policy.backbone is not None) else policy.model
+        z = backbone.policy_latent(policy.encode(images, for_policy=True), policy._proprio(state))
+        frames = torch.from_numpy(np.ascontiguousarray(images[camera]))[None]
+        chunk = pix.sample(z, frames, policy._generator(seed), policy.cfg.action_temperature)
+        return policy._actions_out(chunk[0])
+
+    policy.predict_action = predict_action
+    return policy
+
+
+def latency_ms(policy, data_images: np.ndarray, state: np.ndarray, n: int = 60) -> dict:
+    """predict_action wall time over n windows of real frames (cache cleared each call)."""
+    times = []
+    F_ = policy.cfg.n_frames
+    for i in range(n):
+        policy.reset()
+        window = {"image": data_images[i * 7:i * 7 + F_], "state": state[i * 7:i * 7 + F_]}
+        t0 = time.perf_counter()
+        policy.predict_action(window)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times = np.array(times[5:])
+    return {"p50": float(np.median(times)), "p95": float(np.percentile(times, 95))}
+
+
+def pair_with(mine: dict, earlier: dict) -> dict:
+    """This run's paired_rollouts result joined with an earlier run's on the same seeds: the
+    earlier run's arms first (its first arm the reference), each arm's paired difference."""
+    from uva.evaluate import paired_scores
+    old = earlier["eval"]
+    if [r["seed"] for r in old["per_episode"]] != [r["seed"] for r in mine["per_episode"]]:
+        raise SystemExit("--pair-with: the earlier run played other seeds")
+    names = list(old["variants"]) + [n for n in mine["variants"] if n not in old["variants"]]
+    rows = [{**o, **m} for o, m in zip(old["per_episode"], mine["per_episode"])]
+    per = {n: [{"seed": r["seed"], **r[n]} for r in rows] for n in names}
+    variants = {}
+    for n in names:
+        p = paired_scores(per[names[0]], per[n])
+        variants[n] = {**p["other"], "paired_diff_vs_reference": p["paired_diff"],
+                       "paired_diff_se": p["paired_diff_se"],
+                       "identical_episodes": p["identical_episodes"]}
+    return {**mine, "reference": names[0], "variants": variants, "per_episode": rows,
+            "paired_with": earlier.get("arms", {})}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", default="models/checkpoints/pusht", help="frozen backbone")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS[:2]), choices=ARMS)
+    ap.add_argument("--pad", type=int, default=4, help="max shift in pixels (pixels arm)")
+    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--first-seed", type=int, default=800000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pair-with", default=None,
+                    help="JSON of an earlier run on the same seeds: its arms join this run's "
+                    "table, its first arm the reference (every episode is seeded alike)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    from uva import load_policy
+    from uva.data import read_replay_buffer
+    from uva.evaluate import paired_rollouts
+
+    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
+    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
+                                                                 "actions", "zs", "index"))
+    buf = read_replay_buffer(a.data)
+    images = np.asarray(buf.images[cfg.cameras[0]])
+    result = {"question": "a pixel encoder trained for the policy beside the frozen VAE",
+              "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
+              "windows": len(index), "steps": a.steps, "batch": a.batch, "lr": a.lr,
+              "pad_px": a.pad, "seed": a.seed, "latents_s": w["latents_s"], "arms": {}}
+    policies = {}
+    for arm in a.arms:
+        policy = load_policy(a.ckpt, precision="fp32")
+        if arm == "plain":
+            state, info = train_head(model, cfg, zs, actions, index, a.steps, a.batch, a.lr,
+                                     a.seed, use_copies=False)
+            policy.model.action_head.load_state_dict(state)  # in place: the traced sampler follows
+        else:
+            pix, info = train_pixel_head(model, cfg, zs[0], images, actions, index, a.steps,
+                                         a.batch, a.lr, a.seed,
+                                         0 if arm == "pixels_noshift" else a.pad,
+                                         use_latent=arm != "pixels_only")
+            policy = with_pixel_head(policy, pix)
+        info["predict_action_ms"] = latency_ms(policy, images, buf.state)
+        policies[arm] = policy
+        result["arms"][arm] = info
+        print(arm, info, flush=True)
+    result["eval"] = paired_rollouts(policies, "pusht", a.episodes, a.first_seed)
+    if a.pair_with:
+        result["eval"] = pair_with(result["eval"], json.loads(Path(a.pair_with).read_text()))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({**result, "eval": result["eval"]["variants"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
