@@ -89,8 +89,8 @@ def build_windows(model, cfg, buf, normalizers, episodes, copies: int, pad: int,
 
 
 def frozen_backbone_windows(ckpt: str, data: str, copies: int, pad: int, seed: int) -> dict:
-    """The frozen backbone of `ckpt` (eval mode), the normalised actions of `data` and the
-    policy-mode latents of its training episodes (build_windows; copies >= 1 shifted)."""
+    """The frozen backbone of `ckpt` (eval mode), the replay buffer `data`, its normalised
+    actions and the policy-mode latents of its training episodes (build_windows; copies >= 1 shifted)."""
     from uva.checkpoint import load_checkpoint
     from uva.data import read_replay_buffer
     model, cfg, normalizers, _ = load_checkpoint(ckpt)
@@ -101,14 +101,13 @@ def frozen_backbone_windows(ckpt: str, data: str, copies: int, pad: int, seed: i
                               dtype=torch.float32)
     t0 = time.time()
     zs, index, shifts = build_windows(model, cfg, buf, normalizers, train_eps, copies, pad, seed)
-    return {"model": model, "cfg": cfg, "train_eps": train_eps, "actions": actions, "zs": zs,
-            "index": index, "shifts": shifts, "latents_s": time.time() - t0}
+    return {"model": model, "cfg": cfg, "buf": buf, "train_eps": train_eps, "actions": actions,
+            "zs": zs, "index": index, "shifts": shifts, "latents_s": time.time() - t0}
 
 
-def train_head(model, cfg, zs, actions, index, steps: int, batch: int, lr: float, seed: int,
-               use_copies: bool, warmup: int = 100):
-    """A fresh copy of the action head trained on the cached latents; returns its EMA weights."""
-    from diffusers.training_utils import EMAModel
+def fresh_head(model):
+    """A copy of `model`'s action head re-initialised the same way for every arm (seed 1000;
+    AdaLN-zero, as a head is built)."""
     head = copy.deepcopy(model.action_head)
     torch.manual_seed(1000)  # the same fresh init for every arm
     for m in head.modules():
@@ -120,22 +119,22 @@ def train_head(model, cfg, zs, actions, index, steps: int, batch: int, lr: float
     for lin in (head.denoiser.final_modulation[-1], head.denoiser.output_proj):
         torch.nn.init.zeros_(lin.weight)
         torch.nn.init.zeros_(lin.bias)
-    head.train().requires_grad_(True)
-    params = list(head.parameters())
+    return head
+
+
+def fit(params, steps: int, lr: float, loss_at, label: str, warmup: int = 100) -> dict:
+    """`steps` of AdamW (the product's head-stage settings), warmup + cosine LR and EMA on
+    `params`, `loss_at(step)` giving each step's loss; the EMA weights are copied in at the end.
+    Returns the mean loss of the last 500 steps and the wall time."""
+    from diffusers.training_utils import EMAModel
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.02)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(s, steps) / steps)))
     ema = EMAModel(params, decay=0.999, use_ema_warmup=True)
-    n, n_copies = len(index), len(zs)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
     losses = []
     t0 = time.time()
     for step in range(steps):
-        rows = rng.integers(0, n, batch)
-        which = rng.integers(0, n_copies, batch) if use_copies else np.zeros(batch, int)
-        z = torch.stack([zs[c][r] for c, r in zip(which, rows)]).float()
-        loss = head.loss(z, actions[index.actions[rows]], cfg.diffusion_batch_mul, gen)
+        loss = loss_at(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -143,31 +142,54 @@ def train_head(model, cfg, zs, actions, index, steps: int, batch: int, lr: float
         ema.step(params)
         losses.append(loss.item())
         if (step + 1) % 500 == 0:
-            print(f"  {'shifted' if use_copies else 'plain'} step {step + 1}/{steps} "
+            print(f"  {label} step {step + 1}/{steps} "
                   f"loss {np.mean(losses[-500:]):.4f} ({time.time() - t0:.0f}s)", flush=True)
     ema.copy_to(params)
-    return head.eval().state_dict(), {"final_loss_500": float(np.mean(losses[-500:])),
-                                      "train_s": time.time() - t0}
+    return {"final_loss_500": float(np.mean(losses[-500:])), "train_s": time.time() - t0}
+
+
+def train_head(model, cfg, zs, actions, index, steps: int, batch: int, lr: float, seed: int,
+               use_copies: bool, warmup: int = 100):
+    """A fresh copy of the action head trained on the cached latents; returns its EMA weights."""
+    head = fresh_head(model).train().requires_grad_(True)
+    n, n_copies = len(index), len(zs)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    def loss_at(step):
+        rows = rng.integers(0, n, batch)
+        which = rng.integers(0, n_copies, batch) if use_copies else np.zeros(batch, int)
+        z = torch.stack([zs[c][r] for c, r in zip(which, rows)]).float()
+        return head.loss(z, actions[index.actions[rows]], cfg.diffusion_batch_mul, gen)
+
+    info = fit(list(head.parameters()), steps, lr, loss_at,
+               "shifted" if use_copies else "plain", warmup)
+    return head.eval().state_dict(), info
+
+
+def probe_args(ap, steps: int, first_seed: int) -> None:
+    """The arguments every fresh-head probe on a frozen backbone takes."""
+    ap.add_argument("--ckpt", default="models/checkpoints/pusht", help="frozen backbone")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--first-seed", type=int, default=first_seed)
+    ap.add_argument("--out", required=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", default="models/checkpoints/pusht", help="frozen backbone")
-    ap.add_argument("--data", required=True)
+    probe_args(ap, steps=6000, first_seed=300000)
     ap.add_argument("--copies", type=int, default=4, help="shifted copies of every episode")
     ap.add_argument("--pad", type=int, default=4, help="max shift in pixels")
-    ap.add_argument("--steps", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--first-seed", type=int, default=300000)
     ap.add_argument("--arms", nargs="+", default=["plain", "shifted"], choices=["plain", "shifted"])
     ap.add_argument("--pair-with", default=None,
                     help="JSON of a run of the other arm(s) on the same seeds (arms trained in "
                     "two processes): its per-episode scores join this run's for the paired table")
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     if "shifted" not in a.arms:
         a.copies = 0  # the plain arm never reads the shifted copies

@@ -25,24 +25,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import frozen_backbone_windows, train_head  # noqa: E402  (beside this folder)
+from head_shift import frozen_backbone_windows, probe_args, train_head  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", default="models/checkpoints/pusht", help="frozen backbone")
-    ap.add_argument("--data", required=True)
+    probe_args(ap, steps=5000, first_seed=500000)
     ap.add_argument("--schedules", type=int, nargs="+", default=[1000, 100],
                     help="training diffusion steps of each arm (the first is the reference)")
-    ap.add_argument("--steps", type=int, default=5000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--first-seed", type=int, default=500000)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from uva import load_policy

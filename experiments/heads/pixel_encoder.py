@@ -30,9 +30,7 @@ episode), with each arm's predict_action latency.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -44,7 +42,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import frozen_backbone_windows, train_head  # noqa: E402  (beside this folder)
+from head_shift import (frozen_backbone_windows, fit, fresh_head, probe_args,  # noqa: E402
+                        train_head)
 
 ARMS = ("plain", "pixels", "pixels_noshift", "pixels_only")
 
@@ -119,48 +118,26 @@ def shifted_windows(frames: np.ndarray, pad: int, rng: np.random.Generator) -> n
 def train_pixel_head(model, cfg, z_all, images, actions, index, steps: int, batch: int, lr: float,
                      seed: int, pad: int, use_latent: bool = True, warmup: int = 100):
     """A fresh action head (train_head's init) + pixel path trained jointly; EMA weights."""
-    from diffusers.training_utils import EMAModel
-    head = copy.deepcopy(model.action_head)
-    torch.manual_seed(1000)  # the head's init, as train_head draws it
-    for m in head.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    for lin in ([blk.modulation[-1] for blk in head.denoiser.blocks]
-                + [head.denoiser.final_modulation[-1], head.denoiser.output_proj]):
-        nn.init.zeros_(lin.weight)
-        nn.init.zeros_(lin.bias)
+    head = fresh_head(model)
     torch.manual_seed(2000)
     pix = PixelHead(head, cfg.image_size, use_latent=use_latent).train().requires_grad_(True)
     params = [p for n, p in pix.named_parameters()  # the unused latent readout stays out
               if use_latent or not n.startswith(("head.frame_conv.", "head.frame_fc."))]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.02)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(s, steps) / steps)))
-    ema = EMAModel(params, decay=0.999, use_ema_warmup=True)
     rng, shift_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     gen = torch.Generator().manual_seed(seed)
-    losses, t0 = [], time.time()
-    for step in range(steps):
+
+    def loss_at(step):
         rows = rng.integers(0, len(index), batch)
         frames = images[index.history[rows]]
         if pad:
             frames = shifted_windows(frames, pad, shift_rng)
-        loss = pix.loss(z_all[rows].float(), torch.from_numpy(frames),
+        return pix.loss(z_all[rows].float(), torch.from_numpy(frames),
                         actions[index.actions[rows]], cfg.diffusion_batch_mul, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.step(params)
-        losses.append(loss.item())
-        if (step + 1) % 500 == 0:
-            print(f"  pixels(pad {pad}) step {step + 1}/{steps} loss "
-                  f"{np.mean(losses[-500:]):.4f} ({time.time() - t0:.0f}s)", flush=True)
-    ema.copy_to(params)
-    return pix.eval(), {"final_loss_500": float(np.mean(losses[-500:])),
-                        "train_s": time.time() - t0,
-                        "pixel_parameters": sum(p.numel() for n, p in pix.named_parameters()
-                                                if not n.startswith("head."))}
+
+    info = fit(params, steps, lr, loss_at, f"pixels(pad {pad})", warmup)
+    info["pixel_parameters"] = sum(p.numel() for n, p in pix.named_parameters()
+                                   if not n.startswith("head."))
+    return pix.eval(), info
 
 
 def with_pixel_head(policy, pix):
@@ -198,51 +175,34 @@ def latency_ms(policy, data_images: np.ndarray, state: np.ndarray, n: int = 60) 
 def pair_with(mine: dict, earlier: dict) -> dict:
     """This run's paired_rollouts result joined with an earlier run's on the same seeds: the
     earlier run's arms first (its first arm the reference), each arm's paired difference."""
-    from uva.evaluate import paired_scores
+    from uva.evaluate import paired_variants
     old = earlier["eval"]
     if [r["seed"] for r in old["per_episode"]] != [r["seed"] for r in mine["per_episode"]]:
         raise SystemExit("--pair-with: the earlier run played other seeds")
     names = list(old["variants"]) + [n for n in mine["variants"] if n not in old["variants"]]
     rows = [{**o, **m} for o, m in zip(old["per_episode"], mine["per_episode"])]
-    per = {n: [{"seed": r["seed"], **r[n]} for r in rows] for n in names}
-    variants = {}
-    for n in names:
-        p = paired_scores(per[names[0]], per[n])
-        variants[n] = {**p["other"], "paired_diff_vs_reference": p["paired_diff"],
-                       "paired_diff_se": p["paired_diff_se"],
-                       "identical_episodes": p["identical_episodes"]}
-    return {**mine, "reference": names[0], "variants": variants, "per_episode": rows,
-            "paired_with": earlier.get("arms", {})}
+    return {**mine, "reference": names[0], "variants": paired_variants(rows, names),
+            "per_episode": rows, "paired_with": earlier.get("arms", {})}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", default="models/checkpoints/pusht", help="frozen backbone")
-    ap.add_argument("--data", required=True)
+    probe_args(ap, steps=5000, first_seed=800000)
     ap.add_argument("--arms", nargs="+", default=list(ARMS[:2]), choices=ARMS)
     ap.add_argument("--pad", type=int, default=4, help="max shift in pixels (pixels arm)")
-    ap.add_argument("--steps", type=int, default=5000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--episodes", type=int, default=100)
-    ap.add_argument("--first-seed", type=int, default=800000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pair-with", default=None,
                     help="JSON of an earlier run on the same seeds: its arms join this run's "
                     "table, its first arm the reference (every episode is seeded alike)")
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from uva import load_policy
-    from uva.data import read_replay_buffer
     from uva.evaluate import paired_rollouts
 
     w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
-    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
-                                                                 "actions", "zs", "index"))
-    buf = read_replay_buffer(a.data)
+    model, cfg, buf, train_eps, actions, zs, index = (
+        w[k] for k in ("model", "cfg", "buf", "train_eps", "actions", "zs", "index"))
     images = np.asarray(buf.images[cfg.cameras[0]])
     result = {"question": "a pixel encoder trained for the policy beside the frozen VAE",
               "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),

@@ -191,6 +191,13 @@ def paired_rollouts(policies: dict, env_name: str, episodes: int, first_seed: in
                                                             for n in names))
     finally:
         env.close()
+    return {"env": env_name, "episodes": episodes, "first_seed": first_seed,
+            "reference": names[0], "variants": paired_variants(rows, names), "per_episode": rows}
+
+
+def paired_variants(rows: list[dict], names: list[str]) -> dict:
+    """Per policy, its score summary and paired difference against names[0] (mean ± s.e.):
+    rows are paired_rollouts' per-episode rows ({"seed", name: {"score", "success"}, ...})."""
     per_policy = {n: [{"seed": r["seed"], **r[n]} for r in rows] for n in names}
     variants = {}
     for name in names:
@@ -198,5 +205,4 @@ def paired_rollouts(policies: dict, env_name: str, episodes: int, first_seed: in
         variants[name] = {**p["other"], "paired_diff_vs_reference": p["paired_diff"],
                           "paired_diff_se": p["paired_diff_se"],
                           "identical_episodes": p["identical_episodes"]}
-    return {"env": env_name, "episodes": episodes, "first_seed": first_seed,
-            "reference": names[0], "variants": variants, "per_episode": rows}
+    return variants
