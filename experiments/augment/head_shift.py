@@ -96,13 +96,14 @@ def frozen_backbone_windows(ckpt: str, data: str, copies: int, pad: int, seed: i
     model, cfg, normalizers, _ = load_checkpoint(ckpt)
     model.eval()
     buf = read_replay_buffer(data)
-    train_eps, _ = buf.train_val_episodes(0.05)
+    train_eps, val_eps = buf.train_val_episodes(0.05)
     actions = torch.as_tensor(normalizers["action"].normalize(buf.action.astype(np.float64)),
                               dtype=torch.float32)
     t0 = time.time()
     zs, index, shifts = build_windows(model, cfg, buf, normalizers, train_eps, copies, pad, seed)
-    return {"model": model, "cfg": cfg, "buf": buf, "train_eps": train_eps, "actions": actions,
-            "zs": zs, "index": index, "shifts": shifts, "latents_s": time.time() - t0}
+    return {"model": model, "cfg": cfg, "normalizers": normalizers, "buf": buf,
+            "train_eps": train_eps, "val_eps": val_eps, "actions": actions, "zs": zs,
+            "index": index, "shifts": shifts, "latents_s": time.time() - t0}
 
 
 def fresh_head(model):
@@ -178,6 +179,19 @@ def probe_args(ap, steps: int, first_seed: int) -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--first-seed", type=int, default=first_seed)
     ap.add_argument("--out", required=True)
+
+
+def pair_with(mine: dict, earlier: dict) -> dict:
+    """This run's paired_rollouts result joined with an earlier run's on the same seeds: the
+    earlier run's arms first (its first arm the reference), each arm's paired difference."""
+    from uva.evaluate import paired_variants
+    old = earlier["eval"]
+    if [r["seed"] for r in old["per_episode"]] != [r["seed"] for r in mine["per_episode"]]:
+        raise SystemExit("--pair-with: the earlier run played other seeds")
+    names = list(old["variants"]) + [n for n in mine["variants"] if n not in old["variants"]]
+    rows = [{**o, **m} for o, m in zip(old["per_episode"], mine["per_episode"])]
+    return {**mine, "reference": names[0], "variants": paired_variants(rows, names),
+            "per_episode": rows, "paired_with": earlier.get("arms", {})}
 
 
 def main():

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import (frozen_backbone_windows, fit, fresh_head, probe_args,  # noqa: E402
-                        train_head)
+from head_shift import (frozen_backbone_windows, fit, fresh_head, pair_with,  # noqa: E402
+                        probe_args, train_head)
 
 ARMS = ("plain", "pixels", "pixels_noshift", "pixels_only")
 
@@ -170,19 +170,6 @@ def latency_ms(policy, data_images: np.ndarray, state: np.ndarray, n: int = 60) 
         times.append((time.perf_counter() - t0) * 1e3)
     times = np.array(times[5:])
     return {"p50": float(np.median(times)), "p95": float(np.percentile(times, 95))}
-
-
-def pair_with(mine: dict, earlier: dict) -> dict:
-    """This run's paired_rollouts result joined with an earlier run's on the same seeds: the
-    earlier run's arms first (its first arm the reference), each arm's paired difference."""
-    from uva.evaluate import paired_variants
-    old = earlier["eval"]
-    if [r["seed"] for r in old["per_episode"]] != [r["seed"] for r in mine["per_episode"]]:
-        raise SystemExit("--pair-with: the earlier run played other seeds")
-    names = list(old["variants"]) + [n for n in mine["variants"] if n not in old["variants"]]
-    rows = [{**o, **m} for o, m in zip(old["per_episode"], mine["per_episode"])]
-    return {**mine, "reference": names[0], "variants": paired_variants(rows, names),
-            "per_episode": rows, "paired_with": earlier.get("arms", {})}
 
 
 def main() -> None:

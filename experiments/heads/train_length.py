@@ -1,0 +1,116 @@
+"""Does UVA's policy head play better from 200 demos when it trains far past its validation minimum?
+
+Every head refit on 200 PushT demos saw its validation loss turn up after 5-6 k steps, and the
+fresh-head probes stop at 5 000. Diffusion Policy reports the opposite habit: on small demo sets
+its action-prediction validation loss rises while the closed-loop score keeps climbing, so it
+trains for thousands of epochs and takes the last checkpoint. The shipped head_200 refit (10 k
+steps from the joint-trained head) scored 0.395, the 5 k-step fresh heads 0.20-0.26. This asks
+whether training length is the lever, with everything else fixed: the frozen backbone of `--ckpt`
+(VAE, transformer; its own head is not used), its policy-mode latents of the training episodes of
+`--data`, fresh heads from the same init, batches and seed (experiments/augment/head_shift.py's
+`train_head`: AdamW, warmup + cosine to each arm's own length, EMA) that differ only in their
+number of steps. Each arm also reports its EMA weights' loss on the held-out episodes (same
+noise draw for every arm). Scored closed loop on the same seeds (uva.evaluate.paired_rollouts).
+
+    python experiments/heads/train_length.py --data data/pusht200.zarr --lengths 5000 20000 \
+        --episodes 100 --first-seed 900000 --out experiments/heads/train_length.json
+
+On 2 cores, one process per core, joined at the end (the first file's first arm is the
+reference):
+
+    python experiments/heads/train_length.py --data D --lengths 5000 15000 --threads 1 --out a.json &
+    python experiments/heads/train_length.py --data D --lengths 45000 --threads 1 --out b.json
+    python experiments/heads/train_length.py --join a.json b.json --out train_length.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
+from head_shift import (build_windows, frozen_backbone_windows, pair_with,  # noqa: E402
+                        probe_args, train_head)
+
+
+@torch.no_grad()
+def held_out_loss(head, cfg, z, actions, index, batch: int = 512, seed: int = 12345) -> float:
+    """Mean training loss of `head` over every held-out window, one fixed noise draw."""
+    gen = torch.Generator().manual_seed(seed)
+    head.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(index), batch):
+        rows = np.arange(i, min(i + batch, len(index)))
+        loss = head.loss(z[rows].float(), actions[index.actions[rows]], cfg.diffusion_batch_mul,
+                         gen)
+        total, n = total + loss.item() * len(rows), n + len(rows)
+    return total / n
+
+
+def join(paths: list[str], out: str) -> None:
+    """Several runs' JSON on the same seeds as one paired table (the first run's first arm is
+    the reference)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    result = {**runs[0], "arms": {}, "joined": paths}
+    for run in runs:
+        result["arms"].update(run["arms"])
+    ev = runs[0]["eval"]
+    for run in runs[1:]:
+        ev = pair_with(run["eval"], {"eval": ev})
+    result["eval"] = ev
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"arms": result["arms"], "eval": ev["variants"]}, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    if "--join" in sys.argv:
+        ap.add_argument("--join", nargs="+", required=True)
+        ap.add_argument("--out", required=True)
+        a = ap.parse_args()
+        return join(a.join, a.out)
+    probe_args(ap, steps=5000, first_seed=900000)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[5000, 20000],
+                    help="training steps of each arm (the first is the reference)")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    from uva import load_policy
+    from uva.evaluate import paired_rollouts
+
+    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
+    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
+                                                                 "actions", "zs", "index"))
+    val_z, val_index, _ = build_windows(model, cfg, w["buf"], w["normalizers"], w["val_eps"],
+                                        0, 0, a.seed)
+    result = {"question": "training length of a fresh policy head on a frozen backbone",
+              "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
+              "held_out_episodes": len(w["val_eps"]), "windows": len(index),
+              "held_out_windows": len(val_index), "batch": a.batch, "lr": a.lr, "seed": a.seed,
+              "threads": a.threads, "latents_s": w["latents_s"], "arms": {}}
+    policies = {}
+    for steps in a.lengths:
+        arm = f"steps{steps}"
+        state, info = train_head(model, cfg, zs, actions, index, steps, a.batch, a.lr, a.seed,
+                                 use_copies=False)
+        policy = load_policy(a.ckpt, precision="fp32")
+        policy.model.action_head.load_state_dict(state)  # in place: the traced sampler follows
+        info["steps"] = steps
+        info["held_out_loss"] = held_out_loss(policy.model.action_head, cfg, val_z[0], actions,
+                                              val_index)
+        policies[arm] = policy
+        result["arms"][arm] = info
+        print(arm, info, flush=True)
+    result["eval"] = paired_rollouts(policies, "pusht", a.episodes, a.first_seed)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({**result, "eval": result["eval"]["variants"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
