@@ -23,6 +23,10 @@ Variants (`prepare --variant`):
   schedule (`action_train_diffusion_steps`; Diffusion Policy's 100) instead of the video head's
   1 000, set on the first joint stage (the continuation and every head refit inherit it). Shares
   the demos, the VAE and the video stage (whose action head never trains).
+* `head-steps`: every head refit (`stage: head`, policy and inverse) trains `--head-factor`
+  times as many steps, in the recipe and in every budget's own head cap (each with its own cosine
+  to its end; a budget with one cap for all stages, like `tiny`, keeps it). Shares the demos, the VAE, the video stage and both joint stages: only the heads
+  change.
 * `wrist` (configs/panda.yaml, `--recipe configs/panda.yaml`): scene + wrist camera against the
   scene camera alone. Every collection records both cameras (the same seeds, so the same
   episodes and the same scene frames) and the model takes both (`cameras: [scene, wrist]`): the
@@ -67,10 +71,13 @@ QUESTIONS = {"shift": "random-shift augmentation in the joint stages of the Push
                               "(task_weights) vs the five modes uniformly, the PushT recipe",
              "action-schedule": "the action head's own, shorter training schedule "
                                 "(action_train_diffusion_steps) vs the shared 1 000, the PushT "
-                                "recipe"}
+                                "recipe",
+             "head-steps": "the head refits trained several times longer vs as written, the "
+                           "PushT recipe"}
 SHARED = {"shift": ("collect", "vae", "video"), "action": ("collect", "vae", "video"), "wrist": (),
           "chunk": ("collect", "vae"), "policy-weight": ("collect", "vae", "video"),
-          "action-schedule": ("collect", "vae", "video")}
+          "action-schedule": ("collect", "vae", "video"),
+          "head-steps": ("collect", "vae", "video", "joint")}
 
 
 def evaluations(doc: dict) -> dict:
@@ -104,6 +111,16 @@ def change(doc: dict, a) -> None:
                                "action_train_diffusion_steps": a.action_diffusion_steps}
         doc["description"] = (f"{doc['recipe']} with the action head trained on a "
                               f"{a.action_diffusion_steps}-step diffusion schedule")
+    elif a.variant == "head-steps":
+        for s in doc["stages"]:
+            if s.get("stage") == "head":
+                s["steps"] = int(s["steps"] * a.head_factor)
+        for b in (doc.get("budgets") or {}).values():
+            caps = b.get("steps")
+            if isinstance(caps, dict) and "head" in caps:  # one cap for every stage stays
+                caps["head"] = int(caps["head"] * a.head_factor)
+        doc["description"] = (f"{doc['recipe']} with every head refit {a.head_factor:g}x as "
+                              f"long")
     elif a.variant == "chunk":
         video = next(s for s in doc["stages"] if s.get("stage") == "video")
         video.pop("init", None)
@@ -194,6 +211,8 @@ def main() -> None:
     p.add_argument("--policy-weight", type=float, default=3.0, help="--variant policy-weight")
     p.add_argument("--action-diffusion-steps", type=int, default=100,
                    help="--variant action-schedule")
+    p.add_argument("--head-factor", type=float, default=4.0,
+                   help="--variant head-steps: times the recipe's head steps")
     p.add_argument("--actions-per-frame", type=int, default=8, help="--variant chunk")
     p.add_argument("--action-steps", type=int, default=8,
                    help="--variant chunk: actions executed per chunk")
