@@ -21,6 +21,8 @@ reference):
     python experiments/heads/train_length.py --data D --lengths 5000 15000 --threads 1 --out a.json &
     python experiments/heads/train_length.py --data D --lengths 45000 --threads 1 --out b.json
     python experiments/heads/train_length.py --join a.json b.json --out train_length.json
+    python experiments/heads/train_length.py --plot train_length.json seed1.json \
+        --out docs/media/pusht_head_steps.png    # score and losses vs steps, one line per run
 """
 from __future__ import annotations
 
@@ -66,14 +68,56 @@ def join(paths: list[str], out: str) -> None:
     print(json.dumps({"arms": result["arms"], "eval": ev["variants"]}, indent=1))
 
 
+def plot(paths: list[str], out: str) -> None:
+    """Score (+- s.e.) and the train / held-out losses against training steps, one line per
+    run (training seed and evaluation seeds)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax_s, ax_l) = plt.subplots(1, 2, figsize=(10, 4))
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        arms = sorted(r["arms"], key=lambda k: r["arms"][k]["steps"])
+        steps = [r["arms"][k]["steps"] for k in arms]
+        ev = r["eval"]["variants"]
+        label = (f"training seed {r['seed']}, eval seeds {r['eval']['first_seed']}+"
+                 f"{r['eval']['episodes']}")
+        line = ax_s.errorbar(steps, [ev[k]["score"] for k in arms],
+                             yerr=[ev[k]["score_se"] for k in arms], marker="o", capsize=3,
+                             label=label)
+        color = line[0].get_color()
+        ax_l.plot(steps, [r["arms"][k]["held_out_loss"] for k in arms], "o-", color=color,
+                  label=f"held-out (EMA weights), seed {r['seed']}")
+        ax_l.plot(steps, [r["arms"][k]["final_loss_500"] for k in arms], "s--", color=color,
+                  label=f"training, last 500 steps (live weights), seed {r['seed']}")
+    ax_s.axhline(0.156, color="grey", ls=":", label="random policy")
+    ax_s.set(xlabel="head training steps (batch 256)", ylabel="PushT score (mean, +- s.e.)",
+             title="Fresh policy head on the frozen backbone, 200 demos")
+    ax_l.set(xlabel="head training steps (batch 256)", ylabel="diffusion loss (epsilon MSE)",
+             title="Training and held-out loss")
+    ticks = sorted({a["steps"] for p_ in paths
+                    for a in json.loads(Path(p_).read_text())["arms"].values()})
+    for ax in (ax_s, ax_l):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t // 1000}k" if t % 1000 == 0 else str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    from uva.fsutil import atomic_write
+    atomic_write(Path(out), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    if "--join" in sys.argv:
-        ap.add_argument("--join", nargs="+", required=True)
-        ap.add_argument("--out", required=True)
-        a = ap.parse_args()
-        return join(a.join, a.out)
+    for verb, fn in (("--join", join), ("--plot", plot)):
+        if verb in sys.argv:
+            ap.add_argument(verb, nargs="+", required=True)
+            ap.add_argument("--out", required=True)
+            a = ap.parse_args()
+            return fn(getattr(a, verb[2:]), a.out)
     probe_args(ap, steps=5000, first_seed=900000)
     ap.add_argument("--lengths", type=int, nargs="+", default=[5000, 20000],
                     help="training steps of each arm (the first is the reference)")
