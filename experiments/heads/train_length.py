@@ -21,6 +21,7 @@ reference):
     python experiments/heads/train_length.py --data D --lengths 5000 15000 --threads 1 --out a.json &
     python experiments/heads/train_length.py --data D --lengths 45000 --threads 1 --out b.json
     python experiments/heads/train_length.py --join a.json b.json --out train_length.json
+    python experiments/heads/train_length.py --pool train_length.json seed1.json --out pooled.json
     python experiments/heads/train_length.py --plot train_length.json seed1.json \
         --out docs/media/pusht_head_steps.png    # score and losses vs steps, one line per run
 """
@@ -63,9 +64,24 @@ def join(paths: list[str], out: str) -> None:
     ev = runs[0]["eval"]
     for run in runs[1:]:
         ev = pair_with(run["eval"], {"eval": ev})
+    ev.pop("paired_with", None)  # the arms are in result["arms"]
     result["eval"] = ev
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"arms": result["arms"], "eval": ev["variants"]}, indent=1))
+
+
+def pool(paths: list[str], out: str) -> None:
+    """Runs on different seeds (other training seeds, other evaluation seeds) pooled: every arm
+    all of them trained, paired with the first arm over all their episodes."""
+    from uva.evaluate import paired_scores
+    runs = [json.loads(Path(p).read_text())["eval"] for p in paths]
+    arms = [a for a in runs[0]["variants"] if all(a in r["variants"] for r in runs)]
+    rows = lambda arm: [{"seed": e["seed"], **e[arm]} for r in runs for e in r["per_episode"]]
+    result = {"question": "training length of a fresh policy head on a frozen backbone, runs "
+                          "pooled", "runs": paths, "reference": arms[0],
+              "pooled": {arm: paired_scores(rows(arms[0]), rows(arm)) for arm in arms[1:]}}
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=1))
 
 
 def plot(paths: list[str], out: str) -> None:
@@ -112,7 +128,7 @@ def plot(paths: list[str], out: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    for verb, fn in (("--join", join), ("--plot", plot)):
+    for verb, fn in (("--join", join), ("--pool", pool), ("--plot", plot)):
         if verb in sys.argv:
             ap.add_argument(verb, nargs="+", required=True)
             ap.add_argument("--out", required=True)
