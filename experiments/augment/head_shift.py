@@ -168,8 +168,8 @@ def train_head(model, cfg, zs, actions, index, steps: int, batch: int, lr: float
     return head.eval().state_dict(), info
 
 
-def probe_args(ap, steps: int, first_seed: int) -> None:
-    """The arguments every fresh-head probe on a frozen backbone takes."""
+def probe_args(ap, steps: int, first_seed: int, threads: int = 2) -> None:
+    """The arguments every fresh-head probe on a frozen backbone takes (probe_start reads them)."""
     ap.add_argument("--ckpt", default="models/checkpoints/pusht", help="frozen backbone")
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=steps)
@@ -179,6 +179,18 @@ def probe_args(ap, steps: int, first_seed: int) -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--first-seed", type=int, default=first_seed)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=threads)
+
+
+def probe_start(a, question: str) -> tuple[dict, dict]:
+    """A fresh-head probe's start from probe_args' `a`: torch threads set, the frozen backbone's
+    unshifted windows (frozen_backbone_windows) and the result's common fields."""
+    torch.set_num_threads(a.threads)
+    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
+    return w, {"question": question, "ckpt": a.ckpt, "data": a.data,
+               "train_episodes": len(w["train_eps"]), "windows": len(w["index"]),
+               "batch": a.batch, "lr": a.lr, "seed": a.seed, "threads": a.threads,
+               "latents_s": w["latents_s"], "arms": {}}
 
 
 def pair_with(mine: dict, earlier: dict) -> dict:
@@ -197,7 +209,7 @@ def pair_with(mine: dict, earlier: dict) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    probe_args(ap, steps=6000, first_seed=300000)
+    probe_args(ap, steps=6000, first_seed=300000, threads=1)
     ap.add_argument("--copies", type=int, default=4, help="shifted copies of every episode")
     ap.add_argument("--pad", type=int, default=4, help="max shift in pixels")
     ap.add_argument("--arms", nargs="+", default=["plain", "shifted"], choices=["plain", "shifted"])
@@ -207,7 +219,7 @@ def main():
     a = ap.parse_args()
     if "shifted" not in a.arms:
         a.copies = 0  # the plain arm never reads the shifted copies
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     from uva import load_policy
     from uva.envs import make_env
     from uva.rollout import rollout

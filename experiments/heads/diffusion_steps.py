@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import frozen_backbone_windows, probe_args, train_head  # noqa: E402
+from head_shift import probe_args, probe_start, train_head  # noqa: E402
 
 
 def main() -> None:
@@ -34,22 +34,16 @@ def main() -> None:
     probe_args(ap, steps=5000, first_seed=500000)
     ap.add_argument("--schedules", type=int, nargs="+", default=[1000, 100],
                     help="training diffusion steps of each arm (the first is the reference)")
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     from uva import load_policy
     from uva.evaluate import paired_rollouts
     from uva.fastpath import ActionSampler
     from uva.heads import DiffusionSampler
 
-    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
-    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
-                                                                 "actions", "zs", "index"))
-    result = {"question": "training diffusion steps of a fresh policy head on a frozen backbone",
-              "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
-              "windows": len(index), "steps": a.steps, "batch": a.batch, "lr": a.lr,
-              "inference_steps": cfg.action_inference_steps, "latents_s": w["latents_s"],
-              "arms": {}}
+    w, result = probe_start(a, "training diffusion steps of a fresh policy head on a frozen "
+                               "backbone")
+    model, cfg, actions, zs, index = (w[k] for k in ("model", "cfg", "actions", "zs", "index"))
+    result.update({"steps": a.steps, "inference_steps": cfg.action_inference_steps})
     policies = {}
     for T in a.schedules:
         arm = f"T{T}"

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import (frozen_backbone_windows, fit, fresh_head, pair_with,  # noqa: E402
-                        probe_args, train_head)
+from head_shift import (fit, fresh_head, pair_with, probe_args, probe_start,  # noqa: E402
+                        train_head)
 
 ARMS = ("plain", "pixels", "pixels_noshift", "pixels_only")
 
@@ -178,23 +178,18 @@ def main() -> None:
     probe_args(ap, steps=5000, first_seed=800000)
     ap.add_argument("--arms", nargs="+", default=list(ARMS[:2]), choices=ARMS)
     ap.add_argument("--pad", type=int, default=4, help="max shift in pixels (pixels arm)")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pair-with", default=None,
                     help="JSON of an earlier run on the same seeds: its arms join this run's "
                     "table, its first arm the reference (every episode is seeded alike)")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     from uva import load_policy
     from uva.evaluate import paired_rollouts
 
-    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
-    model, cfg, buf, train_eps, actions, zs, index = (
-        w[k] for k in ("model", "cfg", "buf", "train_eps", "actions", "zs", "index"))
+    w, result = probe_start(a, "a pixel encoder trained for the policy beside the frozen VAE")
+    model, cfg, buf, actions, zs, index = (
+        w[k] for k in ("model", "cfg", "buf", "actions", "zs", "index"))
     images = np.asarray(buf.images[cfg.cameras[0]])
-    result = {"question": "a pixel encoder trained for the policy beside the frozen VAE",
-              "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
-              "windows": len(index), "steps": a.steps, "batch": a.batch, "lr": a.lr,
-              "pad_px": a.pad, "seed": a.seed, "latents_s": w["latents_s"], "arms": {}}
+    result.update({"steps": a.steps, "pad_px": a.pad})
     policies = {}
     for arm in a.arms:
         policy = load_policy(a.ckpt, precision="fp32")

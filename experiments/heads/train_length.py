@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "augment"))
-from head_shift import (build_windows, frozen_backbone_windows, pair_with,  # noqa: E402
-                        probe_args, train_head)
+from head_shift import (build_windows, pair_with, probe_args, probe_start,  # noqa: E402
+                        train_head)
 
 
 @torch.no_grad()
@@ -137,22 +137,15 @@ def main() -> None:
     probe_args(ap, steps=5000, first_seed=900000)
     ap.add_argument("--lengths", type=int, nargs="+", default=[5000, 20000],
                     help="training steps of each arm (the first is the reference)")
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     from uva import load_policy
     from uva.evaluate import paired_rollouts
 
-    w = frozen_backbone_windows(a.ckpt, a.data, 0, 0, a.seed)
-    model, cfg, train_eps, actions, zs, index = (w[k] for k in ("model", "cfg", "train_eps",
-                                                                 "actions", "zs", "index"))
+    w, result = probe_start(a, "training length of a fresh policy head on a frozen backbone")
+    model, cfg, actions, zs, index = (w[k] for k in ("model", "cfg", "actions", "zs", "index"))
     val_z, val_index, _ = build_windows(model, cfg, w["buf"], w["normalizers"], w["val_eps"],
                                         0, 0, a.seed)
-    result = {"question": "training length of a fresh policy head on a frozen backbone",
-              "ckpt": a.ckpt, "data": a.data, "train_episodes": len(train_eps),
-              "held_out_episodes": len(w["val_eps"]), "windows": len(index),
-              "held_out_windows": len(val_index), "batch": a.batch, "lr": a.lr, "seed": a.seed,
-              "threads": a.threads, "latents_s": w["latents_s"], "arms": {}}
+    result.update({"held_out_episodes": len(w["val_eps"]), "held_out_windows": len(val_index)})
     policies = {}
     for steps in a.lengths:
         arm = f"steps{steps}"
