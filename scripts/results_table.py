@@ -58,6 +58,11 @@ FEW_DEMOS = {
     "uva_action": "experiments/recipes/uva_action_cpu.json",
     "peer": "experiments/lerobot_peer/results/lerobot_dp_250demos_4500steps_ddim10_seeds100000.json",
     "peer_paired": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_cpu_budget.json",
+    # the same recipe with every head refit 4x as long (variant.py --variant head-steps), the
+    # backbone shared: its run's state, its pairing with the plain run and with the peer
+    "long_heads_state": "experiments/recipes/pusht_cpu_head_steps_state.json",
+    "long_heads": "experiments/recipes/head_steps_cpu.json",
+    "long_heads_peer": "experiments/lerobot_peer/results/uva_head_steps_vs_lerobot_dp_cpu.json",
 }
 
 
@@ -80,10 +85,17 @@ def few_demos_table(root: Path = ROOT) -> str:
     uva_min = sum(v["wall_s"] for v in train.values()) / 60
     uva_steps = sum(v["spec"]["steps"] for v in train.values())
     action_min = sum(doc["uva_action"]["action_wall_s"][k] for k in train) / 60
+    long_train = {k: v for k, v in doc["long_heads_state"]["stages"].items() if v["kind"] == "train"}
+    long_min = sum(v["wall_s"] for v in long_train.values()) / 60
+    long_steps = sum(v["spec"]["steps"] for v in long_train.values())
+    long_head = max(v["spec"]["steps"] for v in long_train.values() if v["spec"]["stage"] == "head")
     both, paired = doc["uva_action"]["all"], doc["peer_paired"]
+    longer, long_peer = doc["long_heads"]["all"], doc["long_heads_peer"]
     n = both["episodes"]
-    if paired["episodes"] != n or paired["seeds"] != both["seeds"]:
-        raise ValueError("the UVA-action and peer reports were scored on different seeds")
+    if any(r["episodes"] != n or r["seeds"] != both["seeds"] for r in (paired, longer, long_peer)):
+        raise ValueError("the UVA-action, long-head and peer reports were scored on different seeds")
+    if abs(longer["reference"]["score"] - both["reference"]["score"]) > 1e-9:
+        raise ValueError("the long-head report's plain run is not the tabled UVA run")
     uva_ms = paired["predict_action_ms_p50"][paired["names"]["reference"]]
     peer_ms = paired["predict_action_ms_p50"][paired["names"]["other"]]
     pt = doc["peer"]["training"]
@@ -92,6 +104,9 @@ def few_demos_table(root: Path = ROOT) -> str:
         ("UVA", recipe, *_score(both["reference"], n),
          f"{uva_min:.1f} min, {uva_steps} steps over {len(train)} stages (CPU, 2 cores)",
          _ms(uva_ms)),
+        ("UVA, longer head refits", f"the same recipe, every head refit {long_head} steps "
+         "(`experiments/recipes/variant.py --variant head-steps`)", *_score(longer["other"], n),
+         f"{long_min:.1f} min, {long_steps} steps (CPU, 2 cores)", f"{_ms(uva_ms)} (same network)"),
         ("UVA-action", "the same recipe, joint stages on the policy mode alone "
          "(`experiments/recipes/variant.py --variant action`)", *_score(both["other"], n),
          f"{action_min:.1f} min, {uva_steps} steps (CPU, 2 cores, beside other jobs)",
@@ -111,7 +126,10 @@ def few_demos_table(root: Path = ROOT) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", f"Paired over the same seeds: UVA − UVA-action **{-both['paired_diff']:+.3f} ± "
               f"{both['paired_diff_se']:.3f}**, UVA − LeRobot DP **{-paired['paired_diff']:+.3f} "
-              f"± {paired['paired_diff_se']:.3f}**."]
+              f"± {paired['paired_diff_se']:.3f}**; longer head refits − UVA "
+              f"**{longer['paired_diff']:+.3f} ± {longer['paired_diff_se']:.3f}**, longer head "
+              f"refits − LeRobot DP **{-long_peer['paired_diff']:+.3f} ± "
+              f"{long_peer['paired_diff_se']:.3f}**."]
     return "\n".join(lines)
 
 

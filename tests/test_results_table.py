@@ -45,14 +45,17 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
     out = results_table.few_demos_table()
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows[1:]] == [
-        "UVA", "UVA-action", "LeRobot Diffusion Policy"]
+        "UVA", "UVA, longer head refits", "UVA-action", "LeRobot Diffusion Policy"]
     action = json.loads((ROOT / results_table.FEW_DEMOS["uva_action"]).read_text())["all"]
     peer = json.loads((ROOT / results_table.FEW_DEMOS["peer_paired"]).read_text())
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
     assert cells[0][2] == f"{action['reference']['score']:.3f} ± {action['reference']['score_se']:.3f}"
-    assert cells[1][2] == f"{action['other']['score']:.3f} ± {action['other']['score_se']:.3f}"
-    assert cells[2][2] == f"{peer['other']['score']:.3f} ± {peer['other']['score_se']:.3f}"
+    longer = json.loads((ROOT / results_table.FEW_DEMOS["long_heads"]).read_text())["all"]
+    assert cells[1][2] == f"{longer['other']['score']:.3f} ± {longer['other']['score_se']:.3f}"
+    assert cells[2][2] == f"{action['other']['score']:.3f} ± {action['other']['score_se']:.3f}"
+    assert cells[3][2] == f"{peer['other']['score']:.3f} ± {peer['other']['score_se']:.3f}"
     assert f"{-peer['paired_diff']:+.3f} ± {peer['paired_diff_se']:.3f}" in out
+    assert f"{longer['paired_diff']:+.3f} ± {longer['paired_diff_se']:.3f}" in out
     # reports scored on different seeds are refused, not tabled side by side
     for key, rel in results_table.FEW_DEMOS.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
