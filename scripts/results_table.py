@@ -23,6 +23,9 @@ def row(ckpt: Path) -> str:
     metrics = json.loads((ckpt / "metrics.json").read_text())
     ev, dyn = metrics["eval"], metrics["eval"].get("dynamics", {})
     size_mb = (ckpt / "model.safetensors").stat().st_size / 1e6
+    meta = json.loads((ckpt / "config.json").read_text())
+    steps = (f"{meta['backbone_total_steps']} + {ev['training_steps']} head"
+             if "backbone_total_steps" in meta else f"{ev['training_steps']}")
     cells = [
         f"`{ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt}`",
         TASKS.get(ev["env"], ev["env"]),
@@ -35,7 +38,7 @@ def row(ckpt: Path) -> str:
         f"{dyn['inverse_dynamics_mae_normalized']:.3f} ({dyn['hold_state_mae_normalized']:.3f})"
         if dyn else "–",
         f"{ev['predict_action_ms_p50']:.1f} / {ev['predict_action_ms_p95']:.1f}",
-        f"{ev['training_steps']}",
+        steps,
         f"{size_mb:.1f} MB",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -44,7 +47,8 @@ def row(ckpt: Path) -> str:
 def table(checkpoints: Path) -> str:
     header = ("| checkpoint | task | score | successes | actions executed "
               "per chunk | forward dynamics vs copy-last-frame | inverse dynamics MAE, normalised "
-              "(hold-state) | predict_action p50 / p95 (ms, CPU) | training steps | weights |")
+              "(hold-state) | predict_action p50 / p95 (ms, CPU) | training steps (backbone + head refits) | "
+              "weights |")
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for ckpt in sorted(p.parent for p in checkpoints.glob("*/metrics.json")):
         lines.append(row(ckpt))

@@ -24,11 +24,13 @@ def test_results_table_has_one_row_per_shipped_model_with_its_stored_numbers(tmp
         assert cells[0] == f"`models/checkpoints/{ckpt.name}`"
         assert cells[2] == f"{ev['score']:.3f}"
         assert cells[3].startswith(f"{round(ev['success_rate'] * ev['episodes'])}/{ev['episodes']}")
-        assert cells[8] == str(ev["training_steps"])
+        meta = json.loads((ckpt / "config.json").read_text())
+        assert cells[8] == (f"{meta['backbone_total_steps']} + {ev['training_steps']} head"
+                            if "backbone_total_steps" in meta else str(ev["training_steps"]))
     # another folder of checkpoints: only what it holds
     one = tmp_path / "ckpts" / "pusht"
     one.mkdir(parents=True)
-    for name in ("metrics.json", "model.safetensors"):
+    for name in ("metrics.json", "model.safetensors", "config.json"):
         (one / name).write_bytes((ROOT / "models" / "checkpoints" / "pusht" / name).read_bytes())
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"),
                           "--checkpoints", str(tmp_path / "ckpts")],
