@@ -79,19 +79,22 @@ def _score(side: dict, episodes: int) -> tuple[str, str]:
     return (f"{side['score']:.3f} ± {side['score_se']:.3f}", f"{side['successes']}/{episodes}")
 
 
+def _train_stages(state: dict) -> tuple[dict, float, int]:
+    """A recipe run's train stages (recipe_state.json), their wall minutes and steps in all."""
+    train = {k: v for k, v in state["stages"].items() if v["kind"] == "train"}
+    return (train, sum(v["wall_s"] for v in train.values()) / 60,
+            sum(v["spec"]["steps"] for v in train.values()))
+
+
 def few_demos_table(root: Path = ROOT) -> str:
     """UVA, UVA-action and LeRobot DP at equal data and training budget, from their JSON."""
     doc = {k: json.loads((root / v).read_text()) for k, v in FEW_DEMOS.items()}
     stages = doc["recipe_state"]["stages"]
-    train = {k: v for k, v in stages.items() if v["kind"] == "train"}
+    train, uva_min, uva_steps = _train_stages(doc["recipe_state"])
     demos = max(v["result"].get("episodes", 0) for v in stages.values() if v["kind"] == "collect")
     backbone_demos = stages[train["joint"]["spec"]["data"]]["result"]["episodes"]
-    uva_min = sum(v["wall_s"] for v in train.values()) / 60
-    uva_steps = sum(v["spec"]["steps"] for v in train.values())
     action_min = sum(doc["uva_action"]["action_wall_s"][k] for k in train) / 60
-    long_train = {k: v for k, v in doc["long_heads_state"]["stages"].items() if v["kind"] == "train"}
-    long_min = sum(v["wall_s"] for v in long_train.values()) / 60
-    long_steps = sum(v["spec"]["steps"] for v in long_train.values())
+    long_train, long_min, long_steps = _train_stages(doc["long_heads_state"])
     long_head = max(v["spec"]["steps"] for v in long_train.values() if v["spec"]["stage"] == "head")
     both, paired = doc["uva_action"]["all"], doc["peer_paired"]
     longer, long_peer = doc["long_heads"]["all"], doc["long_heads_peer"]
