@@ -1,7 +1,8 @@
 """Print the README's results tables (markdown) from the JSON the runs wrote.
 
     python scripts/results_table.py [--checkpoints DIR]     # the shipped models
-    python scripts/results_table.py --few-demos              # UVA, UVA-action, LeRobot DP
+    python scripts/results_table.py --few-demos              # PushT: UVA, UVA-action, LeRobot DP
+    python scripts/results_table.py --few-demos panda        # Panda: UVA, LeRobot DP
 
 The shipped table has one row per checkpoint, every number read from the evaluation stored beside
 the file (`uva eval` of that exact file, written when it was shipped). The few-demos table reads
@@ -79,6 +80,20 @@ def _score(side: dict, episodes: int) -> tuple[str, str]:
     return (f"{side['score']:.3f} ± {side['score_se']:.3f}", f"{side['successes']}/{episodes}")
 
 
+def _seed_blocks(report: dict) -> str:
+    """A paired report's seeds: one range, or its two 50-seed blocks."""
+    (a, b), n = report["seeds"], report["episodes"]
+    return f"{a}–{b}" if b - a + 1 == n else f"{a}–{a + n // 2 - 1} and {b - n // 2 + 1}–{b}"
+
+def _peer_row(peer: dict, side: dict, episodes: int, ms: list[float]) -> tuple[str, ...]:
+    """LeRobot DP's row: its version, size and sampler, its paired score, its training budget."""
+    t, inf = peer["training"], peer["inference"]
+    return ("LeRobot Diffusion Policy", f"lerobot {peer['versions']['lerobot']}, down_dims "
+            f"{'/'.join(map(str, inf['down_dims']))}, DDIM {inf['denoising_steps']}",
+            *_score(side, episodes), f"{t['wall_s'] / 60:.0f} min, {t['steps']} steps at batch "
+            f"{t['batch_size']} (CPU, {t['threads']} thread)", _ms(ms))
+
+
 def _train_stages(state: dict) -> tuple[dict, float, int]:
     """A recipe run's train stages (recipe_state.json), their wall minutes and steps in all."""
     train = {k: v for k, v in state["stages"].items() if v["kind"] == "train"}
@@ -105,7 +120,6 @@ def few_demos_table(root: Path = ROOT) -> str:
         raise ValueError("the long-head report's plain run is not the tabled UVA run")
     uva_ms = paired["predict_action_ms_p50"][paired["names"]["reference"]]
     peer_ms = paired["predict_action_ms_p50"][paired["names"]["other"]]
-    pt = doc["peer"]["training"]
     recipe = f"`uva train --recipe configs/pusht.yaml --budget {doc['recipe_state']['budget']}`"
     rows = [
         ("UVA", recipe, *_score(both["reference"], n),
@@ -118,17 +132,12 @@ def few_demos_table(root: Path = ROOT) -> str:
          "(`experiments/recipes/variant.py --variant action`)", *_score(both["other"], n),
          f"{action_min:.1f} min, {uva_steps} steps (CPU, 2 cores, beside other jobs)",
          f"{_ms(uva_ms)} (same network)"),
-        ("LeRobot Diffusion Policy", f"lerobot {doc['peer']['versions']['lerobot']}, down_dims "
-         f"{'/'.join(map(str, doc['peer']['inference']['down_dims']))}, DDIM "
-         f"{doc['peer']['inference']['denoising_steps']}", *_score(paired["other"], n),
-         f"{pt['wall_s'] / 60:.0f} min, {pt['steps']} steps at batch {pt['batch_size']} "
-         f"(CPU, {pt['threads']} thread)", _ms(peer_ms)),
+        _peer_row(doc["peer"], paired["other"], n, peer_ms),
     ]
     header = ("| policy | how | score ± s.e. | successes | training (wall, steps, device) | "
               "predict_action p50 (ms, 1 thread) |")
     lines = [f"PushT, {demos} demos (the backbone's stages on the first {backbone_demos}, each "
-             f"head refit on the demos collected so far, up to all {demos}); seeds {both['seeds'][0]}–{both['seeds'][0] + 49} and "
-             f"{both['seeds'][1] - 49}–{both['seeds'][1]}, {n} episodes, none used to choose "
+             f"head refit on the demos collected so far, up to all {demos}); seeds {_seed_blocks(both)}, {n} episodes, none used to choose "
              f"anything:", "", header, "|" + "---|" * header.count(" | ") + "---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", f"Paired over the same seeds: UVA − UVA-action **{-both['paired_diff']:+.3f} ± "
@@ -140,13 +149,54 @@ def few_demos_table(root: Path = ROOT) -> str:
     return "\n".join(lines)
 
 
+# the same comparison on the Panda at 120 demos: the shipped file and LeRobot's Diffusion Policy
+# trained on a fresh collection of the recipe's demos, paired on 100 seeds nothing was chosen on,
+# and again on the seeds the file was shipped on
+FEW_DEMOS_PANDA = {
+    "paired": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_panda_120_fresh.json",
+    "paired_ship_seeds": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_panda_120.json",
+    "peer": "experiments/lerobot_peer/results/lerobot_dp_panda_120demos_ddim10_seeds950000.json",
+    "uva": "models/checkpoints/panda/config.json",
+}
+
+
+
+def few_demos_panda_table(root: Path = ROOT) -> str:
+    """The shipped Panda file and LeRobot DP on the same 120 demos and seeds, from their JSON."""
+    doc = {k: json.loads((root / v).read_text()) for k, v in FEW_DEMOS_PANDA.items()}
+    paired, ship, uva = doc["paired"], doc["paired_ship_seeds"], doc["uva"]
+    names, n = paired["names"], paired["episodes"]
+    if doc["peer"]["first_seed"] not in paired["seeds"] or doc["peer"]["env"] != "panda":
+        raise ValueError("the peer's evaluation is not one of the paired Panda report's")
+    ms = paired["predict_action_ms_p50"]
+    rows = [
+        ("UVA", "`configs/panda.yaml` (the shipped file)", *_score(paired["reference"], n),
+         f"{uva['backbone_total_steps']} joint steps at batch 128 (one GPU), then "
+         f"{uva['total_steps']} head steps (CPU, 2 cores)", _ms(ms[names["reference"]])),
+        _peer_row(doc["peer"], paired["other"], n, ms[names["other"]]),
+    ]
+    header = ("| policy | how | success rate ± s.e. | successes | training (wall, steps, device) | "
+              "predict_action p50 (ms, 1 thread) |")
+    lines = [f"Panda pick-and-place, 120 demos (the same {len(uva['val_episodes'])} held out for "
+             f"validation by both); seeds {_seed_blocks(paired)}, {n} episodes, none used to "
+             "choose anything:", "", header, "|" + "---|" * header.count(" | ") + "---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", f"Paired over the same seeds: UVA − LeRobot DP **{-paired['paired_diff']:+.2f} ± "
+              f"{paired['paired_diff_se']:.2f}**; on the seeds the file was shipped on "
+              f"({_seed_blocks(ship)}) {ship['reference']['successes']}/{ship['episodes']} against "
+              f"{ship['other']['successes']}/{ship['episodes']}, {-ship['paired_diff']:+.2f} ± "
+              f"{ship['paired_diff_se']:.2f}."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoints", type=Path, default=ROOT / "models" / "checkpoints")
-    ap.add_argument("--few-demos", action="store_true",
-                    help="the equal-data, equal-budget table of UVA, UVA-action and LeRobot DP")
+    ap.add_argument("--few-demos", nargs="?", const="pusht", choices=["pusht", "panda"],
+                    help="the few-demos comparison of UVA and its peers on this task (default pusht)")
     a = ap.parse_args()
-    print(few_demos_table() if a.few_demos else table(a.checkpoints.resolve()))
+    print({None: lambda: table(a.checkpoints.resolve()), "pusht": few_demos_table,
+           "panda": few_demos_panda_table}[a.few_demos]())
 
 
 if __name__ == "__main__":

@@ -38,19 +38,29 @@ def test_results_table_has_one_row_per_shipped_model_with_its_stored_numbers(tmp
     assert len(out.strip().splitlines()) == 3 and "pusht" in out and "panda" not in out
 
 
-def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
+def _results_table():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import results_table
     finally:
         sys.path.pop(0)
+    return results_table
+
+
+def _body_cells(table: str) -> list[list[str]]:
+    """The cells of a markdown table's body rows."""
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
+
+
+def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
+    results_table = _results_table()
     out = results_table.few_demos_table()
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [r.split("|")[1].strip() for r in rows[1:]] == [
+    cells = _body_cells(out)
+    assert [c[0] for c in cells] == [
         "UVA", "UVA, longer head refits", "UVA-action", "LeRobot Diffusion Policy"]
     action = json.loads((ROOT / results_table.FEW_DEMOS["uva_action"]).read_text())["all"]
     peer = json.loads((ROOT / results_table.FEW_DEMOS["peer_paired"]).read_text())
-    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
     assert cells[0][2] == f"{action['reference']['score']:.3f} ± {action['reference']['score_se']:.3f}"
     longer = json.loads((ROOT / results_table.FEW_DEMOS["long_heads"]).read_text())["all"]
     assert cells[1][2] == f"{longer['other']['score']:.3f} ± {longer['other']['score_se']:.3f}"
@@ -69,9 +79,30 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
         results_table.few_demos_table(tmp_path)
 
 
+def test_panda_few_demos_table_reads_its_numbers_from_the_paired_report(tmp_path):
+    results_table = _results_table()
+    out = results_table.few_demos_panda_table()
+    cells = _body_cells(out)
+    assert [c[0] for c in cells] == ["UVA", "LeRobot Diffusion Policy"]
+    paired = json.loads((ROOT / results_table.FEW_DEMOS_PANDA["paired"]).read_text())
+    for side, c in zip(("reference", "other"), cells):
+        assert c[2] == f"{paired[side]['score']:.3f} ± {paired[side]['score_se']:.3f}"
+        assert c[3] == f"{paired[side]['successes']}/{paired['episodes']}"
+    assert f"{-paired['paired_diff']:+.2f} ± {paired['paired_diff_se']:.2f}" in out
+    # a peer evaluation from another env or seed block than the pairing's is refused
+    for key, rel in results_table.FEW_DEMOS_PANDA.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        doc = json.loads((ROOT / rel).read_text())
+        if key == "peer":
+            doc["first_seed"] = 300000
+        (tmp_path / rel).write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="not one of the paired"):
+        results_table.few_demos_panda_table(tmp_path)
+
+
 def test_readme_shows_the_tables_as_generated():
     readme = (ROOT / "README.md").read_text()
-    for args in ([], ["--few-demos"]):
+    for args in ([], ["--few-demos"], ["--few-demos", "panda"]):
         out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), *args],
                              capture_output=True, text=True, check=True).stdout.strip()
         assert out in readme, f"README's table differs from `results_table.py {' '.join(args)}`"

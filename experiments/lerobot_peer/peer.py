@@ -1,6 +1,6 @@
 """LeRobot's Diffusion Policy (lerobot 0.3.2, its own modelling, normalisation, optimiser and
-checkpoint code) configured for our PushT replay buffers, and the adapter through which our
-evaluator (`uva.rollout.rollout`) drives it. Runs in the peer's venv (`make peer-setup`)."""
+checkpoint code) configured for our one-camera replay buffers (PushT, Panda), and the adapter
+through which our evaluator (`uva.rollout.rollout`) drives it. Runs in the peer's venv (`make peer-setup`)."""
 from __future__ import annotations
 
 import time

@@ -11,6 +11,9 @@ same seeds, latency measured in the same run). Runs in the peer's venv (`make pe
     .venv-lerobot/bin/python experiments/lerobot_peer/run.py table \\
         --row UVA=outputs/uva_fresh/eval.json --row "LeRobot DP=outputs/peer_eval.json"
 
+The same on the Panda: `train --data` a Panda buffer (`uva collect --env panda`); `eval` plays the
+env the demos came from (its train_info.json), or --env.
+
 `train` stops at --steps or when the run's training wall time (summed over --resume
 continuations) reaches --minutes; it checkpoints every --ckpt-every steps in LeRobot's layout
 (checkpoints/<step>/pretrained_model: save_pretrained's config.json + model.safetensors;
@@ -75,7 +78,8 @@ def train(args) -> dict:
         shutil.rmtree(out)
     buf = read_replay_buffer(args.data)
     train_eps, val_eps = buf.train_val_episodes()
-    info = {"data": str(args.data), "train_episodes": train_eps, "val_episodes": val_eps,
+    info = {"data": str(args.data), "env": buf.attrs.get("env", "pusht"),
+            "train_episodes": train_eps, "val_episodes": val_eps,
             "steps": 0, "wall_s": 0.0, "device": args.device, "batch_size": args.batch_size,
             "threads": args.threads, "max_steps": args.steps, "max_minutes": args.minutes}
     if args.resume and last.exists():
@@ -167,7 +171,10 @@ def evaluate(args) -> dict:
                      inference_steps=args.inference_steps)
     ckpt = peer.path
     n_exec = args.action_steps or peer.cfg.n_action_steps
-    env = make_env("pusht")
+    train_info_file = ckpt / TRAIN_INFO
+    trained = json.loads(train_info_file.read_text()) if train_info_file.is_file() else {}
+    env_name = args.env or trained.get("env", "pusht")  # the env its demos came from
+    env = make_env(env_name)
     rows = []
     for seed in tqdm(range(args.first_seed, args.first_seed + args.episodes), desc="eval LeRobot DP",
                      unit="ep"):
@@ -176,11 +183,9 @@ def evaluate(args) -> dict:
     env.close()
     lat = np.concatenate([r.pop("latency_s") for r in rows]) * 1000
     chunk = np.asarray(peer.chunk_latency_s) * 1000
-    train_info_file = ckpt / TRAIN_INFO
-    trained = json.loads(train_info_file.read_text()) if train_info_file.is_file() else {}
     pc = peer.policy.config
     summary = {
-        "policy": "LeRobot DiffusionPolicy", "ckpt": str(ckpt), "env": "pusht",
+        "policy": "LeRobot DiffusionPolicy", "ckpt": str(ckpt), "env": env_name,
         "episodes": args.episodes, "first_seed": args.first_seed, "n_action_steps": n_exec,
         "score": float(np.mean([r["score"] for r in rows])),
         "score_se": stderr([r["score"] for r in rows]),
@@ -278,6 +283,8 @@ def main(argv=None) -> None:
                    help="denoising steps at inference (default: all 100 training timesteps)")
     e = sub.add_parser("eval", help="our closed-loop evaluator on fixed seeds")
     e.add_argument("--ckpt", required=True, help="run dir, checkpoint dir or pretrained_model dir")
+    e.add_argument("--env", default=None,
+                   help="pusht or panda (default: the env of the demos it was trained on)")
     e.add_argument("--episodes", type=int, default=100)
     e.add_argument("--first-seed", type=int, default=200000)
     e.add_argument("--action-steps", type=int, default=None, help="default: the policy's 8")
