@@ -85,6 +85,7 @@ def _seed_blocks(report: dict) -> str:
     (a, b), n = report["seeds"], report["episodes"]
     return f"{a}–{b}" if b - a + 1 == n else f"{a}–{a + n // 2 - 1} and {b - n // 2 + 1}–{b}"
 
+
 def _peer_row(peer: dict, side: dict, episodes: int, ms: list[float]) -> tuple[str, ...]:
     """LeRobot DP's row: its version, size and sampler, its paired score, its training budget."""
     t, inf = peer["training"], peer["inference"]
@@ -158,7 +159,6 @@ FEW_DEMOS_PANDA = {
     "peer": "experiments/lerobot_peer/results/lerobot_dp_panda_120demos_ddim10_seeds950000.json",
     "uva": "models/checkpoints/panda/config.json",
 }
-
 
 
 def few_demos_panda_table(root: Path = ROOT) -> str:
