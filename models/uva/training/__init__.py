@@ -14,7 +14,8 @@ slice of the same global batch and DDP averages gradients; only rank 0 writes fi
 
 Modules: `args` (TrainArgs, the stage names), `run` (`train()`: checks, run lock, stages in
 order), `stages` (vae, video/joint, --vae-from), `head_refit` (the head stage), `loop` (the
-resumable loop, per-step randomness, EMA), `caches` (content-keyed frame and head latents),
+resumable loop, per-step randomness, EMA), `selection` (which validation's weights a head
+stage keeps), `caches` (content-keyed frame and head latents),
 `checks` (which fields a stage may change, dataset fit), `state` (resumable state on disk),
 `distributed` (ranks, batch slices), `plots` (loss curves).
 """

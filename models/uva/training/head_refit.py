@@ -14,6 +14,7 @@ from .args import HEAD_STAGE
 from .caches import HEAD_PREFIXES, cached_head_latents, training_windows
 from .checks import HEAD_SHAPE_NEUTRAL_FIELDS, check_dataset_fits
 from .loop import batch_indices, run_stage
+from .selection import BestHeldOut
 from .state import steps_before
 
 
@@ -39,7 +40,8 @@ def train_head(buf, init: Path, args, out, info):
     existing heads continue. `inverse_action_head: true` on a file with one shared head splits
     it: the new inverse head starts as a copy of the shared one. The VAE, transformer and video
     head are unchanged, so the refitted file is still a full UVA model (video, dynamics, inverse
-    dynamics)."""
+    dynamics). The final file holds each head's EMA weights from the validation where its
+    held-out loss was lowest (training.selection)."""
     source, cfg, normalizers, init_meta = load_checkpoint(init, args.device)
     check_dataset_fits(buf, cfg, args.data, init)
     cfg = UVAConfig.from_dict({**cfg.to_dict(), **args.config_overrides})
@@ -96,4 +98,4 @@ def train_head(buf, init: Path, args, out, info):
              "backbone_total_steps": init_meta.get("backbone_total_steps", total_steps(init_meta)),
              "fresh_head": fresh_head}
     return run_stage(HEAD_STAGE, model, cfg, normalizers, args, out, info, loss_fn, val_fn,
-                     params, extra, prior_steps, trained=heads)
+                     params, extra, prior_steps, trained=heads, select=BestHeldOut(dict(heads)))

@@ -21,6 +21,7 @@ from ..model import UVAModel
 from .args import TrainArgs
 from .distributed import DistInfo, rank_slice
 from .plots import plot_curves
+from .selection import BestHeldOut
 from .state import RunState
 
 
@@ -39,11 +40,14 @@ def batch_indices(n: int, batch: int, seed: int, step: int) -> np.ndarray:
 
 def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: TrainArgs,
               out: Path, info: DistInfo, loss_fn, val_fn, params, extra: dict,
-              prior_steps: int = 0, trained: torch.nn.Module | None = None) -> Path:
+              prior_steps: int = 0, trained: torch.nn.Module | None = None,
+              select: BestHeldOut | None = None) -> Path:
     """Generic resumable loop. loss_fn(module, step, gen, slice) -> (loss, logs).
     prior_steps: steps of this stage already in the init checkpoint, so `total_steps` in every
     saved checkpoint counts the whole training history of a chain of continued runs.
-    trained: the submodule loss_fn calls when it is not the whole model (DDP wraps that one)."""
+    trained: the submodule loss_fn calls when it is not the whole model (DDP wraps that one).
+    select: the final checkpoint gets, per head, the EMA weights of its lowest validation loss
+    (val_fn's {mode: loss}) instead of the last EMA weights."""
     total = args.steps[stage]
     device = torch.device(args.device)
     optimizer = torch.optim.AdamW(params, lr=args.vae_lr if stage == "vae" else args.lr,
@@ -61,6 +65,8 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
         optimizer.load_state_dict(ts["optimizer"])
         scheduler.load_state_dict(ts["scheduler"])
         ema.load_state_dict(ts["ema"])
+        if select is not None and ts.get("selection"):
+            select.load_state_dict(ts["selection"])
         start = ts["step"]
         if info.is_main:
             print(f"[{stage}] resumed from {latest} at step {start}", flush=True)
@@ -76,7 +82,7 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
     t0 = time.time()
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {stage}",
                disable=not info.is_main)
-    step = start
+    step, validated_at = start, None
     for step in bar:
         torch.manual_seed(args.seed * 7919 + step * 131 + info.rank)  # dropout, per rank
         module.train()
@@ -97,14 +103,19 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
                    **{f"train/{k}": v for k, v in logs.items()}}
             if done % args.eval_every == 0 or done == total:
                 with ema_weights(ema, params):
-                    row.update({f"val/{k}": v for k, v in val_fn(model).items()})
+                    val = val_fn(model)
+                    if select is not None:
+                        select.update(done, val)
+                validated_at = done
+                row.update({f"val/{k}": v for k, v in val.items()})
                 tqdm.write(f"[{stage}] step {done}: " + ", ".join(
                     f"{k}={v:.4f}" for k, v in row.items() if k.startswith("val/")))
             with open(log_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
         out_of_time = args.max_minutes is not None and (time.time() - t0) > 60 * args.max_minutes
         if done % args.ckpt_every == 0 or done == total or out_of_time:
-            state.save(done, model, cfg, normalizers, optimizer, scheduler, ema, extra)
+            state.save(done, model, cfg, normalizers, optimizer, scheduler, ema, extra,
+                       {"selection": select.state_dict()} if select is not None else None)
         if args.keep_every and done % args.keep_every == 0 and info.is_main:
             with ema_weights(ema, params):
                 save_checkpoint(out / "milestones" / f"step_{done:08d}", model, cfg, normalizers,
@@ -119,9 +130,19 @@ def run_stage(stage: str, model: UVAModel, cfg: UVAConfig, normalizers, args: Tr
     if info.is_main:
         with ema_weights(ema, params):
             steps = step + 1 if total > start else start
+            weights = {"weights": "ema"}
+            if select is not None:
+                if validated_at != steps:  # stopped by --max-minutes, or resumed at the end
+                    select.update(steps, val_fn(model))
+                select.apply()
+                weights = {"weights": "ema, lowest held-out loss per head",
+                           "selected": select.summary()}
+                print(f"[{stage}] final weights: " + ", ".join(
+                    f"{name} from step {s['step']} (held-out loss {s['val_loss']:.4f})"
+                    for name, s in weights["selected"].items()), flush=True)
             save_checkpoint(final, model, cfg, normalizers,
                             {**extra, "steps": steps, "total_steps": prior_steps + steps,
-                             "weights": "ema"})
+                             **weights})
         plot_curves(log_path, out / "loss_curves.png", f"UVA {stage} stage")
     if info.world > 1:
         dist.barrier()

@@ -30,13 +30,16 @@ class RunState:
             raise CheckpointError(f"{pointer}: points to missing {path}")
         return path
 
-    def save(self, step: int, model, cfg, normalizers, optimizer, scheduler, ema, extra: dict):
+    def save(self, step: int, model, cfg, normalizers, optimizer, scheduler, ema, extra: dict,
+             more_state: dict | None = None):
+        """`more_state`: anything else a resume needs (merged into train_state.pt)."""
         if not self.info.is_main:
             return
         path = self.dir / f"step_{step:08d}"
         save_checkpoint(path, model, cfg, normalizers, extra)
         state = {"step": step, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict()}
+                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict(),
+                 **(more_state or {})}
         atomic_write(path / "train_state.pt", lambda tmp: torch.save(state, tmp))
         atomic_write_json(self.dir / "latest.json", {"dir": path.name, "step": step})
         for old in self.dir.glob("step_*"):
