@@ -25,6 +25,7 @@ def row(ckpt: Path) -> str:
     ev, dyn = metrics["eval"], metrics["eval"].get("dynamics", {})
     size_mb = (ckpt / "model.safetensors").stat().st_size / 1e6
     meta = json.loads((ckpt / "config.json").read_text())
+    cfg = meta["uva_config"]
     steps = (f"{meta['backbone_total_steps']} + {ev['training_steps']} head"
              if "backbone_total_steps" in meta else f"{ev['training_steps']}")
     cells = [
@@ -34,11 +35,13 @@ def row(ckpt: Path) -> str:
         f"{round(ev['success_rate'] * ev['episodes'])}/{ev['episodes']} (seeds "
         f"{ev['first_seed']}–{ev['first_seed'] + ev['episodes'] - 1})",
         f"{ev['n_action_steps']}",
+        f"{ev.get('action_inference_steps', cfg['action_inference_steps'])}",
         f"{dyn['forward_dynamics_psnr_db']:.2f} vs {dyn['copy_last_frame_psnr_db']:.2f} dB"
         if dyn else "–",
         f"{dyn['inverse_dynamics_mae_normalized']:.3f} ({dyn['hold_state_mae_normalized']:.3f})"
         if dyn else "–",
-        f"{ev['predict_action_ms_p50']:.1f} / {ev['predict_action_ms_p95']:.1f}",
+        f"{ev['predict_action_ms_p50']:.1f} / {ev['predict_action_ms_p95']:.1f}"
+        + (f" ({ev['precision']})" if "precision" in ev else " (fp32)"),
         steps,
         f"{size_mb:.1f} MB",
     ]
@@ -47,8 +50,8 @@ def row(ckpt: Path) -> str:
 
 def table(checkpoints: Path) -> str:
     header = ("| checkpoint | task | score | successes | actions executed "
-              "per chunk | forward dynamics vs copy-last-frame | inverse dynamics MAE, normalised "
-              "(hold-state) | predict_action p50 / p95 (ms, CPU) | training steps (backbone + head refits) | "
+              "per chunk | action head DDIM steps | forward dynamics vs copy-last-frame | inverse dynamics MAE, normalised "
+              "(hold-state) | predict_action p50 / p95 (ms, CPU, precision) | training steps (backbone + head refits) | "
               "weights |")
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for ckpt in sorted(p.parent for p in checkpoints.glob("*/metrics.json")):
@@ -121,13 +124,17 @@ def few_demos_table(root: Path = ROOT) -> str:
         raise ValueError("the long-head report's plain run is not the tabled UVA run")
     uva_ms = paired["predict_action_ms_p50"][paired["names"]["reference"]]
     peer_ms = paired["predict_action_ms_p50"][paired["names"]["other"]]
-    recipe = f"`uva train --recipe configs/pusht.yaml --budget {doc['recipe_state']['budget']}`"
+    heads = {v["spec"]["steps"] for v in train.values() if v["spec"]["stage"] == "head"}
+    recipe = (f"`uva train --recipe configs/pusht.yaml --budget {doc['recipe_state']['budget']}` "
+              f"as it was: head refits of {'/'.join(map(str, sorted(heads)))} steps, 10 DDIM steps")
     rows = [
         ("UVA", recipe, *_score(both["reference"], n),
          f"{uva_min:.1f} min, {uva_steps} steps over {len(train)} stages (CPU, 2 cores)",
          _ms(uva_ms)),
-        ("UVA, longer head refits", f"the same recipe, every head refit {long_head} steps "
-         "(`experiments/recipes/variant.py --variant head-steps`)", *_score(longer["other"], n),
+        ("UVA, longer head refits", f"the same recipe, every head refit {long_head} steps, "
+         "ending on its last weights (`experiments/recipes/variant.py --variant head-steps`); "
+         "what the budget's policy refits run now, each ending on its lowest held-out loss",
+         *_score(longer["other"], n),
          f"{long_min:.1f} min, {long_steps} steps (CPU, 2 cores)", f"{_ms(uva_ms)} (same network)"),
         ("UVA-action", "the same recipe, joint stages on the policy mode alone "
          "(`experiments/recipes/variant.py --variant action`)", *_score(both["other"], n),

@@ -27,6 +27,9 @@ def main():
     ap.add_argument("--n-action-steps", type=int, default=None,
                     help="actions executed per chunk, stored in the shipped config (the policy node "
                          "and `uva eval` default to it); the eval JSON must have used the same")
+    ap.add_argument("--action-inference-steps", type=int, default=None,
+                    help="DDIM steps of the action head, stored in the shipped config; the eval "
+                         "JSON must have used the same")
     ap.add_argument("--checks-only", action="store_true",
                     help="only (re)compute the open-loop check of the shipped --out directory")
     a = ap.parse_args()
@@ -38,7 +41,12 @@ def main():
     if summary and a.n_action_steps and summary["n_action_steps"] != a.n_action_steps:
         raise SystemExit(f"{a.eval_json} executed {summary['n_action_steps']} actions per chunk, "
                          f"not {a.n_action_steps}")  # checked before anything is written
-    save_shipped(a.ckpt, a.out, a.n_action_steps, dtype="fp16")
+    k_eval = (summary or {}).get("action_inference_steps")
+    if k_eval is not None and a.action_inference_steps and k_eval != a.action_inference_steps:
+        raise SystemExit(f"{a.eval_json} sampled actions in {k_eval} DDIM steps, "
+                         f"not {a.action_inference_steps}")
+    save_shipped(a.ckpt, a.out, a.n_action_steps, dtype="fp16",
+                 action_inference_steps=a.action_inference_steps)
     torch.set_num_threads(1)
     extra = json.loads(Path(a.extra).read_text()) if a.extra else None
     print(json.dumps(write_metrics(a.out, a.env, summary, extra=extra), indent=2))

@@ -41,8 +41,9 @@ def test_recipe_rebuilds_the_shipped_architecture(env):
     fields = {**recipe.model}
     for st in chain:
         fields.update(st.spec.get("config") or {})
-        if st.kind == "ship" and st.spec.get("n_action_steps"):
-            fields["n_action_steps"] = st.spec["n_action_steps"]
+        if st.kind == "ship":  # what a ship stage stores in the config
+            fields.update({k: st.spec[k] for k in ("n_action_steps", "action_inference_steps")
+                           if st.spec.get(k)})
     data = {k: getattr(shipped_cfg, k) for k in ARCH_FIELDS_SET_BY_DATA}
     rebuilt = UVAConfig(**{**fields, **data})
     assert rebuilt == shipped_cfg, {k: (getattr(rebuilt, k), getattr(shipped_cfg, k))
@@ -77,6 +78,8 @@ def test_recipe_errors_name_the_key_and_the_file(tmp_path):
         "steps.yaml": (good.replace("steps: 4642", "steps: -1"), "steps must be a positive"),
         "budget.yaml": (good.replace("batch_size: {vae: 32,", "batch_size: {vea: 32,"),
                         "budgets.cpu.batch_size: keys must be train stages"),
+        "ddim.yaml": (good.replace("action_inference_steps: 20", "action_inference_steps: 0"),
+                      "action_inference_steps must be a positive integer"),
         "minutes.yaml": (good.replace("max_minutes: 60", "max_minutes: 0"),
                          "budgets.cpu.max_minutes: a positive number"),
         "cams.yaml": (good.replace("episodes: 200, seed: 0}", "episodes: 200, seed: 0, cameras: scene}"),
@@ -197,10 +200,15 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     assert shipped == out / "pusht"
     cfg, _, meta = read_config(shipped)
     assert cfg.n_action_steps == 4 and cfg.inverse_action_head and cfg.width == 64
+    # the ship stage stores the recipe's DDIM steps; the file's own evaluation sampled with them
+    final_ship = recipe.stage("pusht").spec
+    assert cfg.action_inference_steps == final_ship["action_inference_steps"] != 10
+    assert read_config(out / "head_2400" / "head" / "final")[0].action_inference_steps == 10
     assert meta["stage"] == "head" and "head_of" not in meta  # no training-machine paths
     assert "check_open_loop" in json.loads((shipped / "metrics.json").read_text())
     metrics = json.loads((shipped / "metrics.json").read_text())
     assert metrics["eval"]["episodes"] == 1 and "dynamics" in metrics["eval"]
+    assert metrics["eval"]["action_inference_steps"] == cfg.action_inference_steps
     assert metrics["check_3_seeds"]["seeds"] == [100000]
     assert 0.0 <= metrics["check_3_seeds"]["scores"][0] <= 1.0
     demos = json.loads((out / "demos_2400.zarr.json").read_text())

@@ -25,7 +25,10 @@ def test_results_table_has_one_row_per_shipped_model_with_its_stored_numbers(tmp
         assert cells[2] == f"{ev['score']:.3f}"
         assert cells[3].startswith(f"{round(ev['success_rate'] * ev['episodes'])}/{ev['episodes']}")
         meta = json.loads((ckpt / "config.json").read_text())
-        assert cells[8] == (f"{meta['backbone_total_steps']} + {ev['training_steps']} head"
+        assert cells[5] == str(meta["uva_config"]["action_inference_steps"])  # what the file samples
+        assert cells[8].startswith(f"{ev['predict_action_ms_p50']:.1f} / ")
+        assert cells[8].endswith(f"({ev.get('precision', 'fp32')})")
+        assert cells[9] == (f"{meta['backbone_total_steps']} + {ev['training_steps']} head"
                             if "backbone_total_steps" in meta else str(ev["training_steps"]))
     # another folder of checkpoints: only what it holds
     one = tmp_path / "ckpts" / "pusht"

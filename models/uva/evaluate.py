@@ -130,6 +130,7 @@ def evaluate(ckpt: str, env_name: str, episodes: int, out: str, seed: int = 1000
     env.close()
     summary = {"ckpt": str(ckpt), "env": env_name, "episodes": episodes, "first_seed": seed,
                "n_action_steps": n_exec, "action_temperature": policy.cfg.action_temperature,
+               "action_inference_steps": policy.cfg.action_inference_steps,
                "training_steps": total_steps(policy.meta), "precision": policy.precision}
     if results:
         lat = np.concatenate([r.pop("latency_s") for r in results]) * 1000

@@ -7,7 +7,8 @@ defaults) and an ordered list of stages, each one call of an existing tool:
   collect  `uva collect`: expert demos (`episodes`, `seed`, `workers`), or `base` + new ones
   train    `uva train --stage vae|video|joint|head` on a dataset stage's buffer, from `init`
   eval     `uva eval`: closed-loop rollouts on fixed seeds (+ held-out dynamics with `data`)
-  ship     an fp16 copy with `n_action_steps`, its own evaluation and a seed check (uva.ship)
+  ship     an fp16 copy with `n_action_steps` (and `action_inference_steps`), its own evaluation
+           and a seed check (uva.ship)
 
 Stages refer to earlier stages by name. Everything is written under one output folder: a
 collect stage to `<out>/<name>.zarr`, a train stage's run to `<out>/<name>/` (its checkpoint is
@@ -43,7 +44,7 @@ KIND_KEYS = {
               "seed", "max_minutes", "ckpt_every", "eval_every", "keep_every"},
     "eval": {"ckpt", "data", "episodes", "seed", "action_steps", "gifs", "action_temperature",
              "dynamics_windows"},
-    "ship": {"ckpt", "n_action_steps", "dtype", "eval", "check_seeds"},
+    "ship": {"ckpt", "n_action_steps", "action_inference_steps", "dtype", "eval", "check_seeds"},
 }
 REQUIRED = {"dataset": {"path"}, "collect": {"episodes"}, "train": {"stage", "data", "steps"},
             "eval": {"ckpt", "episodes"}, "ship": {"ckpt"}}
@@ -212,6 +213,11 @@ def _parse_stage(raw, i: int, earlier: list[Stage], path: Path) -> Stage:
             raise RecipeError(f"{path}: {where}: check_seeds must be a list of integers")
         if spec.get("dtype", "fp16") not in ("fp16", "fp32"):
             raise RecipeError(f"{path}: {where}: dtype must be fp16 or fp32")
+        for key in ("n_action_steps", "action_inference_steps"):
+            value = spec.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise RecipeError(f"{path}: {where}: {key} must be a positive integer")
     return Stage(name=name, kind=kind, spec=spec)
 
 

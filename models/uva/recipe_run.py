@@ -150,7 +150,7 @@ def _run_ship(recipe, st, out, device) -> dict:
         if stale.exists():
             shutil.rmtree(stale)
     save_shipped(checkpoint_of(recipe, out, s["ckpt"]), target, s.get("n_action_steps"),
-                 s.get("dtype", "fp16"))
+                 s.get("dtype", "fp16"), s.get("action_inference_steps"))
     summary = None
     if s.get("eval"):
         ev = s["eval"]

@@ -22,15 +22,18 @@ LOCAL_PATH_KEYS = ("head_of", "vae_from", "correction_policy")
 
 
 def save_shipped(ckpt: str | Path, out: str | Path, n_action_steps: int | None = None,
-                 dtype: str = "fp16") -> int:
+                 dtype: str = "fp16", action_inference_steps: int | None = None) -> int:
     """Write `ckpt`'s model to `out` in `dtype` (fp16 fits the repository's file-size cap), with
     `n_action_steps` (actions executed per chunk; the policy node and `uva eval` default to it)
-    stored in its config. Returns the stored n_action_steps."""
+    and `action_inference_steps` (DDIM steps of the action head) stored in its config. Neither
+    changes a weight. Returns the stored n_action_steps."""
     if dtype not in DTYPES:
         raise ValueError(f"ship dtype '{dtype}': choose from {sorted(DTYPES)}")
     model, cfg, normalizers, meta = load_checkpoint(ckpt)
-    if n_action_steps:
-        cfg = dataclasses.replace(cfg, n_action_steps=n_action_steps)  # re-runs the checks
+    changes = {k: v for k, v in (("n_action_steps", n_action_steps),
+                                 ("action_inference_steps", action_inference_steps)) if v}
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)  # re-runs the config's checks
     for key in LOCAL_PATH_KEYS:  # where it was trained means nothing on another machine
         meta.pop(key, None)
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -51,6 +54,10 @@ def write_metrics(out: str | Path, env_name: str, summary: dict | None,
     if summary and summary["n_action_steps"] != n_exec:
         raise ValueError(f"the evaluation executed {summary['n_action_steps']} actions per chunk, "
                          f"the shipped config {n_exec}: ship with that n_action_steps")
+    k_eval, k_file = (summary or {}).get("action_inference_steps"), policy.cfg.action_inference_steps
+    if k_eval is not None and k_eval != k_file:
+        raise ValueError(f"the evaluation sampled actions in {k_eval} DDIM steps, the shipped "
+                         f"config in {k_file}: ship with that action_inference_steps")
     if summary:
         summary = {k: v for k, v in summary.items() if k != "per_episode"}
     metrics = {"eval": summary}

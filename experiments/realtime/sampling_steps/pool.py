@@ -1,0 +1,57 @@
+"""Pool the paired 10- vs 20-step PushT blocks of run.py into one paired difference (the
+decision to ship 20 DDIM steps in the PushT file rests on it). Prints and writes JSON.
+
+    python experiments/realtime/sampling_steps/pool.py --out experiments/realtime/sampling_steps/more_steps_pusht_pooled.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+BLOCKS = ("more_steps_pusht.json", "more_steps_pusht_seeds960000.json",
+          "more_steps_pusht_seeds100000.json", "more_steps_pusht_seeds200000.json")
+
+
+def per_episode(doc: dict, ckpt: str) -> list[dict]:
+    if "checkpoints" in doc:
+        return doc["checkpoints"][ckpt]["closed_loop"]["per_episode"]
+    return [row for block in doc["blocks"].values() for row in per_episode(block, ckpt)]
+
+
+def summary(rows: list[dict], ref: str, other: str) -> dict:
+    d = np.array([r[other]["score"] - r[ref]["score"] for r in rows])
+    seeds = [r["seed"] for r in rows]
+    return {"episodes": len(rows), "seed_range": [min(seeds), max(seeds)],
+            ref: {"score": float(np.mean([r[ref]["score"] for r in rows])),
+                  "successes": int(sum(r[ref]["success"] for r in rows))},
+            other: {"score": float(np.mean([r[other]["score"] for r in rows])),
+                    "successes": int(sum(r[other]["success"] for r in rows))},
+            "paired_diff": float(d.mean()), "paired_diff_se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", default="models/checkpoints/pusht")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    blocks, every = {}, []
+    for name in BLOCKS:
+        rows = per_episode(json.loads((HERE / name).read_text()), a.ckpt)
+        blocks[name] = summary(rows, "10", "20")
+        every += rows
+    if len({r["seed"] for r in every}) != len(every):
+        raise SystemExit("a seed appears in two blocks")
+    result = {"question": "PushT file, 20 vs 10 DDIM steps in the action head, every paired block",
+              "blocks": blocks,
+              "pooled": {k: v for k, v in summary(every, "10", "20").items() if k != "seed_range"}}
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["pooled"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
