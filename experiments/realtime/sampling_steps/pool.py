@@ -1,7 +1,9 @@
-"""Pool the paired 10- vs 20-step PushT blocks of run.py into one paired difference (the
-decision to ship 20 DDIM steps in the PushT file rests on it). Prints and writes JSON.
+"""Pool the paired 10- vs 20-step blocks of run.py into one paired difference per file (the
+decision to ship 20 DDIM steps in the PushT file, and to keep 10 in the Panda file, rests on
+it). Prints and writes JSON.
 
-    python experiments/realtime/sampling_steps/pool.py --out experiments/realtime/sampling_steps/more_steps_pusht_pooled.json
+    python experiments/realtime/sampling_steps/pool.py --task pusht --out experiments/realtime/sampling_steps/more_steps_pusht_pooled.json
+    python experiments/realtime/sampling_steps/pool.py --task panda --out experiments/realtime/sampling_steps/more_steps_panda_pooled.json
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-BLOCKS = ("more_steps_pusht.json", "more_steps_pusht_seeds960000.json",
-          "more_steps_pusht_seeds100000.json", "more_steps_pusht_seeds200000.json")
+BLOCKS = {"pusht": ("more_steps_pusht.json", "more_steps_pusht_seeds960000.json",
+                    "more_steps_pusht_seeds100000.json", "more_steps_pusht_seeds200000.json"),
+          "panda": ("more_steps_panda.json", "more_steps_panda_seeds100000.json",
+                    "more_steps_panda_seeds200000.json", "more_steps_panda_seeds970000.json",
+                    "more_steps_panda_seeds970050.json")}
 
 
 def per_episode(doc: dict, ckpt: str) -> list[dict]:
@@ -36,17 +41,17 @@ def summary(rows: list[dict], ref: str, other: str) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", default="models/checkpoints/pusht")
+    ap.add_argument("--task", choices=sorted(BLOCKS), default="pusht")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     blocks, every = {}, []
-    for name in BLOCKS:
-        rows = per_episode(json.loads((HERE / name).read_text()), a.ckpt)
+    for name in BLOCKS[a.task]:
+        rows = per_episode(json.loads((HERE / name).read_text()), f"models/checkpoints/{a.task}")
         blocks[name] = summary(rows, "10", "20")
         every += rows
     if len({r["seed"] for r in every}) != len(every):
         raise SystemExit("a seed appears in two blocks")
-    result = {"question": "PushT file, 20 vs 10 DDIM steps in the action head, every paired block",
+    result = {"question": f"{a.task} file, 20 vs 10 DDIM steps in the action head, every paired block",
               "blocks": blocks,
               "pooled": {k: v for k, v in summary(every, "10", "20").items() if k != "seed_range"}}
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
