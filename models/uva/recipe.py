@@ -169,8 +169,8 @@ def _parse_stage(raw, i: int, earlier: list[Stage], path: Path) -> Stage:
                               f"{' or '.join(allowed)} stage")
 
     for key in ("episodes", "steps", "seed", "workers", "batch_size", "ckpt_every", "eval_every",
-                "keep_every", "action_steps", "gifs", "n_action_steps", "image_size",
-                "dynamics_windows"):
+                "keep_every", "action_steps", "gifs", "n_action_steps", "action_inference_steps",
+                "image_size", "dynamics_windows"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool)
                             or spec[key] < (0 if key in ("seed", "gifs") else 1)):
             raise RecipeError(f"{path}: {where}: {key} must be a positive integer, "
@@ -213,11 +213,6 @@ def _parse_stage(raw, i: int, earlier: list[Stage], path: Path) -> Stage:
             raise RecipeError(f"{path}: {where}: check_seeds must be a list of integers")
         if spec.get("dtype", "fp16") not in ("fp16", "fp32"):
             raise RecipeError(f"{path}: {where}: dtype must be fp16 or fp32")
-        for key in ("n_action_steps", "action_inference_steps"):
-            value = spec.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise RecipeError(f"{path}: {where}: {key} must be a positive integer")
     return Stage(name=name, kind=kind, spec=spec)
 
 

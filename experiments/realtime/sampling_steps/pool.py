@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
+from uva.evaluate import paired_scores
 
 HERE = Path(__file__).resolve().parent
 BLOCKS = {"pusht": ("more_steps_pusht.json", "more_steps_pusht_seeds960000.json",
@@ -28,14 +28,10 @@ def per_episode(doc: dict, ckpt: str) -> list[dict]:
 
 
 def summary(rows: list[dict], ref: str, other: str) -> dict:
-    d = np.array([r[other]["score"] - r[ref]["score"] for r in rows])
-    seeds = [r["seed"] for r in rows]
-    return {"episodes": len(rows), "seed_range": [min(seeds), max(seeds)],
-            ref: {"score": float(np.mean([r[ref]["score"] for r in rows])),
-                  "successes": int(sum(r[ref]["success"] for r in rows))},
-            other: {"score": float(np.mean([r[other]["score"] for r in rows])),
-                    "successes": int(sum(r[other]["success"] for r in rows))},
-            "paired_diff": float(d.mean()), "paired_diff_se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+    """run.py's per-episode rows paired seed by seed (uva.evaluate.paired_scores): `other` −
+    `ref`."""
+    side = {k: [{"seed": r["seed"], **r[k]} for r in rows] for k in (ref, other)}
+    return {**paired_scores(side[ref], side[other]), "names": {"reference": ref, "other": other}}
 
 
 def main():
@@ -53,7 +49,7 @@ def main():
         raise SystemExit("a seed appears in two blocks")
     result = {"question": f"{a.task} file, 20 vs 10 DDIM steps in the action head, every paired block",
               "blocks": blocks,
-              "pooled": {k: v for k, v in summary(every, "10", "20").items() if k != "seed_range"}}
+              "pooled": {k: v for k, v in summary(every, "10", "20").items() if k != "seeds"}}
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["pooled"], indent=1))
 
