@@ -33,8 +33,9 @@ Variants (`prepare --variant`):
   VAE stage trains on both cameras' frames. Shares nothing, since the demos change.
 
 `prepare` writes the variant recipe (from `--recipe`, configs/pusht.yaml by default) and seeds the variant's run folder
-with what the change cannot touch, copied from a finished plain run (the video stage is copied
-for both: UVA-action never reads it). `uva train --recipe` then runs the rest (both joint stages,
+with what the change cannot touch, copied from the plain run (the video stage is copied for
+both: UVA-action never reads it); a shared stage the plain run has not finished yet is left for
+the variant's run to do itself. `uva train --recipe` then runs the rest (both joint stages,
 every head refit, the ship and its evaluations). `report` pairs the two runs' evaluations seed by
 seed (the ship stage's 50 seeds from 100000 and `fresh_seeds`' 50; `--more-evals` adds further
 seeds both shipped files played with `uva eval`).
@@ -166,8 +167,11 @@ def prepare(a) -> None:
         raise SystemExit(f"--variant {a.variant} shares {sorted(before)}: name the finished plain "
                          f"run to copy them from (--plain)")
     state = json.loads((a.plain / "recipe_state.json").read_text())
-    kept = {}
-    for name in sorted(before):
+    kept, later = {}, sorted(before - set(state["stages"]))
+    if later:  # a plain run still under way: the variant runs these itself (collections are
+        # seeded, so they gather the same demos)
+        print(f"{a.plain} has not finished {later} yet: the variant's run does them itself")
+    for name in sorted(before & set(state["stages"])):
         for src in a.plain.glob(f"{name}*"):  # name.zarr + name.zarr.json, or the run folder
             if src.name in (name, f"{name}.zarr", f"{name}.zarr.json"):
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, a.out / src.name)

@@ -1,0 +1,150 @@
+"""Score against demonstrations along one recipe run: every policy head refit of the chain (each
+trained on the demos collected so far), shipped the way the run's final file was and played on
+that file's evaluation seeds.
+
+A recipe such as configs/pusht.yaml refits its policy head each time its data grows (at
+`--budget cpu`: 50, 100, 150, then 250 demos, the backbone trained on the first 50). Each head
+refit's final weights are shipped like the run's last ship stage (its executed steps, DDIM steps
+and fp16) and scored by `uva eval` on the seeds of that stage's evaluation and of every eval stage
+of the shipped file; the final file's own evaluations are read, not replayed. With several runs
+(e.g. a variant of variant.py beside the plain run), each point is paired seed by seed with the
+first run's at the same number of demos. Writes JSON (every point's per-episode scores) and a
+PNG. Resumable: an evaluation already written is read, not played again.
+
+    python experiments/recipes/demos_curve.py --run UVA=runs/pusht_cpu6k \
+        --run UVA-action=runs/pusht_cpu6k_action --out experiments/recipes/demos_curve_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def final_ship(doc: dict) -> tuple[dict, list[tuple[str, int, int]]]:
+    """The run's last evaluated ship stage and the (folder, first seed, episodes) of its
+    evaluations: the stage's own and every eval stage of the file it ships."""
+    ships = [s for s in doc["stages"] if s["kind"] == "ship" and s.get("eval")]
+    if not ships:
+        raise SystemExit("the run's recipe has no evaluated ship stage")
+    ship = ships[-1]
+    blocks = [(f"{ship['name']}.eval", ship["eval"].get("seed", 100000), ship["eval"]["episodes"])]
+    blocks += [(s["name"], s.get("seed", 100000), s["episodes"]) for s in doc["stages"]
+               if s["kind"] == "eval" and s["ckpt"] == ship["name"]]
+    return ship, blocks
+
+
+def policy_heads(doc: dict) -> list[dict]:
+    """The chain's policy head refits, in order."""
+    return [s for s in doc["stages"] if s.get("stage") == "head"
+            and list(s.get("modes") or []) == ["policy_model"]]
+
+
+def curve(run: Path, work: Path, threads: int) -> list[dict]:
+    from uva.evaluate import evaluate
+    from uva.ship import save_shipped
+
+    doc = json.loads((run / "recipe.json").read_text())
+    state = json.loads((run / "recipe_state.json").read_text())["stages"]
+    ship, blocks = final_ship(doc)
+    missing = [s["name"] for s in policy_heads(doc) + [ship] if s["name"] not in state]
+    if missing:
+        raise SystemExit(f"{run} has not finished {missing}")
+    points = []
+    for head in policy_heads(doc):
+        rows = []
+        if head["name"] == ship["ckpt"]:  # the final file: its own evaluations
+            for folder, _, _ in blocks:
+                rows += json.loads((run / folder / "eval.json").read_text())["per_episode"]
+        else:
+            target = work / head["name"]
+            if not (target / "config.json").exists():
+                save_shipped(state[head["name"]]["result"]["final"], target,
+                             ship.get("n_action_steps"), ship.get("dtype", "fp16"),
+                             ship.get("action_inference_steps"))
+            for _, seed, episodes in blocks:
+                out = work / f"{head['name']}.seed{seed}"
+                if not (out / "eval.json").exists():
+                    torch.set_num_threads(threads)
+                    evaluate(str(target), doc["env"], episodes, str(out), seed=seed, n_gifs=0)
+                rows += json.loads((out / "eval.json").read_text())["per_episode"]
+        scores = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
+        points.append({"stage": head["name"],
+                       "demos": state[head["data"]]["result"]["episodes"],
+                       "head_steps": head["steps"], "episodes": len(rows),
+                       "seeds": [b[1] for b in blocks],
+                       "score": float(scores.mean()),
+                       "score_se": float(scores.std() / len(rows) ** 0.5),
+                       "successes": int(sum(bool(r["success"]) for r in rows)),
+                       "per_episode": [{k: r[k] for k in ("seed", "score", "success")}
+                                       for r in rows]})
+        print(f"{run} {head['name']}: {points[-1]['demos']} demos, score "
+              f"{points[-1]['score']:.3f} ± {points[-1]['score_se']:.3f}")
+    return points
+
+
+def plot(result: dict, png: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    runs = result["runs"]
+    span = max(p["demos"] for r in runs.values() for p in r["points"])
+    for i, (name, r) in enumerate(runs.items()):
+        pts, dx = r["points"], (i - (len(runs) - 1) / 2) * 0.01 * span  # side by side, not hidden
+        ax.errorbar([p["demos"] + dx for p in pts], [p["score"] for p in pts],
+                    yerr=[p["score_se"] for p in pts], marker="o", capsize=3, label=name)
+    ax.set_xlabel("demonstrations the policy head trained on")
+    ax.set_ylabel(f"{result['env']} score (mean ± s.e., {result['episodes']} seeds)")
+    ax.set_title(f"{result['env']}: score against demos along the recipe run")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", action="append", required=True, metavar="NAME=RUN_DIR",
+                    help="a finished recipe run; the first is the reference of the pairs")
+    ap.add_argument("--out", type=Path, required=True, help="JSON; the PNG is written beside it")
+    ap.add_argument("--work", type=Path, default=Path("outputs/demos_curve"),
+                    help="where the shipped head refits and their evaluations go")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    from uva.evaluate import paired_scores
+
+    runs = dict(r.partition("=")[::2] for r in a.run)
+    if any(not k or not v for k, v in runs.items()) or len(runs) != len(a.run):
+        ap.error("--run wants distinct NAME=RUN_DIR")
+    envs = {json.loads((Path(d) / "recipe.json").read_text())["env"] for d in runs.values()}
+    if len(envs) != 1:
+        ap.error(f"the runs are of different envs: {sorted(envs)}")
+    result = {"question": "score against the demos each policy head refit trained on, along "
+                          "the recipe run", "env": envs.pop(), "runs": {}, "paired": {}}
+    for name, d in runs.items():
+        result["runs"][name] = {"dir": d, "points": curve(Path(d), a.work / Path(d).name,
+                                                          a.threads)}
+    result["episodes"] = min(p["episodes"] for r in result["runs"].values() for p in r["points"])
+    ref_name, *others = runs
+    ref = {p["demos"]: p for p in result["runs"][ref_name]["points"]}
+    for name in others:
+        result["paired"][f"{name} - {ref_name}"] = [
+            {"demos": p["demos"], **paired_scores(ref[p["demos"]]["per_episode"], p["per_episode"])}
+            for p in result["runs"][name]["points"] if p["demos"] in ref]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, a.out.with_suffix(".png"))
+    for key, rows in result["paired"].items():
+        for r in rows:
+            print(f"{key} at {r['demos']} demos: {r['paired_diff']:+.3f} ± {r['paired_diff_se']:.3f}")
+    print(f"wrote {a.out} and {a.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
