@@ -59,15 +59,21 @@ def table(checkpoints: Path) -> str:
     return "\n".join(lines)
 
 
-# the comparison at equal data and budget on the CPU: UVA's recipe run, its UVA-action twin and
-# LeRobot's Diffusion Policy on the same demos, scored on the same 100 seeds
+# the comparison at equal data and budget on the CPU: UVA's recipe run as the recipe is written,
+# its UVA-action twin (variant.py --variant action) and LeRobot's Diffusion Policy on the same
+# demos, scored on the same 100 seeds; the score along the run's head refits (demos_curve.py)
 FEW_DEMOS = {
-    "recipe_state": "experiments/recipes/pusht_cpu_state.json",
-    "uva_action": "experiments/recipes/uva_action_cpu.json",
+    "recipe_state": "experiments/recipes/pusht_cpu_6000heads_state.json",
+    "uva_action": "experiments/recipes/uva_action_cpu_6000heads.json",
     "peer": "experiments/lerobot_peer/results/lerobot_dp_250demos_4500steps_ddim10_seeds100000.json",
-    "peer_paired": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_cpu_budget.json",
-    # the same recipe with every head refit 4x as long (variant.py --variant head-steps), the
-    # backbone shared: its run's state, its pairing with the plain run and with the peer
+    "peer_paired": "experiments/lerobot_peer/results/uva_cpu_6000heads_vs_lerobot_dp.json",
+    "curve": "experiments/recipes/demos_curve_cpu.json",
+    # earlier runs of the recipe, on the same seeds: head refits of 1 500 steps (its state, its
+    # UVA-action twin, its pairing with the peer), and the same backbone with every head refit
+    # 4x as long ending on its last weights (variant.py --variant head-steps)
+    "before_state": "experiments/recipes/pusht_cpu_state.json",
+    "before_action": "experiments/recipes/uva_action_cpu.json",
+    "before_peer": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_cpu_budget.json",
     "long_heads_state": "experiments/recipes/pusht_cpu_head_steps_state.json",
     "long_heads": "experiments/recipes/head_steps_cpu.json",
     "long_heads_peer": "experiments/lerobot_peer/results/uva_head_steps_vs_lerobot_dp_cpu.json",
@@ -81,6 +87,11 @@ def _ms(values: list[float]) -> str:
 
 def _score(side: dict, episodes: int) -> tuple[str, str]:
     return (f"{side['score']:.3f} ± {side['score_se']:.3f}", f"{side['successes']}/{episodes}")
+
+
+def _pm(report: dict, sign: int = 1) -> str:
+    """A paired report's difference (times `sign`) ± s.e., in bold."""
+    return f"**{sign * report['paired_diff']:+.3f} ± {report['paired_diff_se']:.3f}**"
 
 
 def _seed_blocks(report: dict) -> str:
@@ -105,55 +116,102 @@ def _train_stages(state: dict) -> tuple[dict, float, int]:
             sum(v["spec"]["steps"] for v in train.values()))
 
 
+def _heads(train: dict) -> str:
+    """The head refits' steps: '6000' or '6000/3000'."""
+    steps = sorted({v["spec"]["steps"] for v in train.values() if v["spec"]["stage"] == "head"},
+                   reverse=True)
+    return "/".join(map(str, steps))
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    header = ("| policy | how | score ± s.e. | successes | training (wall, steps, device) | "
+              "predict_action p50 (ms, 1 thread) |")
+    return ([header, "|" + "---|" * header.count(" | ") + "---|"]
+            + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def few_demos_table(root: Path = ROOT) -> str:
-    """UVA, UVA-action and LeRobot DP at equal data and training budget, from their JSON."""
+    """UVA, UVA-action and LeRobot DP at equal data and training budget, the score along the
+    run's head refits, and the earlier runs of the recipe, all from their JSON."""
     doc = {k: json.loads((root / v).read_text()) for k, v in FEW_DEMOS.items()}
     stages = doc["recipe_state"]["stages"]
     train, uva_min, uva_steps = _train_stages(doc["recipe_state"])
     demos = max(v["result"].get("episodes", 0) for v in stages.values() if v["kind"] == "collect")
     backbone_demos = stages[train["joint"]["spec"]["data"]]["result"]["episodes"]
-    action_min = sum(doc["uva_action"]["action_wall_s"][k] for k in train) / 60
-    long_train, long_min, long_steps = _train_stages(doc["long_heads_state"])
-    long_head = max(v["spec"]["steps"] for v in long_train.values() if v["spec"]["stage"] == "head")
-    both, paired = doc["uva_action"]["all"], doc["peer_paired"]
+    action, paired = doc["uva_action"]["all"], doc["peer_paired"]
+    before, before_peer = doc["before_action"]["all"], doc["before_peer"]
     longer, long_peer = doc["long_heads"]["all"], doc["long_heads_peer"]
-    n = both["episodes"]
-    if any(r["episodes"] != n or r["seeds"] != both["seeds"] for r in (paired, longer, long_peer)):
-        raise ValueError("the UVA-action, long-head and peer reports were scored on different seeds")
-    if abs(longer["reference"]["score"] - both["reference"]["score"]) > 1e-9:
-        raise ValueError("the long-head report's plain run is not the tabled UVA run")
+    n = action["episodes"]
+    if any(r["episodes"] != n or r["seeds"] != action["seeds"]
+           for r in (paired, before, before_peer, longer, long_peer)):
+        raise ValueError("the UVA-action, earlier-run and peer reports were scored on different seeds")
+    if abs(paired["reference"]["score"] - action["reference"]["score"]) > 1e-9:
+        raise ValueError("the peer report's UVA is not the UVA-action report's plain run")
+    if (abs(longer["reference"]["score"] - before["reference"]["score"]) > 1e-9
+            or abs(before_peer["reference"]["score"] - before["reference"]["score"]) > 1e-9):
+        raise ValueError("the long-head and peer reports' plain run is not the earlier UVA run")
+    ship = next(v for v in stages.values() if v["kind"] == "ship" and v["spec"].get("eval"))
+    ddim = ship["spec"].get("action_inference_steps")
     uva_ms = paired["predict_action_ms_p50"][paired["names"]["reference"]]
     peer_ms = paired["predict_action_ms_p50"][paired["names"]["other"]]
-    heads = {v["spec"]["steps"] for v in train.values() if v["spec"]["stage"] == "head"}
-    recipe = (f"`uva train --recipe configs/pusht.yaml --budget {doc['recipe_state']['budget']}` "
-              f"as it was: head refits of {'/'.join(map(str, sorted(heads)))} steps, 10 DDIM steps")
+    action_min = sum(doc["uva_action"]["action_wall_s"][k] for k in train) / 60
+    budget = doc["recipe_state"]["budget"]
     rows = [
-        ("UVA", recipe, *_score(both["reference"], n),
-         f"{uva_min:.1f} min, {uva_steps} steps over {len(train)} stages (CPU, 2 cores)",
-         _ms(uva_ms)),
-        ("UVA, longer head refits", f"the same recipe, every head refit {long_head} steps, "
-         "ending on its last weights (`experiments/recipes/variant.py --variant head-steps`); "
-         "what the budget's policy refits run now, each ending on its lowest held-out loss",
-         *_score(longer["other"], n),
-         f"{long_min:.1f} min, {long_steps} steps (CPU, 2 cores)", f"{_ms(uva_ms)} (same network)"),
+        ("UVA", f"`uva train --recipe configs/pusht.yaml --budget {budget}`: head refits of "
+         f"{_heads(train)} steps, each ending on its lowest held-out loss"
+         + (f", {ddim} DDIM steps" if ddim else ""), *_score(action["reference"], n),
+         f"{uva_min:.1f} min, {uva_steps} steps over {len(train)} stages (CPU)", _ms(uva_ms)),
         ("UVA-action", "the same recipe, joint stages on the policy mode alone "
-         "(`experiments/recipes/variant.py --variant action`)", *_score(both["other"], n),
-         f"{action_min:.1f} min, {uva_steps} steps (CPU, 2 cores, beside other jobs)",
-         f"{_ms(uva_ms)} (same network)"),
+         "(`experiments/recipes/variant.py --variant action`)", *_score(action["other"], n),
+         f"{action_min:.1f} min, {uva_steps} steps (CPU)", f"{_ms(uva_ms)} (same network)"),
         _peer_row(doc["peer"], paired["other"], n, peer_ms),
     ]
-    header = ("| policy | how | score ± s.e. | successes | training (wall, steps, device) | "
-              "predict_action p50 (ms, 1 thread) |")
     lines = [f"PushT, {demos} demos (the backbone's stages on the first {backbone_demos}, each "
-             f"head refit on the demos collected so far, up to all {demos}); seeds {_seed_blocks(both)}, {n} episodes, none used to choose "
-             f"anything:", "", header, "|" + "---|" * header.count(" | ") + "---|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", f"Paired over the same seeds: UVA − UVA-action **{-both['paired_diff']:+.3f} ± "
-              f"{both['paired_diff_se']:.3f}**, UVA − LeRobot DP **{-paired['paired_diff']:+.3f} "
-              f"± {paired['paired_diff_se']:.3f}**; longer head refits − UVA "
-              f"**{longer['paired_diff']:+.3f} ± {longer['paired_diff_se']:.3f}**, longer head "
-              f"refits − LeRobot DP **{-long_peer['paired_diff']:+.3f} ± "
-              f"{long_peer['paired_diff_se']:.3f}**."]
+             f"head refit on the demos collected so far, up to all {demos}); seeds "
+             f"{_seed_blocks(action)}, {n} episodes, none used to choose anything:", ""]
+    lines += _table(rows)
+    lines += ["", f"Paired over the same seeds: UVA − UVA-action {_pm(action, -1)}, UVA − "
+              f"LeRobot DP {_pm(paired, -1)}."]
+    curve = doc["curve"]
+    last = max(next(iter(curve["runs"].values()))["points"], key=lambda p: p["demos"])
+    if abs(last["score"] - action["reference"]["score"]) > 1e-9:
+        raise ValueError("the curve's first run is not the tabled UVA run")
+    lines += ["", "Along the same runs, each policy head refit shipped like the final file and "
+              f"scored on the same {curve['episodes']} seeds "
+              f"([{Path(FEW_DEMOS['curve']).with_suffix('.png').name}]"
+              f"({Path(FEW_DEMOS['curve']).with_suffix('.png').as_posix()})):", "",
+              "| demos | " + " | ".join(curve["runs"]) + " | " + " | ".join(
+                  f"paired {k}" for k in curve["paired"]) + " |",
+              "|---|" + "---|" * (len(curve["runs"]) + len(curve["paired"]))]
+    points = {name: {p["demos"]: p for p in r["points"]} for name, r in curve["runs"].items()}
+    pairs = {k: {r["demos"]: r for r in v} for k, v in curve["paired"].items()}
+    for d in sorted(set().union(*points.values())):
+        cells = [f"{points[r][d]['score']:.3f} ± {points[r][d]['score_se']:.3f}"
+                 if d in points[r] else "–" for r in points]
+        cells += [f"{pairs[k][d]['paired_diff']:+.3f} ± {pairs[k][d]['paired_diff_se']:.3f}"
+                  if d in pairs[k] else "–" for k in pairs]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    b_train, b_min, b_steps = _train_stages(doc["before_state"])
+    b_ms = _ms(before_peer["predict_action_ms_p50"][before_peer["names"]["reference"]])
+    l_train, l_min, l_steps = _train_stages(doc["long_heads_state"])
+    rows = [
+        ("UVA", f"head refits of {_heads(b_train)} steps, ending on their last weights, "
+         "10 DDIM steps", *_score(before["reference"], n),
+         f"{b_min:.1f} min, {b_steps} steps (CPU)", b_ms),
+        ("UVA, longer head refits", f"the same backbone, head refits of {_heads(l_train)} steps "
+         "ending on their last weights (`variant.py --variant head-steps`), 10 DDIM steps",
+         *_score(longer["other"], n), f"{l_min:.1f} min, {l_steps} steps (CPU)",
+         f"{b_ms} (same network)"),
+        ("UVA-action", "the first row's recipe, joint stages on the policy mode alone",
+         *_score(before["other"], n),
+         f"{sum(doc['before_action']['action_wall_s'][k] for k in b_train) / 60:.1f} min, "
+         f"{b_steps} steps (CPU)", f"{b_ms} (same network)"),
+    ]
+    lines += ["", "Earlier runs of the recipe on the same demos and seeds:", ""]
+    lines += _table(rows)
+    lines += ["", f"Paired: UVA − UVA-action {_pm(before, -1)}, UVA − LeRobot DP "
+              f"{_pm(before_peer, -1)}; longer head refits − UVA {_pm(longer)}, longer head "
+              f"refits − LeRobot DP {_pm(long_peer, -1)}."]
     return "\n".join(lines)
 
 

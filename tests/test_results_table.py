@@ -56,20 +56,42 @@ def _body_cells(table: str) -> list[list[str]]:
     return [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
 
 
+def _tables(text: str) -> list[str]:
+    """The markdown tables of a text, in order."""
+    return [b for b in text.split("\n\n") if b.startswith("| ")]
+
+
 def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
     results_table = _results_table()
     out = results_table.few_demos_table()
-    cells = _body_cells(out)
-    assert [c[0] for c in cells] == [
-        "UVA", "UVA, longer head refits", "UVA-action", "LeRobot Diffusion Policy"]
-    action = json.loads((ROOT / results_table.FEW_DEMOS["uva_action"]).read_text())["all"]
-    peer = json.loads((ROOT / results_table.FEW_DEMOS["peer_paired"]).read_text())
+    main, curve, earlier = _tables(out)
+    load = lambda key: json.loads((ROOT / results_table.FEW_DEMOS[key]).read_text())
+    cells = _body_cells(main)
+    assert [c[0] for c in cells] == ["UVA", "UVA-action", "LeRobot Diffusion Policy"]
+    action, peer = load("uva_action")["all"], load("peer_paired")
     assert cells[0][2] == f"{action['reference']['score']:.3f} ± {action['reference']['score_se']:.3f}"
-    longer = json.loads((ROOT / results_table.FEW_DEMOS["long_heads"]).read_text())["all"]
-    assert cells[1][2] == f"{longer['other']['score']:.3f} ± {longer['other']['score_se']:.3f}"
-    assert cells[2][2] == f"{action['other']['score']:.3f} ± {action['other']['score_se']:.3f}"
-    assert cells[3][2] == f"{peer['other']['score']:.3f} ± {peer['other']['score_se']:.3f}"
+    assert cells[1][2] == f"{action['other']['score']:.3f} ± {action['other']['score_se']:.3f}"
+    assert cells[2][2] == f"{peer['other']['score']:.3f} ± {peer['other']['score_se']:.3f}"
+    assert f"{-action['paired_diff']:+.3f} ± {action['paired_diff_se']:.3f}" in out
     assert f"{-peer['paired_diff']:+.3f} ± {peer['paired_diff_se']:.3f}" in out
+    ship = next(v for v in load("recipe_state")["stages"].values()
+                if v["kind"] == "ship" and v["spec"].get("eval"))
+    assert f"{ship['spec']['action_inference_steps']} DDIM steps" in cells[0][1]
+    # the curve: one row per number of demos, each run's score and the paired difference
+    doc = load("curve")
+    rows = _body_cells(curve)
+    first = list(doc["runs"])[0]
+    assert [int(r[0]) for r in rows] == sorted(p["demos"] for p in doc["runs"][first]["points"])
+    for r, p in zip(rows, sorted(doc["runs"][first]["points"], key=lambda p: p["demos"])):
+        assert r[1] == f"{p['score']:.3f} ± {p['score_se']:.3f}"
+    last = max(doc["runs"][first]["points"], key=lambda p: p["demos"])  # the final file
+    assert abs(last["score"] - action["reference"]["score"]) < 1e-9
+    earlier_cells = _body_cells(earlier)
+    before, longer = load("before_action")["all"], load("long_heads")["all"]
+    assert [c[2] for c in earlier_cells] == [
+        f"{before['reference']['score']:.3f} ± {before['reference']['score_se']:.3f}",
+        f"{longer['other']['score']:.3f} ± {longer['other']['score_se']:.3f}",
+        f"{before['other']['score']:.3f} ± {before['other']['score_se']:.3f}"]
     assert f"{longer['paired_diff']:+.3f} ± {longer['paired_diff_se']:.3f}" in out
     # reports scored on different seeds are refused, not tabled side by side
     for key, rel in results_table.FEW_DEMOS.items():
