@@ -42,7 +42,7 @@ def policy_heads(doc: dict) -> list[dict]:
             and list(s.get("modes") or []) == ["policy_model"]]
 
 
-def curve(run: Path, work: Path, threads: int) -> list[dict]:
+def curve(run: Path, work: Path) -> list[dict]:
     from uva.evaluate import evaluate
     from uva.ship import save_shipped
 
@@ -67,7 +67,6 @@ def curve(run: Path, work: Path, threads: int) -> list[dict]:
             for _, seed, episodes in blocks:
                 out = work / f"{head['name']}.seed{seed}"
                 if not (out / "eval.json").exists():
-                    torch.set_num_threads(threads)
                     evaluate(str(target), doc["env"], episodes, str(out), seed=seed, n_gifs=0)
                 rows += json.loads((out / "eval.json").read_text())["per_episode"]
         scores = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
@@ -119,6 +118,7 @@ def main() -> None:
     a = ap.parse_args()
     from uva.evaluate import paired_scores
 
+    torch.set_num_threads(a.threads)
     runs = dict(r.partition("=")[::2] for r in a.run)
     if any(not k or not v for k, v in runs.items()) or len(runs) != len(a.run):
         ap.error("--run wants distinct NAME=RUN_DIR")
@@ -128,8 +128,7 @@ def main() -> None:
     result = {"question": "score against the demos each policy head refit trained on, along "
                           "the recipe run", "env": envs.pop(), "runs": {}, "paired": {}}
     for name, d in runs.items():
-        result["runs"][name] = {"dir": d, "points": curve(Path(d), a.work / Path(d).name,
-                                                          a.threads)}
+        result["runs"][name] = {"dir": d, "points": curve(Path(d), a.work / Path(d).name)}
     result["episodes"] = min(p["episodes"] for r in result["runs"].values() for p in r["points"])
     ref_name, *others = runs
     ref = {p["demos"]: p for p in result["runs"][ref_name]["points"]}
