@@ -3,6 +3,7 @@ runs every stage end to end on its tiny budget, resumably."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import shutil
 import time
@@ -19,6 +20,14 @@ from uva.recipe_run import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {env: ROOT / "configs" / f"{env}.yaml" for env in ("pusht", "panda")}
+
+
+def _experiment(rel: str):
+    """A script of experiments/ as a module."""
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / "experiments" / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 ARCH_FIELDS_SET_BY_DATA = ("latent_scale", "action_dim", "proprio_dim", "image_size")
 
 
@@ -215,6 +224,22 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     assert demos["episodes"] == 10 and demos["base_episodes"] == 8
     fresh = json.loads((out / "fresh_seeds" / "eval.json").read_text())
     assert fresh["first_seed"] == 200000 and fresh["n_action_steps"] == 4
+    # a head refit beside the finished run on the collection the chain grows through without
+    # refitting (experiments/recipes/demos_curve.py --fill): the next refit's spec and init, its
+    # data alone changed, trained outside the run folder, which stays as it was
+    curve = _experiment("recipes/demos_curve.py")
+    doc = json.loads((out / "recipe.json").read_text())
+    (fill,) = curve.fills(doc)
+    nxt = next(s for s in doc["stages"] if s["name"] == "head_2400")
+    assert (fill["data"], fill["init"]) == ("demos_1800", nxt["init"])
+    assert {k: v for k, v in fill.items() if k not in ("name", "data", "filled")} == \
+        {k: v for k, v in nxt.items() if k not in ("name", "data")}
+    final, _ = curve.train_fill(out, doc, state["stages"], fill, tmp_path / "curve")
+    assert (Path(final) / "config.json").is_file() and tmp_path / "curve" in Path(final).parents
+    summary = json.loads((Path(final).parents[1] / "train_summary.json").read_text())
+    assert summary["data"] == str(out / "demos_1800.zarr")
+    assert json.loads((out / "recipe_state.json").read_text()) == state
+    assert curve.train_fill(out, doc, state["stages"], fill, tmp_path / "curve")[0] == final
     # rerun: everything is finished, nothing runs again
     capsys.readouterr()
     t0 = time.time()

@@ -11,13 +11,19 @@ of the shipped file; the final file's own evaluations are read, not replayed. Wi
 first run's at the same number of demos. Writes JSON (every point's per-episode scores) and a
 PNG. Resumable: an evaluation already written is read, not played again.
 
+`--fill` adds a point at every collection the chain grows its data through without refitting a
+head on it (at `--budget cpu`, the 200 demos of `demos_1800`): a head refit trained beside the
+run with the spec and init of the chain's next policy head refit, only its data changed, so the
+point differs from the next one by the demos alone. It trains under `--work`, resumable.
+
     python experiments/recipes/demos_curve.py --run UVA=runs/pusht_cpu6k \
-        --run UVA-action=runs/pusht_cpu6k_action --out experiments/recipes/demos_curve_cpu.json
+        --run UVA-action=runs/pusht_cpu6k_action --fill --out experiments/recipes/demos_curve_cpu.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -42,7 +48,49 @@ def policy_heads(doc: dict) -> list[dict]:
             and list(s.get("modes") or []) == ["policy_model"]]
 
 
-def curve(run: Path, work: Path) -> list[dict]:
+def fills(doc: dict) -> list[dict]:
+    """A head refit for every collection no policy head of the chain trains on: the next policy
+    head refit's spec (its init, steps, batch, lr, selection) with that collection as its data."""
+    heads, out = policy_heads(doc), []
+    for i, st in enumerate(doc["stages"]):
+        if st["kind"] != "collect" or any(h["data"] == st["name"] for h in heads):
+            continue
+        later = [h for h in heads if doc["stages"].index(h) > i]
+        if later:
+            out.append({**later[0], "name": f"{later[0]['name']}_on_{st['name']}",
+                        "data": st["name"], "filled": True})
+    return out
+
+
+def train_fill(run: Path, doc: dict, state: dict, head: dict, work: Path,
+               device: str = "cpu") -> tuple[str, float]:
+    """Train a filled-in head refit under `work` (resumable); its final checkpoint and wall s."""
+    from uva.fsutil import atomic_write_json
+    from uva.recipe import Recipe, Stage
+    from uva.recipe_run import run_train_stage
+
+    root = work / f"{head['name']}.train"
+    done = root / "fill.json"
+    if done.exists():
+        rec = json.loads(done.read_text())
+        return rec["final"], rec["wall_s"]
+    missing = [head["init"], head["data"]]
+    if any(m not in state for m in missing):
+        raise SystemExit(f"{run} has not finished {missing}")
+    stage = lambda s: Stage(s["name"], s["kind"], {k: v for k, v in s.items()
+                                                   if k not in ("name", "kind", "filled")})
+    recipe = Recipe(name=json.loads((run / "recipe_state.json").read_text())["recipe"],
+                    env=doc["env"], path=Path(doc["file"]), model=doc.get("model") or {},
+                    stages=[stage(s) for s in doc["stages"]] + [stage(head)], budgets={},
+                    budget=doc.get("budget"))
+    t0 = time.time()
+    final = run_train_stage(recipe, recipe.stage(head["name"]), run, device, root=root)["final"]
+    wall = round(time.time() - t0, 1)
+    atomic_write_json(done, {"final": str(final), "wall_s": wall, "spec": head})
+    return str(final), wall
+
+
+def curve(run: Path, work: Path, fill: bool = False, device: str = "cpu") -> list[dict]:
     from uva.evaluate import evaluate
     from uva.ship import save_shipped
 
@@ -52,16 +100,22 @@ def curve(run: Path, work: Path) -> list[dict]:
     missing = [s["name"] for s in policy_heads(doc) + [ship] if s["name"] not in state]
     if missing:
         raise SystemExit(f"{run} has not finished {missing}")
+    heads = policy_heads(doc) + (fills(doc) if fill else [])
     points = []
-    for head in policy_heads(doc):
-        rows = []
+    for head in sorted(heads, key=lambda h: state[h["data"]]["result"]["episodes"]):
+        rows, extra = [], {}
         if head["name"] == ship["ckpt"]:  # the final file: its own evaluations
             for folder, _, _ in blocks:
                 rows += json.loads((run / folder / "eval.json").read_text())["per_episode"]
         else:
             target = work / head["name"]
+            if head.get("filled"):
+                final, wall = train_fill(run, doc, state, head, work, device)
+                extra = {"filled": True, "init": head["init"], "wall_s": wall}
+            else:
+                final = state[head["name"]]["result"]["final"]
             if not (target / "config.json").exists():
-                save_shipped(state[head["name"]]["result"]["final"], target,
+                save_shipped(final, target,
                              ship.get("n_action_steps"), ship.get("dtype", "fp16"),
                              ship.get("action_inference_steps"))
             for _, seed, episodes in blocks:
@@ -76,7 +130,7 @@ def curve(run: Path, work: Path) -> list[dict]:
                        "seeds": [b[1] for b in blocks],
                        "score": float(scores.mean()),
                        "score_se": float(scores.std() / len(rows) ** 0.5),
-                       "successes": int(sum(bool(r["success"]) for r in rows)),
+                       "successes": int(sum(bool(r["success"]) for r in rows)), **extra,
                        "per_episode": [{k: r[k] for k in ("seed", "score", "success")}
                                        for r in rows]})
         print(f"{run} {head['name']}: {points[-1]['demos']} demos, score "
@@ -114,6 +168,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="JSON; the PNG is written beside it")
     ap.add_argument("--work", type=Path, default=Path("outputs/demos_curve"),
                     help="where the shipped head refits and their evaluations go")
+    ap.add_argument("--fill", action="store_true",
+                    help="also refit a head on every collection the chain does not refit on")
+    ap.add_argument("--device", default="cpu", help="where --fill trains")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     from uva.evaluate import paired_scores
@@ -128,7 +185,8 @@ def main() -> None:
     result = {"question": "score against the demos each policy head refit trained on, along "
                           "the recipe run", "env": envs.pop(), "runs": {}, "paired": {}}
     for name, d in runs.items():
-        result["runs"][name] = {"dir": d, "points": curve(Path(d), a.work / Path(d).name)}
+        result["runs"][name] = {"dir": d, "points": curve(Path(d), a.work / Path(d).name,
+                                                                a.fill, a.device)}
     result["episodes"] = min(p["episodes"] for r in result["runs"].values() for p in r["points"])
     ref_name, *others = runs
     ref = {p["demos"]: p for p in result["runs"][ref_name]["points"]}

@@ -79,10 +79,13 @@ def _run_collect(recipe, st, out, device) -> dict:
     return {k: v for k, v in summary.items() if k != "seeds"}
 
 
-def _run_train(recipe, st, out, device) -> dict:
+def run_train_stage(recipe: Recipe, st, out: Path, device: str, root: Path | None = None) -> dict:
+    """Run one train stage of `recipe` whose inputs lie in the run folder `out`, into its own
+    folder there or into `root` (a stage trained beside the run, e.g. a head refit on a
+    collection the chain does not refit on); resumes from the stage's last checkpoint."""
     from .training import TrainArgs, train
     s, paths = st.spec, outputs(recipe, out)
-    root = paths[st.name]
+    root = Path(root) if root is not None else paths[st.name]
     init = str(checkpoint_of(recipe, out, s["init"])) if s.get("init") else None
     vae_from = str(checkpoint_of(recipe, out, s["vae_from"])) if s.get("vae_from") else None
     source = s.get("init") or s.get("vae_from")
@@ -170,5 +173,5 @@ def _headline(summary: dict) -> dict:
     return head
 
 
-RUNNERS = {"dataset": _run_dataset, "collect": _run_collect, "train": _run_train,
+RUNNERS = {"dataset": _run_dataset, "collect": _run_collect, "train": run_train_stage,
            "eval": _run_eval, "ship": _run_ship}
