@@ -65,15 +65,16 @@ def table(checkpoints: Path) -> str:
 FEW_DEMOS = {
     "recipe_state": "experiments/recipes/pusht_cpu_6000heads_state.json",
     "uva_action": "experiments/recipes/uva_action_cpu_6000heads.json",
-    "peer": "experiments/lerobot_peer/results/lerobot_dp_250demos_4500steps_ddim10_seeds100000.json",
-    "peer_paired": "experiments/lerobot_peer/results/uva_cpu_6000heads_vs_lerobot_dp.json",
+    "peer": "experiments/lerobot_peer/results/lerobot_dp_250demos_8000steps_ddim10_seeds100000.json",
+    "peer_paired": "experiments/lerobot_peer/results/uva_cpu_6000heads_vs_lerobot_dp_8000steps.json",
     "curve": "experiments/recipes/demos_curve_cpu.json",
     # earlier runs of the recipe, on the same seeds: head refits of 1 500 steps (its state, its
-    # UVA-action twin, its pairing with the peer), and the same backbone with every head refit
-    # 4x as long ending on its last weights (variant.py --variant head-steps)
+    # UVA-action twin, its pairing with the peer of its budget), and the same backbone with every
+    # head refit 4x as long ending on its last weights (variant.py --variant head-steps)
     "before_state": "experiments/recipes/pusht_cpu_state.json",
     "before_action": "experiments/recipes/uva_action_cpu.json",
     "before_peer": "experiments/lerobot_peer/results/uva_vs_lerobot_dp_cpu_budget.json",
+    "before_peer_eval": "experiments/lerobot_peer/results/lerobot_dp_250demos_4500steps_ddim10_seeds100000.json",
     "long_heads_state": "experiments/recipes/pusht_cpu_head_steps_state.json",
     "long_heads": "experiments/recipes/head_steps_cpu.json",
     "long_heads_peer": "experiments/lerobot_peer/results/uva_head_steps_vs_lerobot_dp_cpu.json",
@@ -100,13 +101,15 @@ def _seed_blocks(report: dict) -> str:
     return f"{a}–{b}" if b - a + 1 == n else f"{a}–{a + n // 2 - 1} and {b - n // 2 + 1}–{b}"
 
 
-def _peer_row(peer: dict, side: dict, episodes: int, ms: list[float]) -> tuple[str, ...]:
+def _peer_row(peer: dict, side: dict, episodes: int, ms: list[float],
+              name: str = "LeRobot Diffusion Policy") -> tuple[str, ...]:
     """LeRobot DP's row: its version, size and sampler, its paired score, its training budget."""
     t, inf = peer["training"], peer["inference"]
-    return ("LeRobot Diffusion Policy", f"lerobot {peer['versions']['lerobot']}, down_dims "
+    return (name, f"lerobot {peer['versions']['lerobot']}, down_dims "
             f"{'/'.join(map(str, inf['down_dims']))}, DDIM {inf['denoising_steps']}",
             *_score(side, episodes), f"{t['wall_s'] / 60:.0f} min, {t['steps']} steps at batch "
-            f"{t['batch_size']} (CPU, {t['threads']} thread)", _ms(ms))
+            f"{t['batch_size']} (CPU, {t['threads']} thread{'s' if t['threads'] > 1 else ''})",
+            _ms(ms))
 
 
 def _train_stages(state: dict) -> tuple[dict, float, int]:
@@ -147,9 +150,15 @@ def few_demos_table(root: Path = ROOT) -> str:
         raise ValueError("the UVA-action, earlier-run and peer reports were scored on different seeds")
     if abs(paired["reference"]["score"] - action["reference"]["score"]) > 1e-9:
         raise ValueError("the peer report's UVA is not the UVA-action report's plain run")
+    for key, report in (("peer", paired), ("before_peer_eval", before_peer)):
+        if (doc[key]["first_seed"] != report["seeds"][0]
+                or doc[key]["training_steps"] != doc[key]["training"]["steps"]):
+            raise ValueError(f"{FEW_DEMOS[key]} is not an evaluation of the paired report's peer")
     if (abs(longer["reference"]["score"] - before["reference"]["score"]) > 1e-9
-            or abs(before_peer["reference"]["score"] - before["reference"]["score"]) > 1e-9):
-        raise ValueError("the long-head and peer reports' plain run is not the earlier UVA run")
+            or abs(before_peer["reference"]["score"] - before["reference"]["score"]) > 1e-9
+            or abs(long_peer["other"]["score"] - before_peer["other"]["score"]) > 1e-9):
+        raise ValueError("the long-head and peer reports' plain run is not the earlier UVA run, "
+                         "or their peer is not the same")
     ship = next(v for v in stages.values() if v["kind"] == "ship" and v["spec"].get("eval"))
     ddim = ship["spec"].get("action_inference_steps")
     uva_ms = paired["predict_action_ms_p50"][paired["names"]["reference"]]
@@ -185,12 +194,18 @@ def few_demos_table(root: Path = ROOT) -> str:
               "|---|" + "---|" * (len(curve["runs"]) + len(curve["paired"]))]
     points = {name: {p["demos"]: p for p in r["points"]} for name, r in curve["runs"].items()}
     pairs = {k: {r["demos"]: r for r in v} for k, v in curve["paired"].items()}
+    filled = sorted({p["demos"] for r in curve["runs"].values() for p in r["points"]
+                     if p.get("filled")})
     for d in sorted(set().union(*points.values())):
         cells = [f"{points[r][d]['score']:.3f} ± {points[r][d]['score_se']:.3f}"
                  if d in points[r] else "–" for r in points]
         cells += [f"{pairs[k][d]['paired_diff']:+.3f} ± {pairs[k][d]['paired_diff_se']:.3f}"
                   if d in pairs[k] else "–" for k in pairs]
-        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+        lines.append(f"| {d}{' *' if d in filled else ''} | " + " | ".join(cells) + " |")
+    if filled:
+        lines += ["", "\\* a head refit beside the run (`demos_curve.py --fill`): the chain "
+                  "collects these demos without refitting on them, so the next refit's spec and "
+                  "init trained on them, its data alone changed."]
     b_train, b_min, b_steps = _train_stages(doc["before_state"])
     b_ms = _ms(before_peer["predict_action_ms_p50"][before_peer["names"]["reference"]])
     l_train, l_min, l_steps = _train_stages(doc["long_heads_state"])
@@ -207,11 +222,15 @@ def few_demos_table(root: Path = ROOT) -> str:
          f"{sum(doc['before_action']['action_wall_s'][k] for k in b_train) / 60:.1f} min, "
          f"{b_steps} steps (CPU)", f"{b_ms} (same network)"),
     ]
-    lines += ["", "Earlier runs of the recipe on the same demos and seeds:", ""]
+    rows.append(_peer_row(doc["before_peer_eval"], before_peer["other"], n,
+                          before_peer["predict_action_ms_p50"][before_peer["names"]["other"]],
+                          "LeRobot Diffusion Policy, shorter"))
+    lines += ["", "Earlier runs of the recipe, and the peer's at the first row's budget, on the "
+              "same demos and seeds:", ""]
     lines += _table(rows)
-    lines += ["", f"Paired: UVA − UVA-action {_pm(before, -1)}, UVA − LeRobot DP "
+    lines += ["", f"Paired: UVA − UVA-action {_pm(before, -1)}, UVA − the shorter LeRobot DP "
               f"{_pm(before_peer, -1)}; longer head refits − UVA {_pm(longer)}, longer head "
-              f"refits − LeRobot DP {_pm(long_peer, -1)}."]
+              f"refits − the shorter LeRobot DP {_pm(long_peer, -1)}."]
     return "\n".join(lines)
 
 

@@ -81,17 +81,23 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
     doc = load("curve")
     rows = _body_cells(curve)
     first = list(doc["runs"])[0]
-    assert [int(r[0]) for r in rows] == sorted(p["demos"] for p in doc["runs"][first]["points"])
-    for r, p in zip(rows, sorted(doc["runs"][first]["points"], key=lambda p: p["demos"])):
+    points = sorted(doc["runs"][first]["points"], key=lambda p: p["demos"])
+    assert [int(r[0].removesuffix(" *")) for r in rows] == [p["demos"] for p in points]
+    for r, p in zip(rows, points):
         assert r[1] == f"{p['score']:.3f} ± {p['score_se']:.3f}"
+        assert r[0].endswith(" *") == bool(p.get("filled"))  # a refit beside the run is marked
     last = max(doc["runs"][first]["points"], key=lambda p: p["demos"])  # the final file
     assert abs(last["score"] - action["reference"]["score"]) < 1e-9
     earlier_cells = _body_cells(earlier)
     before, longer = load("before_action")["all"], load("long_heads")["all"]
+    before_peer = load("before_peer")["other"]
     assert [c[2] for c in earlier_cells] == [
         f"{before['reference']['score']:.3f} ± {before['reference']['score_se']:.3f}",
         f"{longer['other']['score']:.3f} ± {longer['other']['score_se']:.3f}",
-        f"{before['other']['score']:.3f} ± {before['other']['score_se']:.3f}"]
+        f"{before['other']['score']:.3f} ± {before['other']['score_se']:.3f}",
+        f"{before_peer['score']:.3f} ± {before_peer['score_se']:.3f}"]
+    assert f"{load('before_peer_eval')['training']['steps']} steps" in earlier_cells[3][4]
+    assert f"{load('peer')['training']['steps']} steps" in cells[2][4]
     assert f"{longer['paired_diff']:+.3f} ± {longer['paired_diff_se']:.3f}" in out
     # reports scored on different seeds are refused, not tabled side by side
     for key, rel in results_table.FEW_DEMOS.items():

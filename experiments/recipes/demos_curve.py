@@ -148,8 +148,13 @@ def plot(result: dict, png: Path) -> None:
     span = max(p["demos"] for r in runs.values() for p in r["points"])
     for i, (name, r) in enumerate(runs.items()):
         pts, dx = r["points"], (i - (len(runs) - 1) / 2) * 0.01 * span  # side by side, not hidden
-        ax.errorbar([p["demos"] + dx for p in pts], [p["score"] for p in pts],
-                    yerr=[p["score_se"] for p in pts], marker="o", capsize=3, label=name)
+        line = ax.errorbar([p["demos"] + dx for p in pts], [p["score"] for p in pts],
+                           yerr=[p["score_se"] for p in pts], marker="o", capsize=3, label=name)
+        fill = [p for p in pts if p.get("filled")]
+        if fill:  # refits beside the run (--fill): open markers
+            ax.plot([p["demos"] + dx for p in fill], [p["score"] for p in fill], "o",
+                    color=line[0].get_color(), mfc="white",
+                    label="head refit beside the run (--fill)" if i == 0 else None)
     ax.set_xlabel("demonstrations the policy head trained on")
     ax.set_ylabel(f"{result['env']} score (mean ± s.e., {result['episodes']} seeds)")
     ax.set_title(f"{result['env']}: score against demos along the recipe run")
