@@ -149,11 +149,12 @@ def plot(result: dict, png: Path) -> None:
     for i, (name, r) in enumerate(runs.items()):
         pts, dx = r["points"], (i - (len(runs) - 1) / 2) * 0.01 * span  # side by side, not hidden
         line = ax.errorbar([p["demos"] + dx for p in pts], [p["score"] for p in pts],
-                           yerr=[p["score_se"] for p in pts], marker="o", capsize=3, label=name)
+                           yerr=[p["score_se"] for p in pts], marker="o", capsize=3, label=name,
+                           markevery=[j for j, p in enumerate(pts) if not p.get("filled")])
         fill = [p for p in pts if p.get("filled")]
         if fill:  # refits beside the run (--fill): open markers
             ax.plot([p["demos"] + dx for p in fill], [p["score"] for p in fill], "o",
-                    color=line[0].get_color(), mfc="white",
+                    color=line[0].get_color(), mfc="white", zorder=3,
                     label="head refit beside the run (--fill)" if i == 0 else None)
     ax.set_xlabel("demonstrations the policy head trained on")
     ax.set_ylabel(f"{result['env']} score (mean ± s.e., {result['episodes']} seeds)")
