@@ -20,6 +20,7 @@ from uva.recipe_run import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {env: ROOT / "configs" / f"{env}.yaml" for env in ("pusht", "panda")}
+ARCH_FIELDS_SET_BY_DATA = ("latent_scale", "action_dim", "proprio_dim", "image_size")
 
 
 def _experiment(rel: str):
@@ -28,7 +29,6 @@ def _experiment(rel: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-ARCH_FIELDS_SET_BY_DATA = ("latent_scale", "action_dim", "proprio_dim", "image_size")
 
 
 def _chain(recipe, name):
