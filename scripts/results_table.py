@@ -152,7 +152,9 @@ def few_demos_table(root: Path = ROOT) -> str:
         raise ValueError("the peer report's UVA is not the UVA-action report's plain run")
     for key, report in (("peer", paired), ("before_peer_eval", before_peer)):
         if (doc[key]["first_seed"] != report["seeds"][0]
-                or doc[key]["training_steps"] != doc[key]["training"]["steps"]):
+                or doc[key]["training_steps"] != doc[key]["training"]["steps"]
+                or doc[key]["predict_action_ms_p50"]
+                not in report["predict_action_ms_p50"][report["names"]["other"]]):
             raise ValueError(f"{FEW_DEMOS[key]} is not an evaluation of the paired report's peer")
     if (abs(longer["reference"]["score"] - before["reference"]["score"]) > 1e-9
             or abs(before_peer["reference"]["score"] - before["reference"]["score"]) > 1e-9
@@ -221,10 +223,10 @@ def few_demos_table(root: Path = ROOT) -> str:
          *_score(before["other"], n),
          f"{sum(doc['before_action']['action_wall_s'][k] for k in b_train) / 60:.1f} min, "
          f"{b_steps} steps (CPU)", f"{b_ms} (same network)"),
+        _peer_row(doc["before_peer_eval"], before_peer["other"], n,
+                  before_peer["predict_action_ms_p50"][before_peer["names"]["other"]],
+                  "LeRobot Diffusion Policy, shorter"),
     ]
-    rows.append(_peer_row(doc["before_peer_eval"], before_peer["other"], n,
-                          before_peer["predict_action_ms_p50"][before_peer["names"]["other"]],
-                          "LeRobot Diffusion Policy, shorter"))
     lines += ["", "Earlier runs of the recipe, and the peer's at the first row's budget, on the "
               "same demos and seeds:", ""]
     lines += _table(rows)

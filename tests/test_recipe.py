@@ -234,12 +234,12 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     assert (fill["data"], fill["init"]) == ("demos_1800", nxt["init"])
     assert {k: v for k, v in fill.items() if k not in ("name", "data", "filled")} == \
         {k: v for k, v in nxt.items() if k not in ("name", "data")}
-    final, _ = curve.train_fill(out, doc, state["stages"], fill, tmp_path / "curve")
+    final, _ = curve.train_fill(out, doc, state, fill, tmp_path / "curve")
     assert (Path(final) / "config.json").is_file() and tmp_path / "curve" in Path(final).parents
     summary = json.loads((Path(final).parents[1] / "train_summary.json").read_text())
     assert summary["data"] == str(out / "demos_1800.zarr")
     assert json.loads((out / "recipe_state.json").read_text()) == state
-    assert curve.train_fill(out, doc, state["stages"], fill, tmp_path / "curve")[0] == final
+    assert curve.train_fill(out, doc, state, fill, tmp_path / "curve")[0] == final
     # rerun: everything is finished, nothing runs again
     capsys.readouterr()
     t0 = time.time()

@@ -108,6 +108,14 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
         (tmp_path / rel).write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="different seeds"):
         results_table.few_demos_table(tmp_path)
+    # a peer evaluation that is not one of its paired report's is refused too
+    for key, rel in results_table.FEW_DEMOS.items():
+        doc = json.loads((ROOT / rel).read_text())
+        if key == "before_peer_eval":
+            doc["predict_action_ms_p50"] += 1.0
+        (tmp_path / rel).write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="not an evaluation of the paired report's peer"):
+        results_table.few_demos_table(tmp_path)
 
 
 def test_panda_few_demos_table_reads_its_numbers_from_the_paired_report(tmp_path):

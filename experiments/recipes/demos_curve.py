@@ -64,7 +64,8 @@ def fills(doc: dict) -> list[dict]:
 
 def train_fill(run: Path, doc: dict, state: dict, head: dict, work: Path,
                device: str = "cpu") -> tuple[str, float]:
-    """Train a filled-in head refit under `work` (resumable); its final checkpoint and wall s."""
+    """Train a filled-in head refit under `work` (resumable); its final checkpoint and wall s.
+    `doc` and `state` are the run's recipe.json and recipe_state.json."""
     from uva.fsutil import atomic_write_json
     from uva.recipe import Recipe, Stage
     from uva.recipe_run import run_train_stage
@@ -75,11 +76,11 @@ def train_fill(run: Path, doc: dict, state: dict, head: dict, work: Path,
         rec = json.loads(done.read_text())
         return rec["final"], rec["wall_s"]
     missing = [head["init"], head["data"]]
-    if any(m not in state for m in missing):
+    if any(m not in state["stages"] for m in missing):
         raise SystemExit(f"{run} has not finished {missing}")
     stage = lambda s: Stage(s["name"], s["kind"], {k: v for k, v in s.items()
                                                    if k not in ("name", "kind", "filled")})
-    recipe = Recipe(name=json.loads((run / "recipe_state.json").read_text())["recipe"],
+    recipe = Recipe(name=state["recipe"],
                     env=doc["env"], path=Path(doc["file"]), model=doc.get("model") or {},
                     stages=[stage(s) for s in doc["stages"]] + [stage(head)], budgets={},
                     budget=doc.get("budget"))
@@ -95,7 +96,8 @@ def curve(run: Path, work: Path, fill: bool = False, device: str = "cpu") -> lis
     from uva.ship import save_shipped
 
     doc = json.loads((run / "recipe.json").read_text())
-    state = json.loads((run / "recipe_state.json").read_text())["stages"]
+    run_state = json.loads((run / "recipe_state.json").read_text())
+    state = run_state["stages"]
     ship, blocks = final_ship(doc)
     missing = [s["name"] for s in policy_heads(doc) + [ship] if s["name"] not in state]
     if missing:
@@ -110,7 +112,7 @@ def curve(run: Path, work: Path, fill: bool = False, device: str = "cpu") -> lis
         else:
             target = work / head["name"]
             if head.get("filled"):
-                final, wall = train_fill(run, doc, state, head, work, device)
+                final, wall = train_fill(run, doc, run_state, head, work, device)
                 extra = {"filled": True, "init": head["init"], "wall_s": wall}
             else:
                 final = state[head["name"]]["result"]["final"]
