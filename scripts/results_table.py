@@ -187,9 +187,16 @@ def few_demos_table(root: Path = ROOT) -> str:
     last = max(next(iter(curve["runs"].values()))["points"], key=lambda p: p["demos"])
     if abs(last["score"] - action["reference"]["score"]) > 1e-9:
         raise ValueError("the curve's first run is not the tabled UVA run")
+    peers = [name for name, r in curve["runs"].items() if r.get("peer")]
+    for name in peers:
+        at = {p["demos"]: p for p in curve["runs"][name]["points"]}.get(last["demos"])
+        if at is not None and abs(at["score"] - paired["other"]["score"]) > 1e-9:
+            raise ValueError(f"the curve's {name} at {last['demos']} demos is not the tabled peer")
     lines += ["", "Along the same runs, each policy head refit shipped like the final file and "
-              f"scored on the same {curve['episodes']} seeds "
-              f"([{Path(FEW_DEMOS['curve']).with_suffix('.png').name}]"
+              f"scored on the same {curve['episodes']} seeds"
+              + (f", beside {' and '.join(peers)} trained at the recipe's budget on the same "
+                 "demos where it has run" if peers else "")
+              + f" ([{Path(FEW_DEMOS['curve']).with_suffix('.png').name}]"
               f"({Path(FEW_DEMOS['curve']).with_suffix('.png').as_posix()})):", "",
               "| demos | " + " | ".join(curve["runs"]) + " | " + " | ".join(
                   f"paired {k}" for k in curve["paired"]) + " |",
@@ -205,9 +212,10 @@ def few_demos_table(root: Path = ROOT) -> str:
                   if d in pairs[k] else "–" for k in pairs]
         lines.append(f"| {d}{' *' if d in filled else ''} | " + " | ".join(cells) + " |")
     if filled:
-        lines += ["", "\\* a head refit beside the run (`demos_curve.py --fill`): the chain "
-                  "collects these demos without refitting on them, so the next refit's spec and "
-                  "init trained on them, its data alone changed."]
+        lines += ["", "\\* the UVA heads at these demos are refits beside the run "
+                  "(`demos_curve.py --fill`): the chain collects these demos without refitting "
+                  "on them, so the next refit's spec and init trained on them, its data alone "
+                  "changed."]
     b_train, b_min, b_steps = _train_stages(doc["before_state"])
     b_ms = _ms(before_peer["predict_action_ms_p50"][before_peer["names"]["reference"]])
     l_train, l_min, l_steps = _train_stages(doc["long_heads_state"])

@@ -271,3 +271,55 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     assert log.count("done, skipped") == len(recipe.stages) - len(later)
     assert (out / "head_2400" / "head" / "final" / "config.json").is_file()
     assert sorted(json.loads((out / "recipe_state.json").read_text())["stages"]) == sorted(names)
+
+
+def test_demos_curve_takes_a_peers_evaluations_on_the_runs_demos_and_seeds(tmp_path, monkeypatch):
+    """experiments/recipes/demos_curve.py --peer: another policy's evaluations become points at
+    the demos of the run's collection each trained on; other data, other seeds or evaluations of
+    two checkpoints in one point are refused."""
+    curve = _experiment("recipes/demos_curve.py")
+    monkeypatch.chdir(tmp_path)
+    run = Path("runs/task")
+    run.mkdir(parents=True)
+    (run / "recipe.json").write_text(json.dumps({"env": "pusht", "stages": [
+        {"name": "demos_a", "kind": "collect"}, {"name": "demos_b", "kind": "collect"},
+        {"name": "head", "kind": "train", "stage": "head", "modes": ["policy_model"]},
+        {"name": "task", "kind": "ship", "ckpt": "head", "eval": {"episodes": 3, "seed": 100}},
+        {"name": "fresh", "kind": "eval", "ckpt": "task", "seed": 200, "episodes": 3}]}))
+    (run / "recipe_state.json").write_text(json.dumps({"stages": {
+        "demos_a": {"kind": "collect", "result": {"episodes": 50}},
+        "demos_b": {"kind": "collect", "result": {"episodes": 100}},
+        "head": {"kind": "train", "result": {}}}}))
+    rng = np.random.default_rng(0)
+
+    def peer_eval(data: str, first: int, ckpt: str = "dp/last", n: int = 3) -> Path:
+        rows = [{"seed": first + i, "score": float(rng.random()), "success": bool(i == 0),
+                 "steps": 10} for i in range(n)]
+        path = tmp_path / f"dp_{Path(data).stem}_{first}_{len(list(tmp_path.glob('dp_*')))}.json"
+        path.write_text(json.dumps({"ckpt": ckpt, "first_seed": first, "episodes": n,
+                                    "training": {"data": data, "steps": 800, "wall_s": 60.0},
+                                    "per_episode": rows}))
+        return path
+
+    evals = [peer_eval("runs/task/demos_b.zarr", 200), peer_eval("runs/task/demos_b.zarr", 100),
+             peer_eval("runs/task/demos_a.zarr", 100), peer_eval("runs/task/demos_a.zarr", 200)]
+    points = curve.peer_points(run, evals)
+    assert [p["demos"] for p in points] == [50, 100]
+    b = points[1]
+    rows = [e for p in (evals[1], evals[0]) for e in json.loads(p.read_text())["per_episode"]]
+    assert [e["seed"] for e in b["per_episode"]] == [100, 101, 102, 200, 201, 202]
+    assert b["score"] == pytest.approx(np.mean([e["score"] for e in rows]))
+    assert b["successes"] == 2 and b["episodes"] == 6 and b["training_steps"] == 800
+    assert b["evals"] == [str(evals[1]), str(evals[0])]
+    with pytest.raises(SystemExit, match="not on one of"):  # demos of another run
+        curve.peer_points(run, [peer_eval("runs/other/demos_a.zarr", 100)])
+    with pytest.raises(SystemExit, match="not on one of"):  # a stage that is no collection
+        curve.peer_points(run, [peer_eval("runs/task/head.zarr", 100)])
+    with pytest.raises(SystemExit, match="cover seeds"):  # one block missing
+        curve.peer_points(run, [peer_eval("runs/task/demos_a.zarr", 100)])
+    with pytest.raises(SystemExit, match="cover seeds"):  # a block of other length
+        curve.peer_points(run, [peer_eval("runs/task/demos_a.zarr", 100),
+                                peer_eval("runs/task/demos_a.zarr", 200, n=2)])
+    with pytest.raises(SystemExit, match="different checkpoints"):
+        curve.peer_points(run, [peer_eval("runs/task/demos_a.zarr", 100),
+                                peer_eval("runs/task/demos_a.zarr", 200, ckpt="dp/step_1000")])

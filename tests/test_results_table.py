@@ -88,6 +88,15 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
         assert r[0].endswith(" *") == bool(p.get("filled"))  # a refit beside the run is marked
     last = max(doc["runs"][first]["points"], key=lambda p: p["demos"])  # the final file
     assert abs(last["score"] - action["reference"]["score"]) < 1e-9
+    # the peer's column: its score where it trained, its 250-demo point the tabled peer's
+    header = curve.split("\n")[0].split(" | ")
+    col = header.index("LeRobot DP")
+    dp = {p["demos"]: p for p in doc["runs"]["LeRobot DP"]["points"]}
+    assert doc["runs"]["LeRobot DP"]["peer"] and last["demos"] in dp
+    for r, p in zip(rows, points):
+        assert r[col] == (f"{dp[p['demos']]['score']:.3f} ± {dp[p['demos']]['score_se']:.3f}"
+                          if p["demos"] in dp else "–")
+    assert rows[-1][col] == f"{peer['other']['score']:.3f} ± {peer['other']['score_se']:.3f}"
     earlier_cells = _body_cells(earlier)
     before, longer = load("before_action")["all"], load("long_heads")["all"]
     before_peer = load("before_peer")["other"]
@@ -115,6 +124,14 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
             doc["predict_action_ms_p50"] += 1.0
         (tmp_path / rel).write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="not an evaluation of the paired report's peer"):
+        results_table.few_demos_table(tmp_path)
+    # a curve whose peer at the final demos is not the tabled peer is refused
+    for key, rel in results_table.FEW_DEMOS.items():
+        doc = json.loads((ROOT / rel).read_text())
+        if key == "curve":
+            max(doc["runs"]["LeRobot DP"]["points"], key=lambda p: p["demos"])["score"] += 0.01
+        (tmp_path / rel).write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="is not the tabled peer"):
         results_table.few_demos_table(tmp_path)
 
 

@@ -16,8 +16,14 @@ head on it (at `--budget cpu`, the 200 demos of `demos_1800`): a head refit trai
 run with the spec and init of the chain's next policy head refit, only its data changed, so the
 point differs from the next one by the demos alone. It trains under `--work`, resumable.
 
+`--peer NAME=EVAL_JSON[,...]` adds another policy's evaluations on the same seeds (LeRobot's
+Diffusion Policy scored by experiments/lerobot_peer/run.py eval), each trained on one of the first
+run's collections: its points sit at those demos and are paired with the first run's like a run's.
+
     python experiments/recipes/demos_curve.py --run UVA=runs/pusht_cpu6k \
-        --run UVA-action=runs/pusht_cpu6k_action --fill --out experiments/recipes/demos_curve_cpu.json
+        --run UVA-action=runs/pusht_cpu6k_action --fill \
+        --peer "LeRobot DP=dp200_seeds100000.json,dp200_seeds200000.json,dp250_..." \
+        --out experiments/recipes/demos_curve_cpu.json
 """
 from __future__ import annotations
 
@@ -91,6 +97,51 @@ def train_fill(run: Path, doc: dict, state: dict, head: dict, work: Path,
     return str(final), wall
 
 
+def _point(rows: list[dict], **fields) -> dict:
+    """One point of a curve: its fields, then the score of its episodes (mean, s.e., successes)
+    and the episodes themselves."""
+    scores = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
+    return {**fields, "episodes": len(rows), "score": float(scores.mean()),
+            "score_se": float(scores.std() / len(rows) ** 0.5),
+            "successes": int(sum(bool(r["success"]) for r in rows)),
+            "per_episode": [{k: r[k] for k in ("seed", "score", "success")} for r in rows]}
+
+
+def peer_points(run: Path, evals: list[Path]) -> list[dict]:
+    """Another policy's points from its evaluation JSONs (experiments/lerobot_peer/run.py eval):
+    grouped by the demos each trained on, which must be one of `run`'s collections, every group
+    one checkpoint scored on exactly the seed blocks of `run`'s final file."""
+    doc = json.loads((run / "recipe.json").read_text())
+    state = json.loads((run / "recipe_state.json").read_text())["stages"]
+    want = sorted((seed, n) for _, seed, n in final_ship(doc)[1])
+    groups: dict[str, list[tuple[Path, dict]]] = {}
+    for path in evals:
+        r = json.loads(path.read_text())
+        data = Path((r.get("training") or {}).get("data") or "")
+        name = data.name.removesuffix(".zarr")
+        if (data.parent.resolve() != run.resolve() or name not in state
+                or state[name]["kind"] != "collect"):
+            raise SystemExit(f"{path} trained on {data or 'unnamed data'}, not on one of {run}'s "
+                             "collections")
+        groups.setdefault(name, []).append((path, r))
+    points = []
+    for name, group in groups.items():
+        group.sort(key=lambda g: g[1]["first_seed"])
+        got = [(r["first_seed"], r["episodes"]) for _, r in group]
+        if got != want:
+            raise SystemExit(f"the evaluations of the policy trained on {name} cover seeds "
+                             f"(first, episodes) {got}, the curve's are {want}")
+        if len({r["ckpt"] for _, r in group}) != 1:
+            raise SystemExit(f"the evaluations of the policy trained on {name} are of different "
+                             f"checkpoints: {sorted({r['ckpt'] for _, r in group})}")
+        t = group[0][1].get("training") or {}
+        points.append(_point([e for _, r in group for e in r["per_episode"]], stage=name,
+                             demos=state[name]["result"]["episodes"],
+                             training_steps=t.get("steps"), wall_s=t.get("wall_s"),
+                             seeds=[s for s, _ in want], evals=[str(p) for p, _ in group]))
+    return sorted(points, key=lambda p: p["demos"])
+
+
 def curve(run: Path, work: Path, fill: bool = False, device: str = "cpu") -> list[dict]:
     from uva.evaluate import evaluate
     from uva.ship import save_shipped
@@ -125,16 +176,9 @@ def curve(run: Path, work: Path, fill: bool = False, device: str = "cpu") -> lis
                 if not (out / "eval.json").exists():
                     evaluate(str(target), doc["env"], episodes, str(out), seed=seed, n_gifs=0)
                 rows += json.loads((out / "eval.json").read_text())["per_episode"]
-        scores = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
-        points.append({"stage": head["name"],
-                       "demos": state[head["data"]]["result"]["episodes"],
-                       "head_steps": head["steps"], "episodes": len(rows),
-                       "seeds": [b[1] for b in blocks],
-                       "score": float(scores.mean()),
-                       "score_se": float(scores.std() / len(rows) ** 0.5),
-                       "successes": int(sum(bool(r["success"]) for r in rows)), **extra,
-                       "per_episode": [{k: r[k] for k in ("seed", "score", "success")}
-                                       for r in rows]})
+        points.append(_point(rows, stage=head["name"],
+                             demos=state[head["data"]]["result"]["episodes"],
+                             head_steps=head["steps"], seeds=[b[1] for b in blocks], **extra))
         print(f"{run} {head['name']}: {points[-1]['demos']} demos, score "
               f"{points[-1]['score']:.3f} ± {points[-1]['score_se']:.3f}")
     return points
@@ -151,14 +195,15 @@ def plot(result: dict, png: Path) -> None:
     for i, (name, r) in enumerate(runs.items()):
         pts, dx = r["points"], (i - (len(runs) - 1) / 2) * 0.01 * span  # side by side, not hidden
         line = ax.errorbar([p["demos"] + dx for p in pts], [p["score"] for p in pts],
-                           yerr=[p["score_se"] for p in pts], marker="o", capsize=3, label=name,
+                           yerr=[p["score_se"] for p in pts], marker="s" if r.get("peer") else "o",
+                           capsize=3, label=name,
                            markevery=[j for j, p in enumerate(pts) if not p.get("filled")])
         fill = [p for p in pts if p.get("filled")]
         if fill:  # refits beside the run (--fill): open markers
             ax.plot([p["demos"] + dx for p in fill], [p["score"] for p in fill], "o",
                     color=line[0].get_color(), mfc="white", zorder=3,
                     label="head refit beside the run (--fill)" if i == 0 else None)
-    ax.set_xlabel("demonstrations the policy head trained on")
+    ax.set_xlabel("demonstrations the policy (head) trained on")
     ax.set_ylabel(f"{result['env']} score (mean ± s.e., {result['episodes']} seeds)")
     ax.set_title(f"{result['env']}: score against demos along the recipe run")
     ax.set_ylim(0, 1)
@@ -178,6 +223,9 @@ def main() -> None:
                     help="where the shipped head refits and their evaluations go")
     ap.add_argument("--fill", action="store_true",
                     help="also refit a head on every collection the chain does not refit on")
+    ap.add_argument("--peer", action="append", default=[], metavar="NAME=EVAL_JSON[,EVAL_JSON...]",
+                    help="another policy's evaluations on the final file's seeds, each trained on "
+                         "one of the first run's collections; repeatable")
     ap.add_argument("--device", default="cpu", help="where --fill trains")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
@@ -195,8 +243,15 @@ def main() -> None:
     for name, d in runs.items():
         result["runs"][name] = {"dir": d, "points": curve(Path(d), a.work / Path(d).name,
                                                                 a.fill, a.device)}
+    for item in a.peer:
+        name, _, paths = item.partition("=")
+        if not name or not paths or name in result["runs"]:
+            ap.error(f"--peer wants NAME=EVAL_JSON[,...] with a name no run has, got {item!r}")
+        evals = [Path(p) for p in paths.split(",")]
+        result["runs"][name] = {"peer": True, "evals": [str(p) for p in evals],
+                                "points": peer_points(Path(runs[next(iter(runs))]), evals)}
     result["episodes"] = min(p["episodes"] for r in result["runs"].values() for p in r["points"])
-    ref_name, *others = runs
+    ref_name, *others = result["runs"]
     ref = {p["demos"]: p for p in result["runs"][ref_name]["points"]}
     for name in others:
         result["paired"][f"{name} - {ref_name}"] = [
