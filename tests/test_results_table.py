@@ -56,6 +56,16 @@ def _body_cells(table: str) -> list[list[str]]:
     return [[c.strip() for c in r.strip("|").split("|")] for r in rows[1:]]
 
 
+def _write_changed(files: dict[str, str], root: Path, key: str, change) -> None:
+    """The comparison's files copied under `root`, the one named `key` changed by `change(doc)`."""
+    for k, rel in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        doc = json.loads((ROOT / rel).read_text())
+        if k == key:
+            change(doc)
+        (root / rel).write_text(json.dumps(doc))
+
+
 def _tables(text: str) -> list[str]:
     """The markdown tables of a text, in order."""
     return [b for b in text.split("\n\n") if b.startswith("| ")]
@@ -109,28 +119,20 @@ def test_few_demos_table_reads_every_number_from_the_comparison_files(tmp_path):
     assert f"{load('peer')['training']['steps']} steps" in cells[2][4]
     assert f"{longer['paired_diff']:+.3f} ± {longer['paired_diff_se']:.3f}" in out
     # reports scored on different seeds are refused, not tabled side by side
-    for key, rel in results_table.FEW_DEMOS.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        doc = json.loads((ROOT / rel).read_text())
-        if key == "peer_paired":
-            doc["seeds"] = [300000, 300099]
-        (tmp_path / rel).write_text(json.dumps(doc))
+    _write_changed(results_table.FEW_DEMOS, tmp_path, "peer_paired",
+                   lambda doc: doc.update(seeds=[300000, 300099]))
     with pytest.raises(ValueError, match="different seeds"):
         results_table.few_demos_table(tmp_path)
     # a peer evaluation that is not one of its paired report's is refused too
-    for key, rel in results_table.FEW_DEMOS.items():
-        doc = json.loads((ROOT / rel).read_text())
-        if key == "before_peer_eval":
-            doc["predict_action_ms_p50"] += 1.0
-        (tmp_path / rel).write_text(json.dumps(doc))
+    _write_changed(results_table.FEW_DEMOS, tmp_path, "before_peer_eval",
+                   lambda doc: doc.update(predict_action_ms_p50=doc["predict_action_ms_p50"] + 1.0))
     with pytest.raises(ValueError, match="not an evaluation of the paired report's peer"):
         results_table.few_demos_table(tmp_path)
     # a curve whose peer at the final demos is not the tabled peer is refused
-    for key, rel in results_table.FEW_DEMOS.items():
-        doc = json.loads((ROOT / rel).read_text())
-        if key == "curve":
-            max(doc["runs"]["LeRobot DP"]["points"], key=lambda p: p["demos"])["score"] += 0.01
-        (tmp_path / rel).write_text(json.dumps(doc))
+    def shift_last_peer_point(doc: dict) -> None:
+        max(doc["runs"]["LeRobot DP"]["points"], key=lambda p: p["demos"])["score"] += 0.01
+
+    _write_changed(results_table.FEW_DEMOS, tmp_path, "curve", shift_last_peer_point)
     with pytest.raises(ValueError, match="is not the tabled peer"):
         results_table.few_demos_table(tmp_path)
 
@@ -146,12 +148,8 @@ def test_panda_few_demos_table_reads_its_numbers_from_the_paired_report(tmp_path
         assert c[3] == f"{paired[side]['successes']}/{paired['episodes']}"
     assert f"{-paired['paired_diff']:+.2f} ± {paired['paired_diff_se']:.2f}" in out
     # a peer evaluation from another env or seed block than the pairing's is refused
-    for key, rel in results_table.FEW_DEMOS_PANDA.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        doc = json.loads((ROOT / rel).read_text())
-        if key == "peer":
-            doc["first_seed"] = 300000
-        (tmp_path / rel).write_text(json.dumps(doc))
+    _write_changed(results_table.FEW_DEMOS_PANDA, tmp_path, "peer",
+                   lambda doc: doc.update(first_seed=300000))
     with pytest.raises(ValueError, match="not one of the paired"):
         results_table.few_demos_panda_table(tmp_path)
 
