@@ -195,7 +195,7 @@ stages:
     assert again["ok"], again
 
 
-def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
+def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys, monkeypatch):
     """Collect x5 (with --base), vae, video, joint x2, head refits (policy, inverse split),
     intermediate fp16 ships, the final ship with its evaluation and check, the fresh-seed eval."""
     out = tmp_path / "pusht_tiny"
@@ -271,6 +271,35 @@ def test_pusht_recipe_runs_every_stage_on_the_tiny_budget(tmp_path, capsys):
     assert log.count("done, skipped") == len(recipe.stages) - len(later)
     assert (out / "head_2400" / "head" / "final" / "config.json").is_file()
     assert sorted(json.loads((out / "recipe_state.json").read_text())["stages"]) == sorted(names)
+    # a variant of the finished run (experiments/recipes/variant.py): the backbone continued on
+    # the last head refit's demos before it. It keeps every stage it cannot touch from the run
+    # and runs the rest: the added joint stage, its ship, the last refit and what follows.
+    variant = _experiment("recipes/variant.py")
+    other, other_recipe = tmp_path / "backbone_data", tmp_path / "backbone_data.yaml"
+    args = ["prepare", "--variant", "backbone-data", "--plain", str(out), "--out", str(other),
+            "--recipe-out", str(other_recipe)]
+    monkeypatch.setattr("sys.argv", ["variant.py", *args])
+    variant.main()
+    changed = load_recipe(other_recipe)
+    assert [s.name for s in changed.stages][names.index("head_2400"):][:3] == \
+        ["joint_more_on_demos_2400", "backbone_on_demos_2400", "head_2400"]
+    joint = changed.stage("joint_more_on_demos_2400").spec
+    assert (joint["data"], joint["init"], joint["steps"]) == \
+        ("demos_2400", "joint_more", recipe.stage("joint_more").spec["steps"])
+    assert changed.stage("head_2400").spec["init"] == "backbone_on_demos_2400"
+    kept = json.loads((other / "recipe_state.json").read_text())["stages"]
+    assert sorted(kept) == sorted(names[:names.index("head_2400")])
+    run_recipe(other_recipe, other, budget="tiny")
+    log = capsys.readouterr().out
+    assert log.count("done, skipped") == len(kept)
+    summary = json.loads((other / "joint_more_on_demos_2400" / "train_summary.json").read_text())
+    assert summary["data"] == str(other / "demos_2400.zarr")
+    assert (other / "fresh_seeds" / "eval.json").is_file()
+    monkeypatch.setattr("sys.argv", ["variant.py", "prepare", "--variant", "backbone-data",
+                                     "--joint-data", "fresh_seeds", "--plain", str(out), "--out",
+                                     str(tmp_path / "bad"), "--recipe-out", str(tmp_path / "b.yml")])
+    with pytest.raises(SystemExit, match="not a collection before the last head refit"):
+        variant.main()
 
 
 def test_demos_curve_takes_a_peers_evaluations_on_the_runs_demos_and_seeds(tmp_path, monkeypatch):

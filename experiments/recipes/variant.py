@@ -25,20 +25,29 @@ Variants (`prepare --variant`):
   the demos, the VAE and the video stage (whose action head never trains).
 * `head-steps`: every head refit (`stage: head`, policy and inverse) trains `--head-factor`
   times as many steps, in the recipe and in every budget's own head cap (each with its own cosine
-  to its end; a budget with one cap for all stages, like `tiny`, keeps it). Shares the demos, the VAE, the video stage and both joint stages: only the heads
-  change.
+  to its end; a budget with one cap for all stages, like `tiny`, keeps it). Shares the demos,
+  the VAE, the video stage and both joint stages: only the heads change.
+* `backbone-data`: one more joint stage, as long as the last one, continues the backbone on the
+  demos of the chain's last policy head refit (at `--budget cpu` all 250; the chain's joint
+  stages saw only the first collection's 50), and that refit starts from it instead of from the
+  head refit before it. `--joint-data NAME` trains the added stage on another collection: on
+  the backbone's own (`demos_200`) it is the control with the same steps and no new demos, so
+  the two variants' paired difference is what the demos alone did. Shares everything before
+  the last head refit.
 * `wrist` (configs/panda.yaml, `--recipe configs/panda.yaml`): scene + wrist camera against the
   scene camera alone. Every collection records both cameras (the same seeds, so the same
   episodes and the same scene frames) and the model takes both (`cameras: [scene, wrist]`): the
   VAE stage trains on both cameras' frames. Shares nothing, since the demos change.
 
-`prepare` writes the variant recipe (from `--recipe`, configs/pusht.yaml by default) and seeds the variant's run folder
-with what the change cannot touch, copied from the plain run (the video stage is copied for
-both: UVA-action never reads it); a shared stage the plain run has not finished yet is left for
-the variant's run to do itself. `uva train --recipe` then runs the rest (both joint stages,
-every head refit, the ship and its evaluations). `report` pairs the two runs' evaluations seed by
-seed (the ship stage's 50 seeds from 100000 and `fresh_seeds`' 50; `--more-evals` adds further
-seeds both shipped files played with `uva eval`).
+`prepare` writes the variant recipe (from `--recipe`, configs/pusht.yaml by default) and seeds
+the variant's run folder with what the change cannot touch, copied from the plain run: every
+stage the plain run finished with the spec the variant gives it (at the plain run's budget) and
+whose inputs are shared too (the video stage is copied for UVA-action, which never reads it); a
+stage the plain run has not finished yet is left for the variant's run to do itself. `uva train
+--recipe` then runs the rest (the changed stages, what follows them, the ship and its
+evaluations). `report` pairs the two runs' evaluations seed by seed (the ship stage's 50 seeds
+from 100000 and `fresh_seeds`' 50; `--more-evals` adds further seeds both shipped files played
+with `uva eval`).
 
     uva --threads 2 train --recipe configs/pusht.yaml --budget cpu --out runs/pusht_cpu
     python experiments/recipes/variant.py prepare --variant shift --plain runs/pusht_cpu \
@@ -46,6 +55,19 @@ seeds both shipped files played with `uva eval`).
     uva --threads 2 train --recipe runs/pusht_shift.yaml --budget cpu --out runs/pusht_cpu_shift
     python experiments/recipes/variant.py report --variant shift --plain runs/pusht_cpu \
         --other runs/pusht_cpu_shift --out experiments/augment/recipe_shift_cpu.json
+
+`--variant backbone-data` beside its control (the same added steps on the backbone's own demos),
+each run like the shift variant above, then the two paired with each other:
+
+    python experiments/recipes/variant.py prepare --variant backbone-data --plain runs/pusht_cpu \
+        --out runs/pusht_cpu_backbone_all --recipe-out runs/pusht_backbone_all.yaml
+    python experiments/recipes/variant.py prepare --variant backbone-data --joint-data demos_200 \
+        --plain runs/pusht_cpu --out runs/pusht_cpu_backbone_own \
+        --recipe-out runs/pusht_backbone_own.yaml
+    python experiments/recipes/variant.py report --variant backbone-data \
+        --plain runs/pusht_cpu_backbone_own --other runs/pusht_cpu_backbone_all \
+        --question "the added joint stage on all demos vs on the backbone's own" \
+        --out experiments/recipes/backbone_data_cpu.json
 
 (`--variant action`: runs/pusht_cpu_action, experiments/recipes/uva_action_cpu.json. `--variant
 wrist --recipe configs/panda.yaml` is a GPU comparison: `uva train --recipe configs/panda.yaml
@@ -74,11 +96,10 @@ QUESTIONS = {"shift": "random-shift augmentation in the joint stages of the Push
                                 "(action_train_diffusion_steps) vs the shared 1 000, the PushT "
                                 "recipe",
              "head-steps": "the head refits trained several times longer vs as written, the "
-                           "PushT recipe"}
-SHARED = {"shift": ("collect", "vae", "video"), "action": ("collect", "vae", "video"), "wrist": (),
-          "chunk": ("collect", "vae"), "policy-weight": ("collect", "vae", "video"),
-          "action-schedule": ("collect", "vae", "video"),
-          "head-steps": ("collect", "vae", "video", "joint")}
+                           "PushT recipe",
+             "backbone-data": "the backbone continued by one more joint stage on the last head "
+                              "refit's demos before that refit vs the chain as written, the "
+                              "PushT recipe"}
 
 
 def evaluations(doc: dict) -> dict:
@@ -134,6 +155,28 @@ def change(doc: dict, a) -> None:
                 s["action_steps"] = a.action_steps
         doc["description"] = (f"{doc['recipe']} with actions_per_frame {a.actions_per_frame} "
                               f"({a.action_steps} actions executed per chunk)")
+    elif a.variant == "backbone-data":
+        heads = [s for s in doc["stages"] if s.get("stage") == "head"
+                 and list(s.get("modes") or []) == ["policy_model"]]
+        last, prev = heads[-1], joints[-1]
+        data = a.joint_data or last["data"]
+        names = [s["name"] for s in doc["stages"][:doc["stages"].index(last)]]
+        collects = [s["name"] for s in doc["stages"] if s["kind"] in ("collect", "dataset")]
+        if data not in names or data not in collects:
+            raise SystemExit(f"--joint-data {data}: not a collection before the last head refit "
+                             f"'{last['name']}' ({[c for c in collects if c in names]})")
+        ship = next(s for s in doc["stages"] if s["kind"] == "ship" and s["ckpt"] == prev["name"])
+        joint = {**{k: v for k, v in prev.items() if k not in ("name", "note", "init", "seed")},
+                 "name": f"{prev['name']}_on_{data}", "data": data, "init": prev["name"],
+                 "seed": int(prev.get("seed", 0)) + 1,
+                 "note": f"the backbone continued on {data} before the last head refit"}
+        shipped = {**{k: v for k, v in ship.items() if k not in ("name", "note")},
+                   "name": f"{ship['name']}_on_{data}", "ckpt": joint["name"]}
+        at = doc["stages"].index(last)
+        doc["stages"][at:at] = [joint, shipped]
+        last["init"] = shipped["name"]
+        doc["description"] = (f"{doc['recipe']} with the backbone continued "
+                              f"{prev['steps']} joint steps on {data} before its last head refit")
     elif a.variant == "wrist":
         for s in doc["stages"]:
             if s["kind"] == "collect":
@@ -151,33 +194,40 @@ def change(doc: dict, a) -> None:
                               "policy mode alone (no video loss), from the VAE")
 
 
+def shared_stages(recipe_out: Path, plain: Path) -> dict:
+    """{stage: its entry in the plain run's state} for every stage of the variant recipe at
+    `recipe_out` that the finished plain run already holds: finished there with the spec the
+    variant gives it (at the plain run's budget), every stage it reads shared too."""
+    from uva.recipe import dependencies, effective_spec, load_recipe, with_budget
+
+    state = json.loads((plain / "recipe_state.json").read_text())
+    recipe = with_budget(load_recipe(recipe_out), state.get("budget"))
+    kept = {}
+    for st in recipe.stages:  # in order: a stage's inputs come before it
+        done = state["stages"].get(st.name)
+        if (done is not None and done["spec"] == effective_spec(recipe, st)
+                and dependencies(st) <= set(kept)):
+            kept[st.name] = done
+    return kept
+
+
 def prepare(a) -> None:
     doc = yaml.safe_load(a.recipe.read_text())
     change(doc, a)
     a.recipe_out.parent.mkdir(parents=True, exist_ok=True)
     a.recipe_out.write_text(yaml.safe_dump(doc, sort_keys=False))
     a.out.mkdir(parents=True, exist_ok=False)
-    shared = SHARED[a.variant]
-    before = {s["name"] for s in doc["stages"]
-              if (s["kind"] == "collect" and "collect" in shared) or s.get("stage") in shared}
-    if not before:
-        print(f"wrote {a.recipe_out}; {a.out} starts empty (the change touches every stage)")
-        return
     if a.plain is None:
-        raise SystemExit(f"--variant {a.variant} shares {sorted(before)}: name the finished plain "
-                         f"run to copy them from (--plain)")
+        print(f"wrote {a.recipe_out}; {a.out} starts empty (no --plain run to share stages with)")
+        return
     state = json.loads((a.plain / "recipe_state.json").read_text())
-    kept, later = {}, sorted(before - set(state["stages"]))
-    if later:  # a plain run still under way: the variant runs these itself (collections are
-        # seeded, so they gather the same demos)
-        print(f"{a.plain} has not finished {later} yet: the variant's run does them itself")
-    for name in sorted(before & set(state["stages"])):
+    kept = shared_stages(a.recipe_out, a.plain)
+    for name in kept:
         for src in a.plain.glob(f"{name}*"):  # name.zarr + name.zarr.json, or the run folder
             if src.name in (name, f"{name}.zarr", f"{name}.zarr.json"):
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, a.out / src.name)
-        kept[name] = state["stages"][name]
     (a.out / "recipe_state.json").write_text(json.dumps({**state, "stages": kept}, indent=1))
-    print(f"wrote {a.recipe_out}; {a.out} holds {sorted(kept)} from {a.plain}")
+    print(f"wrote {a.recipe_out}; {a.out} holds {list(kept) or 'nothing'} from {a.plain}")
 
 
 def report(a) -> None:
@@ -189,7 +239,8 @@ def report(a) -> None:
         docs = [json.loads((d / "eval.json").read_text()) for d in a.more_evals]
         key = f"more seeds (from {docs[0]['first_seed']}, {docs[0]['ckpt']} and {docs[1]['ckpt']})"
         runs[key], evals[key] = [d["per_episode"] for d in docs], key
-    out = {"question": QUESTIONS[a.variant], "plain": str(a.plain), a.variant: str(a.other),
+    out = {"question": a.question or QUESTIONS[a.variant], "plain": str(a.plain),
+           a.variant: str(a.other),
            "difference_of": f"{a.variant} - plain",
            "evaluations": {what: paired_scores(*runs[folder]) for folder, what in evals.items()},
            # the two evaluations play different seeds: together, one paired set of both
@@ -220,6 +271,9 @@ def main() -> None:
     p.add_argument("--actions-per-frame", type=int, default=8, help="--variant chunk")
     p.add_argument("--action-steps", type=int, default=8,
                    help="--variant chunk: actions executed per chunk")
+    p.add_argument("--joint-data", default=None,
+                   help="--variant backbone-data: the collection the added joint stage trains on "
+                        "(default: the last head refit's)")
     r = sub.add_parser("report")
     r.add_argument("--variant", choices=sorted(QUESTIONS), required=True)
     r.add_argument("--recipe", type=Path, default=ROOT / "configs" / "pusht.yaml")
@@ -228,6 +282,9 @@ def main() -> None:
     r.add_argument("--more-evals", type=Path, nargs=2, metavar=("PLAIN_EVAL", "OTHER_EVAL"),
                    help="two `uva eval --out` folders: the same further seeds played by the plain "
                         "and the variant run's shipped checkpoints, paired and added to 'all'")
+    r.add_argument("--question", default=None,
+                   help="what the pair answers, when --plain is not the recipe as written (e.g. "
+                        "the same variant on other data)")
     r.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     prepare(a) if a.cmd == "prepare" else report(a)
