@@ -57,7 +57,9 @@ with `uva eval`).
         --other runs/pusht_cpu_shift --out experiments/augment/recipe_shift_cpu.json
 
 `--variant backbone-data` beside its control (the same added steps on the backbone's own demos),
-each run like the shift variant above, then the two paired with each other:
+each run like the shift variant above, each reported against the plain run
+(experiments/recipes/backbone_data_cpu.json: the first against runs/pusht_cpu6k), then the two
+paired with each other:
 
     python experiments/recipes/variant.py prepare --variant backbone-data --plain runs/pusht_cpu \
         --out runs/pusht_cpu_backbone_all --recipe-out runs/pusht_backbone_all.yaml
@@ -67,7 +69,7 @@ each run like the shift variant above, then the two paired with each other:
     python experiments/recipes/variant.py report --variant backbone-data \
         --plain runs/pusht_cpu_backbone_own --other runs/pusht_cpu_backbone_all \
         --question "the added joint stage on all demos vs on the backbone's own" \
-        --out experiments/recipes/backbone_data_cpu.json
+        --out experiments/recipes/backbone_data_control_cpu.json
 
 (`--variant action`: runs/pusht_cpu_action, experiments/recipes/uva_action_cpu.json. `--variant
 wrist --recipe configs/panda.yaml` is a GPU comparison: `uva train --recipe configs/panda.yaml
