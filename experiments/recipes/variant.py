@@ -161,12 +161,12 @@ def change(doc: dict, a) -> None:
         heads = [s for s in doc["stages"] if s.get("stage") == "head"
                  and list(s.get("modes") or []) == ["policy_model"]]
         last, prev = heads[-1], joints[-1]
+        at = doc["stages"].index(last)
         data = a.joint_data or last["data"]
-        names = [s["name"] for s in doc["stages"][:doc["stages"].index(last)]]
-        collects = [s["name"] for s in doc["stages"] if s["kind"] in ("collect", "dataset")]
-        if data not in names or data not in collects:
+        earlier = [s["name"] for s in doc["stages"][:at] if s["kind"] in ("collect", "dataset")]
+        if data not in earlier:
             raise SystemExit(f"--joint-data {data}: not a collection before the last head refit "
-                             f"'{last['name']}' ({[c for c in collects if c in names]})")
+                             f"'{last['name']}' ({earlier})")
         ship = next(s for s in doc["stages"] if s["kind"] == "ship" and s["ckpt"] == prev["name"])
         joint = {**{k: v for k, v in prev.items() if k not in ("name", "note", "init", "seed")},
                  "name": f"{prev['name']}_on_{data}", "data": data, "init": prev["name"],
@@ -174,7 +174,6 @@ def change(doc: dict, a) -> None:
                  "note": f"the backbone continued on {data} before the last head refit"}
         shipped = {**{k: v for k, v in ship.items() if k not in ("name", "note")},
                    "name": f"{ship['name']}_on_{data}", "ckpt": joint["name"]}
-        at = doc["stages"].index(last)
         doc["stages"][at:at] = [joint, shipped]
         last["init"] = shipped["name"]
         doc["description"] = (f"{doc['recipe']} with the backbone continued "
@@ -196,13 +195,12 @@ def change(doc: dict, a) -> None:
                               "policy mode alone (no video loss), from the VAE")
 
 
-def shared_stages(recipe_out: Path, plain: Path) -> dict:
-    """{stage: its entry in the plain run's state} for every stage of the variant recipe at
-    `recipe_out` that the finished plain run already holds: finished there with the spec the
-    variant gives it (at the plain run's budget), every stage it reads shared too."""
+def shared_stages(recipe_out: Path, state: dict) -> dict:
+    """{stage: its entry in `state`, the plain run's recipe_state.json} for every stage of the
+    variant recipe at `recipe_out` that the plain run already holds: finished there with the spec
+    the variant gives it (at the plain run's budget), every stage it reads shared too."""
     from uva.recipe import dependencies, effective_spec, load_recipe, with_budget
 
-    state = json.loads((plain / "recipe_state.json").read_text())
     recipe = with_budget(load_recipe(recipe_out), state.get("budget"))
     kept = {}
     for st in recipe.stages:  # in order: a stage's inputs come before it
@@ -223,7 +221,7 @@ def prepare(a) -> None:
         print(f"wrote {a.recipe_out}; {a.out} starts empty (no --plain run to share stages with)")
         return
     state = json.loads((a.plain / "recipe_state.json").read_text())
-    kept = shared_stages(a.recipe_out, a.plain)
+    kept = shared_stages(a.recipe_out, state)
     for name in kept:
         for src in a.plain.glob(f"{name}*"):  # name.zarr + name.zarr.json, or the run folder
             if src.name in (name, f"{name}.zarr", f"{name}.zarr.json"):
