@@ -149,6 +149,47 @@ def test_timestamps_going_backwards_hold(policy):
     assert proc.poll() is None
 
 
+def test_chunks_start_from_where_the_arm_is_now_not_where_the_camera_saw_it(ros, panda_ckpt,
+                                                                            tmp_path):
+    """A camera whose frames arrive 0.6 s after they were taken, while the arm moves at 0.4 rad/s:
+    each trajectory's first point is within max_joint_step of the newest measured state, not of
+    the state stamped with its frame (0.24 rad behind), which a controller would refuse and
+    which would step the arm back."""
+    from rclpy.time import Time
+    from uva_policy.conversions import stamp_to_sec
+    node, executor = ros
+    proc = start_node("uva_policy.policy_node", "policy_node",
+                      {"checkpoint": str(panda_ckpt), "autostart": True,
+                       "joint_lower_limits": PANDA_LOWER, "joint_upper_limits": PANDA_UPPER,
+                       "max_joint_step": 0.05, "max_obs_age_s": 1.5},
+                      log_path=tmp_path / "policy.log")
+    h = Harness(node, executor)
+    speed, latency = 0.4, 0.6
+    clock = lambda: node.get_clock().now().nanoseconds * 1e-9
+    try:
+        assert h.wait_for(lambda: len(h.trajs) >= 1, 60), (tmp_path / "policy.log").read_text()
+        t0 = clock()
+        arm = lambda t: [HOME[0] + speed * max(t - t0, 0.0)] + HOME[1:]
+        h.trajs.clear()
+        end = t0 + 6.0
+        while clock() < end:
+            t = clock()
+            h.js_pub.publish(make_joints(node, arm(t), stamp=Time(seconds=t).to_msg()))
+            h.img_pub.publish(make_image(node, stamp=Time(seconds=t - latency).to_msg()))
+            spin(executor, 0.05)
+        late = [tr for tr in h.trajs if stamp_to_sec(tr.header.stamp) > t0 + latency + 0.5]
+        assert len(late) >= 3, (len(h.trajs), (tmp_path / "policy.log").read_text()[-2000:])
+        for tr in late:
+            now = stamp_to_sec(tr.header.stamp)
+            first = np.array(tr.points[0].positions)
+            # the newest joint state is at most one publish period (+ delivery) older than `now`
+            gap = np.abs(first - np.array(arm(now)[:7]))
+            assert gap.max() <= 0.05 + speed * 0.15, (gap, now - t0)
+    finally:
+        h.close()
+        stop(proc)
+
+
 def test_missing_checkpoint_fails_configure_but_stays_alive(ros, tmp_path):
     """A checkpoint that is not there fails `configure` with an error naming the parameter (on
     /diagnostics and from ~/engage); the node stays alive, unconfigured, commanding nothing."""

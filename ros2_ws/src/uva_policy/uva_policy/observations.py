@@ -107,6 +107,13 @@ class ObservationStreams:
             return default
         return float(np.median(np.diff(stamps)))
 
+    def latest_state(self) -> np.ndarray | None:
+        """The newest measured joint positions (None while the stream is empty: before the first
+        message, after a reset or a malformed message)."""
+        with self.lock:
+            values = self.state_buffer.values
+            return None if not values else np.array(values[-1], dtype=np.float64)
+
     def _on_reset(self, _msg: Empty) -> None:
         with self.lock:
             for buf in (*self.image_buffers, self.state_buffer):

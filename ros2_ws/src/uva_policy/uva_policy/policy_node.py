@@ -389,7 +389,15 @@ class PolicyNode(LifecycleNode):
             steps, first, start = schedule_chunk(chunk, obs.stamp, now, self.dt,
                                                  self._prev_chunk, self._prev_start,
                                                  self.blend_steps)
-            safe = self.safety.apply(steps, obs.states[-1])
+            # the first kept step is due within one control period: it is limited against
+            # where the arm is now, not where it was when the frame was taken (the arm kept
+            # moving through the camera's latency and the inference; a controller refuses a
+            # first point far from its measured state, and a step back toward an old state
+            # would jerk the arm)
+            measured = self.streams.latest_state()
+            if measured is None:
+                raise ValueError("joint_states: no measurement to start the chunk from")
+            safe = self.safety.apply(steps, measured)
         except ValueError as e:
             self._hold(f"rejected observation or action: {e}")
             return
