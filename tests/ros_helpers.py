@@ -122,8 +122,9 @@ def make_joints(node, q, names=PANDA_JOINTS, stamp=None):
 
 def refused_trajectories(sim_log: str) -> tuple[list[str], list[str]]:
     """The simulated driver's refusals: (malformed ones: joints, times, values, velocities;
-    start-deviation ones). A trajectory planned just before an episode reset teleports the arm
-    is far from the new state and refused, as a real robot would; nothing else may be."""
+    ones that do not fit where the arm is: a first point too far, or too fast to reach). A
+    trajectory planned just before an episode reset teleports the arm does not fit the new state
+    and is refused, as a real robot would; nothing else may be."""
     lines = [ln for ln in sim_log.splitlines() if "trajectory refused" in ln]
-    deviation = [ln for ln in lines if "from the current state" in ln]
+    deviation = [ln for ln in lines if "from the current state" in ln or "velocity limit" in ln]
     return [ln for ln in lines if ln not in deviation], deviation

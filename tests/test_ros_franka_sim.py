@@ -94,6 +94,7 @@ def test_arm_controller_refuses_what_franka_ros2_refuses_and_follows_the_rest(si
         trajectory(ARM_JOINTS, [(0.5, target), (0.3, target)]),
         trajectory(ARM_JOINTS, [(0.5, start + 1.0)]),
         trajectory(ARM_JOINTS, [(0.5, target, np.ones(7))]),  # nonzero final velocity
+        trajectory(ARM_JOINTS, [(0.05, target)]),  # 0.2 rad in 50 ms: past the velocity limit
     ]
     for msg in refused:
         h.traj_pub.publish(msg)
@@ -105,6 +106,7 @@ def test_arm_controller_refuses_what_franka_ros2_refuses_and_follows_the_rest(si
     assert text.count("trajectory refused") == len(refused), text[-3000:]
     assert "do not match" in text and "fr3_finger_joint1" in text
     assert "strictly increasing" in text and "from the current state" in text
+    assert "fr3_joint1 would move at 4.00 rad/s (velocity limit 2.175)" in text
     # accepted: the arm joints in another order, with velocities, ending at rest
     order = ARM_JOINTS[::-1]
     mid = (start + target) / 2
@@ -220,13 +222,15 @@ def test_scripted_expert_picks_and_places_through_the_split_interface(sim):
         assert state["goals"] >= 2  # closed on the cube and opened to release it
         # the controller accepted the commands; the only refusals allowed are the ones a real
         # controller gives a command computed for the episode before a reset, still in flight when
-        # the arm is back at its start: the first point is far from the measured joints
+        # the arm is back at its start: the first point is far from the measured joints, or too
+        # far to reach within the velocity limits
         end = time.time() + 1.0
         while time.time() < end:  # refusals of commands in flight at the success land in the log
             executor.spin_once(timeout_sec=0.02)
         refusals = [line for line in log.read_text().splitlines()
                     if "trajectory refused" in line][refusals_before:]
-        assert all("from the current state" in line for line in refusals), refusals
+        assert all("from the current state" in line or "velocity limit" in line
+                   for line in refusals), refusals
         assert len(refusals) <= 3 * state["episodes"], (refusals, state["episodes"])
     finally:
         node.destroy_subscription(starts)

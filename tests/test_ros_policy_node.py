@@ -190,6 +190,37 @@ def test_chunks_start_from_where_the_arm_is_now_not_where_the_camera_saw_it(ros,
         stop(proc)
 
 
+def test_trajectories_stay_within_the_joint_velocity_limit(ros, panda_ckpt, tmp_path):
+    """A speed cap far below what max_joint_step allows (0.05 rad/s against 0.5): every
+    trajectory, along the path the controller interpolates from the measured state at rest, stays
+    under it, and its first point is at least one control period ahead."""
+    from uva.trajectory import peak_velocity
+    node, executor = ros
+    proc = start_node("uva_policy.policy_node", "policy_node",
+                      {"checkpoint": str(panda_ckpt), "autostart": True,
+                       "joint_lower_limits": PANDA_LOWER, "joint_upper_limits": PANDA_UPPER,
+                       "max_joint_step": 0.05, "max_joint_velocity": [0.05]},
+                      log_path=tmp_path / "policy.log")
+    h = Harness(node, executor)
+    try:
+        assert h.wait_for(lambda: len(h.trajs) >= 4, 60), (tmp_path / "policy.log").read_text()
+        stretched = 0
+        for tr in h.trajs:
+            t = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+                          for p in tr.points])
+            q = np.array([p.positions for p in tr.points])
+            v = np.array([p.velocities for p in tr.points])
+            assert t[0] >= 0.1 - 1e-6
+            path = (np.concatenate([[0.0], t]), np.vstack([HOME[:7], q]),
+                    np.vstack([np.zeros(7), v]))
+            assert peak_velocity(*path).max() <= 0.05 * (1 + 1e-6)
+            stretched += bool(t[-1] - t[0] > 0.1 * (len(t) - 1) + 1e-3)
+        assert stretched > 0  # the cap bit: the chunks were slowed, not only within it already
+    finally:
+        h.close()
+        stop(proc)
+
+
 def test_missing_checkpoint_fails_configure_but_stays_alive(ros, tmp_path):
     """A checkpoint that is not there fails `configure` with an error naming the parameter (on
     /diagnostics and from ~/engage); the node stays alive, unconfigured, commanding nothing."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uva.franka import ARM_JOINTS, FINGER_JOINTS
-from uva.trajectory import check_trajectory, chunk_velocities, sample
+from uva.trajectory import check_trajectory, chunk_velocities, peak_velocity, sample, slow_to_limit
 
 
 def test_velocities_are_central_differences_and_zero_at_the_end():
@@ -59,6 +59,41 @@ def test_controller_checks_refuse_what_the_trajectory_controller_refuses():
     far[0, 2] = 0.5
     assert "from the current state" in _check(q=far)
     assert _check(q=far, current=np.array([0, 0, 0.4, 0, 0, 0, 0])) == ""
+
+
+def _numeric_peak(t, q, v):
+    ts = np.linspace(t[0], t[-1], 100001)
+    x = np.array([sample(t, q, v, s) for s in ts])
+    return np.abs(np.diff(x, axis=0) / np.diff(ts)[:, None]).max(axis=0)
+
+
+def test_peak_velocity_is_the_fastest_point_of_the_interpolated_path():
+    rng = np.random.default_rng(3)
+    t = np.cumsum(rng.uniform(0.02, 0.2, 6))
+    q = rng.normal(size=(6, 3))
+    v = chunk_velocities(t, q)
+    np.testing.assert_allclose(peak_velocity(t, q, v), _numeric_peak(t, q, v), rtol=1e-4)
+    np.testing.assert_allclose(peak_velocity(t, q, None), _numeric_peak(t, q, None), rtol=1e-4)
+    # from rest to rest over one segment, a cubic peaks at 1.5x its mean speed
+    rest = peak_velocity(np.array([0.0, 0.1]), np.array([[0.0], [0.1]]), np.zeros((2, 1)))
+    np.testing.assert_allclose(rest, [1.5])
+
+
+def test_slowing_a_trajectory_keeps_its_path_and_meets_the_limit():
+    t = 0.1 * np.arange(1, 6)
+    q = np.cumsum(np.full((5, 2), [0.1, -0.02]), axis=0)  # 1 rad/s on joint 0 at the points
+    v = chunk_velocities(t, q)
+    current = np.zeros(2)
+    t2, v2, factor = slow_to_limit(t, q, v, current, [0.5, 10.0])
+    assert factor > 2.0
+    path = lambda tt, vv: (np.concatenate([[0.0], tt]), np.vstack([current, q]),
+                           np.vstack([np.zeros(2), vv]))
+    assert peak_velocity(*path(t2, v2))[0] == pytest.approx(0.5)
+    for s in np.linspace(0, 1, 11):  # the same positions, later
+        np.testing.assert_allclose(sample(*path(t2, v2), s * t2[-1]),
+                                   sample(*path(t, v), s * t[-1]), atol=1e-12)
+    same = slow_to_limit(t, q, v, current, 100.0)
+    assert same[2] == 1.0 and np.array_equal(same[0], t) and np.array_equal(same[1], v)
 
 
 def test_gripper_switch_has_hysteresis_and_does_not_spam():

@@ -302,12 +302,15 @@ def schedule_chunk(chunk: np.ndarray, obs_stamp: float, now: float, dt: float,
                    blend_steps: int) -> tuple[np.ndarray, int, float]:
     """Latency compensation + blending.
 
-    Step i of `chunk` is meant for time obs_stamp + (i + 1) * dt. Steps whose time has already
-    passed while inference ran are skipped; the first `blend_steps` kept steps are linearly
-    blended from the still-running previous chunk into the new one, so joint targets don't jump.
+    Step i of `chunk` is meant for time obs_stamp + (i + 1) * dt. Steps due less than one
+    control period from `now` are skipped (those that passed while inference ran, and the one
+    due before the arm could reach it): the first kept step is due one to two periods ahead, so
+    a step of max_joint_step from where the arm is has at least a period to be reached. The
+    first `blend_steps` kept steps are linearly blended from the still-running previous chunk
+    into the new one, so joint targets don't jump.
     Returns (steps to execute, index of the first kept step, time of that step).
     """
-    first = int(np.clip(np.floor((now - obs_stamp) / dt), 0, len(chunk) - 1))
+    first = int(np.clip(np.ceil((now - obs_stamp) / dt - 1e-9), 0, len(chunk) - 1))
     kept = np.array(chunk[first:], dtype=np.float64)
     start_time = obs_stamp + (first + 1) * dt
     if previous is not None and previous_start is not None and blend_steps > 0:

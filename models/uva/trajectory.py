@@ -90,3 +90,46 @@ def sample(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | No
     h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
     h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
     return h00 * q0 + h10 * v0 + h01 * q1 + h11 * v1
+
+
+def peak_velocity(times: np.ndarray, positions: np.ndarray,
+                  velocities: np.ndarray | None) -> np.ndarray:
+    """The largest |dq/dt| of each joint along the path `sample` follows through the points
+    (cubic Hermite with velocities, linear without): (D,) rad/s. A robot's joint velocity limit
+    applies to the whole interpolated path, not only to the points' own velocities: a cubic
+    segment between points can move up to twice as fast as its mean."""
+    t = np.asarray(times, dtype=np.float64)
+    q = np.asarray(positions, dtype=np.float64)
+    if len(q) < 2:
+        return np.zeros(q.shape[1:])
+    h = np.diff(t)[:, None]  # (S, 1)
+    if np.any(h <= 0):
+        return np.full(q.shape[1:], np.inf)
+    mean = np.diff(q, axis=0) / h  # (S, D)
+    if velocities is None:
+        return np.max(np.abs(mean), axis=0)
+    v = np.asarray(velocities, dtype=np.float64)
+    v0, v1 = v[:-1], v[1:]
+    # d/dt of the Hermite segment, a quadratic in s = (t - t0) / h: a s^2 + b s + v0
+    a = -6 * mean + 3 * v0 + 3 * v1
+    b = 6 * mean - 4 * v0 - 2 * v1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = np.where(a != 0, np.clip(-b / (2 * np.where(a != 0, a, 1.0)), 0.0, 1.0), 0.0)
+    ends = np.maximum(np.abs(v0), np.abs(v1))
+    inner = np.abs(a * vertex**2 + b * vertex + v0)
+    return np.max(np.maximum(ends, inner), axis=0)
+
+
+def slow_to_limit(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray,
+                  current: np.ndarray, max_velocity) -> tuple[np.ndarray, np.ndarray, float]:
+    """Stretch a trajectory in time so that the path a controller follows - from `current` at
+    rest at time 0 (where it starts a new trajectory) through the points - stays within
+    `max_velocity` (one limit or one per joint). The path itself is unchanged: times are
+    multiplied and velocities divided by the same factor >= 1, which divides every speed on it
+    by that factor. Returns (times, velocities, factor)."""
+    q = np.vstack([np.asarray(current, dtype=np.float64)[None], positions])
+    t = np.concatenate([[0.0], times])
+    v = np.vstack([np.zeros((1, q.shape[1])), velocities])
+    limit = np.broadcast_to(np.asarray(max_velocity, dtype=np.float64), q.shape[1:])
+    factor = max(float(np.max(peak_velocity(t, q, v) / limit)), 1.0)
+    return np.asarray(times) * factor, np.asarray(velocities) / factor, factor

@@ -75,7 +75,7 @@ def run(bag: str, ckpt: str, topics, log_path: str | None = None) -> dict:
             "-p", f"control_rate_hz:={float(topics.control_rate_hz)}",
             "-p", f"max_obs_age_s:={float(topics.max_obs_age_s)}",
             "-p", f"sync_slop_s:={float(topics.sync_slop_s)}",
-            "-p", "blend_steps:=0", "-p", "max_joint_step:=10.0",
+            "-p", "blend_steps:=0", "-p", "max_joint_step:=10.0", "-p", "max_joint_velocity:=[1.0e6]",
             # engaged at once; the whole chunk on /uva/action_chunk is what is compared, so no
             # gripper split (a bag's joints need not include the Franka finger)
             "-p", "autostart:=true", "-p", "gripper_joint:=''"]

@@ -96,26 +96,31 @@ def model_inputs(aligned, cfg) -> dict:
 
 
 def trajectory_message(arm: np.ndarray, joint_names: list[str], start: float, now: float,
-                       dt: float):
-    """Arm steps (T, n) -> trajectory_msgs/JointTrajectory stamped `now`: step j due at
-    start + j*dt (never in the past; 1 ms apart at least, strictly increasing, as
-    JointTrajectoryController requires), velocities consistent with the positions and zero at
-    the end (uva.trajectory.chunk_velocities)."""
+                       dt: float, current: np.ndarray, max_velocity) -> tuple[object, float]:
+    """Arm steps (T, n) -> (trajectory_msgs/JointTrajectory stamped `now`, slow-down factor):
+    step j due at start + j*dt, the first at least one period after `now` (a chunk planned too
+    long ago is shifted later), velocities consistent with the positions and zero at the end
+    (uva.trajectory.chunk_velocities), strictly increasing times as JointTrajectoryController
+    requires. A path from the measured `current` (where the controller starts it, at rest)
+    faster than `max_velocity` is stretched in time until it is not (factor > 1)."""
     from builtin_interfaces.msg import Duration
     from rclpy.time import Time
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-    from uva.trajectory import chunk_velocities
+    from uva.trajectory import chunk_velocities, slow_to_limit
     traj = JointTrajectory()
     traj.header.stamp = Time(seconds=now).to_msg()  # time_from_start counts from here
     traj.joint_names = list(joint_names)
-    times = np.array([max(start + j * dt - now, 0.0) + 1e-3 * j for j in range(len(arm))])
-    for q, v, offset in zip(arm, chunk_velocities(times, arm), times):
+    times = start - now + dt * np.arange(len(arm))
+    times += max(dt - times[0], 0.0)
+    times, velocities, factor = slow_to_limit(times, arm, chunk_velocities(times, arm), current,
+                                              max_velocity)
+    for q, v, offset in zip(arm, velocities, times):
         pt = JointTrajectoryPoint()
         pt.positions = [float(x) for x in q]
         pt.velocities = [float(x) for x in v]
         pt.time_from_start = Duration(sec=int(offset), nanosec=int((offset % 1) * 1e9))
         traj.points.append(pt)
-    return traj
+    return traj, factor
 
 
 def chunk_message(steps: np.ndarray, first: int, obs_stamp: float, joint_names: list[str],

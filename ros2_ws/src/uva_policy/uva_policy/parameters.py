@@ -107,6 +107,10 @@ POLICY = {
     "joint_upper_limits": Spec(franka.UPPER_LIMITS, "upper position limit per joint [rad or m]"),
     "max_joint_step": Spec(0.15, "max change of any joint target per control step [rad or m]",
                            False, (1e-6, 10.0)),
+    "max_joint_velocity": Spec(franka.COMMAND_VELOCITY_LIMITS, "speed cap per arm joint "
+                               "(one value or one per joint_names entry but the gripper): a "
+                               "trajectory faster along its path is slowed down; keep it below "
+                               "the robot's limits [rad/s or m/s]"),
     "max_obs_age_s": Spec(0.5, "hold when the newest aligned observation is older [s]", False,
                           (0.001, 60.0)),
     "n_action_steps": Spec(0, "steps executed per chunk before re-planning; 0 = checkpoint "
@@ -141,6 +145,9 @@ SIM = {
     "gripper_max_speed": Spec(0.2, "finger opening speed limit [m/s]", True, (1e-4, 10.0)),
     "max_start_deviation": Spec(0.5, "a trajectory whose first point is further from the "
                                 "measured joints is refused [rad]", True, (1e-4, 10.0)),
+    "max_joint_velocity": Spec(franka.PANDA_VELOCITY_LIMITS, "joint velocity limit per arm "
+                               "joint: a trajectory whose interpolated path (from the held "
+                               "command, at rest) is faster is refused [rad/s]", True),
     # ground truth for tests: the scripted expert's action each step on /franka_sim/expert_action
     "publish_expert": Spec(False, "publish the scripted expert's action each step", True),
 }
@@ -198,6 +205,14 @@ def check(values: dict, specs: dict) -> str:
             not values["gripper_close_below"] < values["gripper_open_above"]:
         return (f"gripper_close_below {values['gripper_close_below']} must be below "
                 f"gripper_open_above {values['gripper_open_above']} (hysteresis)")
+    if "max_joint_velocity" in values:
+        limits = values["max_joint_velocity"]
+        arm = [n for n in values.get("joint_names", franka.ARM_JOINTS)
+               if n != values.get("gripper_joint")]
+        if len(limits) not in (1, len(arm)) or \
+                not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in limits):
+            return (f"max_joint_velocity {limits} must be one positive finite limit, or one per "
+                    f"arm joint ({len(arm)}: {arm})")
     if "max_joint_step" in values:
         try:
             SafetyFilter(values["joint_lower_limits"], values["joint_upper_limits"],

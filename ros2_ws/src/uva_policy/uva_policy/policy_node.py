@@ -120,6 +120,7 @@ class PolicyNode(LifecycleNode):
         self._encoder: threading.Thread | None = None  # a history frame encoded between chunks
         self._policy_lock = threading.Lock()  # one of them at a time uses the policy's cache
         self._encoded_ahead = 0
+        self._slowed = 0  # chunks stretched in time to stay within max_joint_velocity
         self._forget_plan()
         self._last_tick = None
         self._timer = self.create_timer(self.dt, self._tick)
@@ -179,6 +180,7 @@ class PolicyNode(LifecycleNode):
         n_exec = p["n_action_steps"] or (self.policy.cfg.n_action_steps if self.policy else 8)
         self.max_age, self.slop, self.blend_steps = p["max_obs_age_s"], p["sync_slop_s"], p["blend_steps"]
         self.n_exec, self.safety = n_exec, safety
+        self.max_velocity = np.asarray(p["max_joint_velocity"], dtype=np.float64)
         self.streams.max_future_skew_s = p["max_future_skew_s"]
         self._values = p
 
@@ -412,12 +414,20 @@ class PolicyNode(LifecycleNode):
             self.status.reason = ""
             self.health.set_reason("")
             self.status.chunks_published += 1
-            self._publish(safe, first, obs.stamp, start, now, chunk.shape[1])
+            self._publish(safe, first, obs.stamp, start, now, chunk.shape[1], measured)
 
     def _publish(self, steps: np.ndarray, first: int, obs_stamp: float, start: float,
-                 now: float, action_dim: int) -> None:
-        self.traj_pub.publish(trajectory_message(steps[:, self.arm_index], self.arm_names,
-                                                 start, now, self.dt))
+                 now: float, action_dim: int, measured: np.ndarray) -> None:
+        arm = self.arm_index
+        traj, slowed = trajectory_message(steps[:, arm], self.arm_names, start, now, self.dt,
+                                          measured[arm], self.max_velocity)
+        if slowed > 1.0:  # the chunk moves too fast for the arm: executed more slowly
+            self._slowed += 1
+            with self.health.lock:
+                self.health.extra["chunks_slowed"] = str(self._slowed)
+            self.get_logger().warning(f"chunk slowed {slowed:.2f}x to stay within "
+                                      f"max_joint_velocity", throttle_duration_sec=2.0)
+        self.traj_pub.publish(traj)
         self.chunk_pub.publish(chunk_message(steps, first, obs_stamp, self.joint_names, self.dt,
                                              action_dim))
 

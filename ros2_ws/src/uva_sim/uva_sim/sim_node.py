@@ -6,8 +6,10 @@ Stands in for franka_ros2 + a RealSense on this machine, and refuses what they r
 - the arm, like ros2_control's JointTrajectoryController, takes trajectory_msgs/JointTrajectory
   for exactly fr3_joint1..7 on its controller topic (/fr3_arm_controller/joint_trajectory) and
   rejects, with a log line, other joint sets (a finger joint included), points whose
-  time_from_start is not strictly increasing, non-finite values, a nonzero final velocity and a
-  first point too far from the current state; accepted points are followed with cubic Hermite
+  time_from_start is not strictly increasing, non-finite values, a nonzero final velocity, a
+  first point too far from the current state, and a path faster than the joint velocity limits
+  (`max_joint_velocity`, the Panda's: interpolated from the held command, at rest, through the
+  points, like the robot that aborts such a motion with a reflex); accepted points are followed with cubic Hermite
   interpolation when they carry velocities (linear otherwise), a new trajectory replacing the old;
 - the gripper, like franka_gripper, is driven only through its own actions and stop service
   (uva_sim.gripper_server, under /fr3_gripper). Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
@@ -28,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from uva import franka
 from uva.envs.panda import PandaEnv
-from uva.trajectory import check_trajectory, sample
+from uva.trajectory import check_trajectory, peak_velocity, sample
 from uva_policy import parameters
 from uva_policy.runtime import freeze_heap, run_node
 
@@ -57,6 +59,7 @@ class SimNode(Node):
         self.expert_pub = (self.create_publisher(Float64MultiArray, "/franka_sim/expert_action", 10)
                            if p("publish_expert") else None)
         self.max_start_deviation = float(p("max_start_deviation"))
+        self.max_velocity = np.broadcast_to(np.asarray(p("max_joint_velocity"), float), (7,))
         self.dt = 1.0 / float(p("controller_rate_hz"))
         self.lock = threading.Lock()  # the trajectory, between the subscription and the timer
         self.trajectory = None  # (absolute times, positions, velocities or None)
@@ -134,6 +137,16 @@ class SimNode(Node):
             abs_times = np.concatenate([[start], abs_times])
             q = np.vstack([current, q])
             v = np.vstack([np.zeros(7), v]) if v is not None else None
+        # like the robot: the path the controller interpolates, from the held command at rest,
+        # must stay within the joint velocity limits (a real arm aborts with a reflex)
+        fast = peak_velocity(abs_times, q, v) / self.max_velocity
+        if abs_times[0] <= start:  # no time to get there: the target jumps
+            jump = np.abs(sample(abs_times, q, v, start) - current)
+            fast = np.where(jump > 1e-6, np.inf, fast)
+        if fast.max() > 1.0 + 1e-9:
+            j = int(np.argmax(fast))
+            return self._refuse(f"joint {want[j]} would move at {fast[j] * self.max_velocity[j]:.2f} "
+                                f"rad/s (velocity limit {self.max_velocity[j]})")
         with self.lock:
             self.trajectory = (abs_times, q, v)  # a new trajectory replaces the old one
 
