@@ -391,7 +391,7 @@ class PolicyNode(LifecycleNode):
             steps, first, start = schedule_chunk(chunk, obs.stamp, now, self.dt,
                                                  self._prev_chunk, self._prev_start,
                                                  self.blend_steps)
-            # the first kept step is due within one control period: it is limited against
+            # the first kept step is due one to two control periods ahead: it is limited against
             # where the arm is now, not where it was when the frame was taken (the arm kept
             # moving through the camera's latency and the inference; a controller refuses a
             # first point far from its measured state, and a step back toward an old state

@@ -9,8 +9,9 @@ Stands in for franka_ros2 + a RealSense on this machine, and refuses what they r
   time_from_start is not strictly increasing, non-finite values, a nonzero final velocity, a
   first point too far from the current state, and a path faster than the joint velocity limits
   (`max_joint_velocity`, the Panda's: interpolated from the held command, at rest, through the
-  points, like the robot that aborts such a motion with a reflex); accepted points are followed with cubic Hermite
-  interpolation when they carry velocities (linear otherwise), a new trajectory replacing the old;
+  points; the real arm aborts such a motion with a reflex); accepted points are followed with
+  cubic Hermite interpolation when they carry velocities (linear otherwise), a new trajectory
+  replacing the old;
 - the gripper, like franka_gripper, is driven only through its own actions and stop service
   (uva_sim.gripper_server, under /fr3_gripper). Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
 `episode_steps` run out, with seeds from `first_seed` upwards; each reset is announced on
