@@ -156,6 +156,7 @@ def test_chunks_start_from_where_the_arm_is_now_not_where_the_camera_saw_it(ros,
     the state stamped with its frame (0.24 rad behind), which a controller would refuse and
     which would step the arm back."""
     from rclpy.time import Time
+    from trajectory_msgs.msg import JointTrajectory
     from uva_policy.conversions import stamp_to_sec
     node, executor = ros
     proc = start_node("uva_policy.policy_node", "policy_node",
@@ -166,26 +167,30 @@ def test_chunks_start_from_where_the_arm_is_now_not_where_the_camera_saw_it(ros,
     h = Harness(node, executor)
     speed, latency = 0.4, 0.6
     clock = lambda: node.get_clock().now().nanoseconds * 1e-9
+    received = []  # (receipt time, trajectory): its header stamp is 0, "start on receipt"
+    sub = node.create_subscription(JointTrajectory, "/uva/joint_trajectory",
+                                   lambda m: received.append((clock(), m)), 10)
     try:
         assert h.wait_for(lambda: len(h.trajs) >= 1, 60), (tmp_path / "policy.log").read_text()
         t0 = clock()
         arm = lambda t: [HOME[0] + speed * max(t - t0, 0.0)] + HOME[1:]
-        h.trajs.clear()
+        received.clear()
         end = t0 + 6.0
         while clock() < end:
             t = clock()
             h.js_pub.publish(make_joints(node, arm(t), stamp=Time(seconds=t).to_msg()))
             h.img_pub.publish(make_image(node, stamp=Time(seconds=t - latency).to_msg()))
             spin(executor, 0.05)
-        late = [tr for tr in h.trajs if stamp_to_sec(tr.header.stamp) > t0 + latency + 0.5]
-        assert len(late) >= 3, (len(h.trajs), (tmp_path / "policy.log").read_text()[-2000:])
-        for tr in late:
-            now = stamp_to_sec(tr.header.stamp)
+        late = [(t, tr) for t, tr in received if t > t0 + latency + 0.5]
+        assert len(late) >= 3, (len(received), (tmp_path / "policy.log").read_text()[-2000:])
+        for now, tr in late:
+            assert stamp_to_sec(tr.header.stamp) == 0.0  # started on receipt
             first = np.array(tr.points[0].positions)
             # the newest joint state is at most one publish period (+ delivery) older than `now`
             gap = np.abs(first - np.array(arm(now)[:7]))
             assert gap.max() <= 0.05 + speed * 0.15, (gap, now - t0)
     finally:
+        node.destroy_subscription(sub)
         h.close()
         stop(proc)
 

@@ -97,18 +97,20 @@ def model_inputs(aligned, cfg) -> dict:
 
 def trajectory_message(arm: np.ndarray, joint_names: list[str], start: float, now: float,
                        dt: float, current: np.ndarray, max_velocity) -> tuple[object, float]:
-    """Arm steps (T, n) -> (trajectory_msgs/JointTrajectory stamped `now`, slow-down factor):
-    step j due at start + j*dt, the first at least one period after `now` (a chunk planned too
-    long ago is shifted later), velocities consistent with the positions and zero at the end
+    """Arm steps (T, n) -> (trajectory_msgs/JointTrajectory, slow-down factor): step j due at
+    start + j*dt, the first at least one period after `now` (a chunk planned too long ago is
+    shifted later), velocities consistent with the positions and zero at the end
     (uva.trajectory.chunk_velocities), strictly increasing times as JointTrajectoryController
     requires. A path from the measured `current` (where the controller starts it, at rest)
-    faster than `max_velocity` is stretched in time until it is not (factor > 1)."""
+    faster than `max_velocity` is stretched in time until it is not (factor > 1).
+
+    The header stamp is zero: the controller starts the trajectory when it receives it. Stamped
+    `now`, a trajectory delivered late (a loaded machine, a busy network) would have its first
+    points in the past, and the controller would jump to where it is by then."""
     from builtin_interfaces.msg import Duration
-    from rclpy.time import Time
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
     from uva.trajectory import chunk_velocities, slow_to_limit
-    traj = JointTrajectory()
-    traj.header.stamp = Time(seconds=now).to_msg()  # time_from_start counts from here
+    traj = JointTrajectory()  # header.stamp 0: time_from_start counts from its receipt
     traj.joint_names = list(joint_names)
     times = start - now + dt * np.arange(len(arm))
     times += max(dt - times[0], 0.0)
