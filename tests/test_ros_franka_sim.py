@@ -95,6 +95,8 @@ def test_arm_controller_refuses_what_franka_ros2_refuses_and_follows_the_rest(si
         trajectory(ARM_JOINTS, [(0.5, start + 1.0)]),
         trajectory(ARM_JOINTS, [(0.5, target, np.ones(7))]),  # nonzero final velocity
         trajectory(ARM_JOINTS, [(0.05, target)]),  # 0.2 rad in 50 ms: past the velocity limit
+        # slowly, but joint 4 past its upper limit (0.0 rad)
+        trajectory(ARM_JOINTS, [(0.5, start), (30.0, np.where(np.arange(7) == 3, 0.2, start))]),
     ]
     for msg in refused:
         h.traj_pub.publish(msg)
@@ -107,6 +109,7 @@ def test_arm_controller_refuses_what_franka_ros2_refuses_and_follows_the_rest(si
     assert "do not match" in text and "fr3_finger_joint1" in text
     assert "strictly increasing" in text and "from the current state" in text
     assert "fr3_joint1 would move at 4.00 rad/s (velocity limit 2.175)" in text
+    assert "fr3_joint4 would leave its limits [-3.1416, 0.0]" in text
     # accepted: the arm joints in another order, with velocities, ending at rest
     order = ARM_JOINTS[::-1]
     mid = (start + target) / 2

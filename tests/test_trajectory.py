@@ -6,21 +6,40 @@ import numpy as np
 import pytest
 
 from uva.franka import ARM_JOINTS, FINGER_JOINTS
-from uva.trajectory import check_trajectory, chunk_velocities, peak_velocity, sample, slow_to_limit
+from uva.trajectory import (check_trajectory, chunk_velocities, path_bounds, peak_velocity,
+                            sample, slow_to_limit)
 
 
-def test_velocities_are_central_differences_and_zero_at_the_end():
-    t = np.array([0.03, 0.1, 0.2, 0.3, 0.4])
-    q = np.stack([np.sin(t), t**2, -3 * t], axis=1)
+def test_velocities_keep_the_path_between_its_points_and_end_at_rest():
+    t = np.array([0.03, 0.1, 0.2, 0.3, 0.4, 0.5])
+    # joint 0 climbs to a limit and is held there (a clipped target), joint 1 turns back,
+    # joint 2 moves at a constant speed
+    q = np.array([[0.0, 0.0, 0.0], [0.05, 0.1, -0.21], [0.1, 0.15, -0.51], [0.1, 0.1, -0.81],
+                  [0.1, 0.0, -1.11], [0.1, -0.1, -1.41]])
     v = chunk_velocities(t, q)
-    for i in range(1, len(t) - 1):  # interior: central differences on the point times
-        np.testing.assert_allclose(v[i], (q[i + 1] - q[i - 1]) / (t[i + 1] - t[i - 1]),
-                                   rtol=0.35)
-    np.testing.assert_allclose(v[2], (q[3] - q[1]) / 0.2, atol=1e-12)  # uniform spacing: exact
-    np.testing.assert_allclose(v[0], (q[1] - q[0]) / (t[1] - t[0]))
     assert (v[-1] == 0).all()
+    assert v[2, 0] == 0 and v[3, 0] == 0  # held at the limit: no overshoot past it
+    assert v[2, 1] == 0  # the turning point
+    np.testing.assert_allclose(v[2:5, 2], -3.0)  # a straight line keeps its slope
+    for k in range(len(t) - 1):  # the path between two points stays within their range
+        low, high = path_bounds(t[k:k + 2], q[k:k + 2], v[k:k + 2])
+        np.testing.assert_allclose(low, np.minimum(q[k], q[k + 1]), atol=1e-12)
+        np.testing.assert_allclose(high, np.maximum(q[k], q[k + 1]), atol=1e-12)
     with pytest.raises(ValueError):
         chunk_velocities(np.array([0.0, 0.1, 0.1]), np.zeros((3, 2)))
+
+
+def test_path_bounds_are_the_extremes_of_the_interpolated_path():
+    rng = np.random.default_rng(5)
+    t = np.cumsum(rng.uniform(0.02, 0.2, 5))
+    q = rng.normal(size=(5, 3))
+    v = 5 * rng.normal(size=(5, 3))  # fast: the cubics swing well past their points
+    ts = np.linspace(t[0], t[-1], 100001)
+    x = np.array([sample(t, q, v, s) for s in ts])
+    low, high = path_bounds(t, q, v)
+    np.testing.assert_allclose(low, x.min(axis=0), atol=1e-6)
+    np.testing.assert_allclose(high, x.max(axis=0), atol=1e-6)
+    assert (low < q.min(axis=0) - 0.01).any()
 
 
 def test_hermite_sampling_passes_through_points_with_their_slopes():

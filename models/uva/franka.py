@@ -12,7 +12,9 @@ LOWER_LIMITS = [-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159, 0.
 UPPER_LIMITS = [2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159, 0.04]
 # FR3 joint velocity limits (rad/s): a commanded motion faster than these aborts with a reflex
 VELOCITY_LIMITS = [2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26]
-# the Panda's, for the simulated arm (pybullet's panda.urdf)
+# the Panda's, for the simulated arm (pybullet's panda.urdf): positions (arm joints) and velocities
+PANDA_LOWER_LIMITS = [-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671]
+PANDA_UPPER_LIMITS = [2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671]
 PANDA_VELOCITY_LIMITS = [2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61]
 # the policy node's default speed cap: 90 % of the FR3's limits (the controller starts a new
 # trajectory from its own command, which trails the measured state the node plans from)

@@ -11,12 +11,16 @@ import numpy as np
 
 
 def chunk_velocities(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Velocities consistent with the positions: central finite differences on the (possibly
-    non-uniform) point times, one-sided at the first point, and zero at the last point (the
-    controller comes to rest there unless the next chunk replaces the trajectory first; the
-    JointTrajectoryController refuses a nonzero final velocity by default).
+    """Velocities for the points that keep the controller's cubic path between each pair of
+    points inside the two points' range: monotone piecewise-cubic (PCHIP, Fritsch-Carlson;
+    scipy's PchipInterpolator) slopes, zero at a point where a joint turns back and zero at the
+    last point (the controller comes to rest there unless the next chunk replaces the trajectory
+    first; the JointTrajectoryController refuses a nonzero final velocity by default). So a path
+    through points inside the joint limits stays inside them: central differences would
+    overshoot a target held at a limit.
 
     times (N,) strictly increasing seconds, positions (N, D) -> velocities (N, D)."""
+    from scipy.interpolate import PchipInterpolator
     t = np.asarray(times, dtype=np.float64)
     q = np.asarray(positions, dtype=np.float64)
     if q.ndim != 2 or len(t) != len(q):
@@ -25,7 +29,7 @@ def chunk_velocities(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return np.zeros_like(q)
     if np.any(np.diff(t) <= 0):
         raise ValueError("trajectory times must be strictly increasing")
-    v = np.gradient(q, t, axis=0, edge_order=1)
+    v = PchipInterpolator(t, q, axis=0).derivative()(t)
     v[-1] = 0.0
     return v
 
@@ -133,3 +137,31 @@ def slow_to_limit(times: np.ndarray, positions: np.ndarray, velocities: np.ndarr
     limit = np.broadcast_to(np.asarray(max_velocity, dtype=np.float64), q.shape[1:])
     factor = max(float(np.max(peak_velocity(t, q, v) / limit)), 1.0)
     return np.asarray(times) * factor, np.asarray(velocities) / factor, factor
+
+
+def path_bounds(times: np.ndarray, positions: np.ndarray,
+                velocities: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest position of each joint along the path `sample` follows through the
+    points ((D,), (D,)): a cubic segment can swing past both of its points."""
+    t = np.asarray(times, dtype=np.float64)
+    q = np.asarray(positions, dtype=np.float64)
+    low, high = q.min(axis=0), q.max(axis=0)
+    if velocities is None or len(q) < 2:
+        return low, high
+    v = np.asarray(velocities, dtype=np.float64)
+    h = np.diff(t)[:, None]
+    mean = np.diff(q, axis=0) / h
+    v0, v1 = v[:-1], v[1:]
+    a, b = -6 * mean + 3 * v0 + 3 * v1, 6 * mean - 4 * v0 - 2 * v1  # dq/dt = a s^2 + b s + v0
+    disc = b**2 - 4 * a * v0
+    root = np.sqrt(np.maximum(disc, 0.0))
+    for sign in (1.0, -1.0):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.where(np.abs(a) > 1e-12, (-b + sign * root) / (2 * a),
+                         np.where(np.abs(b) > 1e-12, -v0 / b, 0.0))
+        s = np.where((disc >= 0) & (s > 0) & (s < 1), s, 0.0)  # else an end point, seen already
+        h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+        h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+        x = h00 * q[:-1] + h10 * h * v0 + h01 * q[1:] + h11 * h * v1
+        low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
+    return low, high

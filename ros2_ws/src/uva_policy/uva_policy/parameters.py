@@ -145,6 +145,12 @@ SIM = {
     "gripper_max_speed": Spec(0.2, "finger opening speed limit [m/s]", True, (1e-4, 10.0)),
     "max_start_deviation": Spec(0.5, "a trajectory whose first point is further from the "
                                 "measured joints is refused [rad]", True, (1e-4, 10.0)),
+    "joint_lower_limits": Spec(franka.PANDA_LOWER_LIMITS, "lower position limit per arm joint "
+                               "(fr3_joint1..7): a trajectory whose path passes it is refused "
+                               "[rad]", True),
+    "joint_upper_limits": Spec(franka.PANDA_UPPER_LIMITS, "upper position limit per arm joint "
+                               "(fr3_joint1..7): a trajectory whose path passes it is refused "
+                               "[rad]", True),
     "max_joint_velocity": Spec(franka.PANDA_VELOCITY_LIMITS, "joint velocity limit per arm "
                                "joint: a trajectory whose interpolated path (from the held "
                                "command, at rest) is faster is refused [rad/s]", True),
@@ -213,6 +219,14 @@ def check(values: dict, specs: dict) -> str:
                 not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in limits):
             return (f"max_joint_velocity {limits} must be one positive finite limit, or one per "
                     f"arm joint ({len(arm)}: {arm})")
+    if "max_start_deviation" in values:  # the simulated arm's own limits, arm joints only
+        lo, hi = values["joint_lower_limits"], values["joint_upper_limits"]
+        n = len(franka.ARM_JOINTS)
+        if len(lo) != n or len(hi) != n or not all(
+                isinstance(x, (int, float)) and math.isfinite(x) for x in (*lo, *hi)) or \
+                any(a > b for a, b in zip(lo, hi)):
+            return (f"joint limits {lo} / {hi} must be {n} finite values each, lower <= upper "
+                    f"(the arm joints {franka.ARM_JOINTS})")
     if "max_joint_step" in values:
         try:
             SafetyFilter(values["joint_lower_limits"], values["joint_upper_limits"],

@@ -8,10 +8,11 @@ Stands in for franka_ros2 + a RealSense on this machine, and refuses what they r
   rejects, with a log line, other joint sets (a finger joint included), points whose
   time_from_start is not strictly increasing, non-finite values, a nonzero final velocity, a
   first point too far from the current state, and a path faster than the joint velocity limits
-  (`max_joint_velocity`, the Panda's: interpolated from the held command, at rest, through the
-  points; the real arm aborts such a motion with a reflex); accepted points are followed with
-  cubic Hermite interpolation when they carry velocities (linear otherwise), a new trajectory
-  replacing the old;
+  (`max_joint_velocity`) or leaving the joint limits (`joint_lower_limits`,
+  `joint_upper_limits`; all the Panda's, on the path interpolated from the held command, at
+  rest, through the points; the real arm aborts such a motion with a reflex); accepted points
+  are followed with cubic Hermite interpolation when they carry velocities (linear otherwise), a
+  new trajectory replacing the old;
 - the gripper, like franka_gripper, is driven only through its own actions and stop service
   (uva_sim.gripper_server, under /fr3_gripper). Episodes reset on ~/reset (std_srvs-free: a Bool topic) or when
 `episode_steps` run out, with seeds from `first_seed` upwards; each reset is announced on
@@ -31,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from uva import franka
 from uva.envs.panda import PandaEnv
-from uva.trajectory import check_trajectory, peak_velocity, sample
+from uva.trajectory import check_trajectory, path_bounds, peak_velocity, sample
 from uva_policy import parameters
 from uva_policy.runtime import freeze_heap, run_node
 
@@ -61,6 +62,8 @@ class SimNode(Node):
                            if p("publish_expert") else None)
         self.max_start_deviation = float(p("max_start_deviation"))
         self.max_velocity = np.broadcast_to(np.asarray(p("max_joint_velocity"), float), (7,))
+        self.lower = np.broadcast_to(np.asarray(p("joint_lower_limits"), float), (7,))
+        self.upper = np.broadcast_to(np.asarray(p("joint_upper_limits"), float), (7,))
         self.dt = 1.0 / float(p("controller_rate_hz"))
         self.lock = threading.Lock()  # the trajectory, between the subscription and the timer
         self.trajectory = None  # (absolute times, positions, velocities or None)
@@ -148,6 +151,15 @@ class SimNode(Node):
             j = int(np.argmax(fast))
             return self._refuse(f"joint {want[j]} would move at {fast[j] * self.max_velocity[j]:.2f} "
                                 f"rad/s (velocity limit {self.max_velocity[j]})")
+        # and inside the joint limits all along it (a cubic can swing past its points); where
+        # the held command already is outside, no further
+        low, high = path_bounds(abs_times, q, v)
+        beyond = np.maximum(low < np.minimum(self.lower, current) - 1e-9,
+                            high > np.maximum(self.upper, current) + 1e-9)
+        if beyond.any():
+            j = int(np.argmax(beyond))
+            return self._refuse(f"joint {want[j]} would leave its limits [{self.lower[j]}, "
+                                f"{self.upper[j]}] (path from {low[j]:.3f} to {high[j]:.3f})")
         with self.lock:
             self.trajectory = (abs_times, q, v)  # a new trajectory replaces the old one
 
