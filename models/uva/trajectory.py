@@ -2,8 +2,10 @@
 targets, and the cubic Hermite interpolation ros2_control's JointTrajectoryController uses
 between points that carry positions and velocities (linear when they carry positions only).
 
-ROS-free: the policy node uses `chunk_velocities` for the points it publishes, the simulated
-driver uses `check_trajectory` / `sample` to behave like the real controller.
+ROS-free: the policy node uses `chunk_velocities` for the points it publishes and
+`slow_to_limit` to keep them within the arm's joint velocity limits; the simulated driver uses
+`check_trajectory` / `sample` to behave like the real controller, and `peak_velocity` /
+`path_bounds` to refuse a path the real arm would abort (too fast, or past a joint limit).
 """
 from __future__ import annotations
 
