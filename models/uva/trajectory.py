@@ -92,10 +92,24 @@ def sample(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | No
     q0, q1 = positions[k], positions[k + 1]
     if velocities is None:
         return q0 + s * (q1 - q0)
-    v0, v1 = velocities[k] * h, velocities[k + 1] * h
+    return _hermite(s, q0, q1, velocities[k] * h, velocities[k + 1] * h)
+
+
+def _hermite(s, q0, q1, v0h, v1h):
+    """The cubic Hermite segment at s in [0, 1] from q0 to q1, with end slopes v0h, v1h in
+    position per segment (velocity times the segment's duration); broadcasts."""
     h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
     h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
-    return h00 * q0 + h10 * v0 + h01 * q1 + h11 * v1
+    return h00 * q0 + h10 * v0h + h01 * q1 + h11 * v1h
+
+
+def _rate_coefficients(t: np.ndarray, q: np.ndarray, v: np.ndarray):
+    """Per segment of the Hermite path: (h, v0, v1, a, b) with dq/dt = a s^2 + b s + v0 at
+    s = (t - t0) / h; (S, 1) and (S, D) arrays."""
+    h = np.diff(t)[:, None]
+    mean = np.diff(q, axis=0) / h
+    v0, v1 = v[:-1], v[1:]
+    return h, v0, v1, -6 * mean + 3 * v0 + 3 * v1, 6 * mean - 4 * v0 - 2 * v1
 
 
 def peak_velocity(times: np.ndarray, positions: np.ndarray,
@@ -108,17 +122,11 @@ def peak_velocity(times: np.ndarray, positions: np.ndarray,
     q = np.asarray(positions, dtype=np.float64)
     if len(q) < 2:
         return np.zeros(q.shape[1:])
-    h = np.diff(t)[:, None]  # (S, 1)
-    if np.any(h <= 0):
+    if np.any(np.diff(t) <= 0):
         return np.full(q.shape[1:], np.inf)
-    mean = np.diff(q, axis=0) / h  # (S, D)
     if velocities is None:
-        return np.max(np.abs(mean), axis=0)
-    v = np.asarray(velocities, dtype=np.float64)
-    v0, v1 = v[:-1], v[1:]
-    # d/dt of the Hermite segment, a quadratic in s = (t - t0) / h: a s^2 + b s + v0
-    a = -6 * mean + 3 * v0 + 3 * v1
-    b = 6 * mean - 4 * v0 - 2 * v1
+        return np.max(np.abs(np.diff(q, axis=0) / np.diff(t)[:, None]), axis=0)
+    _, v0, v1, a, b = _rate_coefficients(t, q, np.asarray(velocities, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         vertex = np.where(a != 0, np.clip(-b / (2 * np.where(a != 0, a, 1.0)), 0.0, 1.0), 0.0)
     ends = np.maximum(np.abs(v0), np.abs(v1))
@@ -150,11 +158,7 @@ def path_bounds(times: np.ndarray, positions: np.ndarray,
     low, high = q.min(axis=0), q.max(axis=0)
     if velocities is None or len(q) < 2:
         return low, high
-    v = np.asarray(velocities, dtype=np.float64)
-    h = np.diff(t)[:, None]
-    mean = np.diff(q, axis=0) / h
-    v0, v1 = v[:-1], v[1:]
-    a, b = -6 * mean + 3 * v0 + 3 * v1, 6 * mean - 4 * v0 - 2 * v1  # dq/dt = a s^2 + b s + v0
+    h, v0, v1, a, b = _rate_coefficients(t, q, np.asarray(velocities, dtype=np.float64))
     disc = b**2 - 4 * a * v0
     root = np.sqrt(np.maximum(disc, 0.0))
     for sign in (1.0, -1.0):
@@ -162,8 +166,6 @@ def path_bounds(times: np.ndarray, positions: np.ndarray,
             s = np.where(np.abs(a) > 1e-12, (-b + sign * root) / (2 * a),
                          np.where(np.abs(b) > 1e-12, -v0 / b, 0.0))
         s = np.where((disc >= 0) & (s > 0) & (s < 1), s, 0.0)  # else an end point, seen already
-        h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
-        h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
-        x = h00 * q[:-1] + h10 * h * v0 + h01 * q[1:] + h11 * h * v1
+        x = _hermite(s, q[:-1], q[1:], h * v0, h * v1)
         low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
     return low, high
