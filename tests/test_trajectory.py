@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from uva.franka import ARM_JOINTS, FINGER_JOINTS
-from uva.trajectory import (check_trajectory, chunk_velocities, path_bounds, peak_velocity,
-                            sample, slow_to_limit)
+from uva.trajectory import (check_trajectory, chunk_velocities, continue_from, cycle_rates,
+                            path_bounds, peak_acceleration, peak_velocity, replay_controller,
+                            sample, sample_many, slow_to_limit, state_at)
 
 
 def test_velocities_keep_the_path_between_its_points_and_end_at_rest():
@@ -96,6 +97,85 @@ def test_peak_velocity_is_the_fastest_point_of_the_interpolated_path():
     # from rest to rest over one segment, a cubic peaks at 1.5x its mean speed
     rest = peak_velocity(np.array([0.0, 0.1]), np.array([[0.0], [0.1]]), np.zeros((2, 1)))
     np.testing.assert_allclose(rest, [1.5])
+
+
+def test_state_and_peak_acceleration_match_the_sampled_path():
+    rng = np.random.default_rng(4)
+    t = np.cumsum(rng.uniform(0.05, 0.2, 6))
+    q = rng.normal(size=(6, 3))
+    v = chunk_velocities(t, q)
+    ts = np.linspace(t[0], t[-1], 200001)
+    x = sample_many(t, q, v, ts)
+    np.testing.assert_allclose(x[::5000], [sample(t, q, v, s) for s in ts[::5000]], atol=1e-12)
+    d = ts[1] - ts[0]
+    acc = np.diff(x, 2, axis=0) / d**2
+    np.testing.assert_allclose(peak_acceleration(t, q, v), np.abs(acc).max(axis=0), rtol=1e-3)
+    for s in (t[0] + 0.013, 0.5 * (t[2] + t[3]), t[-1] - 0.004):
+        p, vel, a = state_at(t, q, v, s)
+        e = 1e-5
+        up, down = sample(t, q, v, s + e), sample(t, q, v, s - e)
+        np.testing.assert_allclose(p, sample(t, q, v, s))
+        np.testing.assert_allclose(vel, (up - down) / (2 * e), atol=1e-5)
+        np.testing.assert_allclose(a, (up - 2 * p + down) / e**2, atol=1e-2)
+    # past the end the controller holds: at rest
+    _, vel, a = state_at(t, q, v, t[-1] + 1.0)
+    assert not vel.any() and not a.any()
+    # positions only: straight lines, a velocity jump (infinite acceleration) where they bend
+    assert np.isinf(peak_acceleration(t, q, None)).all()
+
+
+def test_a_takeover_that_keeps_the_motion_going_is_smooth_and_a_jerky_one_is_seen():
+    """The robot's view (1 kHz samples, backward differences): a trajectory that continues the
+    commanded velocity shows no jerk spike at the takeover; starting from rest while moving,
+    or an acceleration jump at a point, shows up as jump / cycle."""
+    cycle = 1e-3
+    t = np.array([0.0, 1.0])
+    old = (t, np.array([[0.0], [1.0]]), None)  # 1 rad/s straight line
+    start = 0.5
+    q_c, v_c, a_c = state_at(*old, start)
+    assert v_c[0] == pytest.approx(1.0) and a_c[0] == 0.0
+    ahead = np.array([0.6, 0.7])
+    pts = np.array([[0.6], [0.7]])
+    smooth = continue_from(ahead, pts, np.ones((2, 1)), start, q_c, v_c)
+    r = cycle_rates(smooth, start, cycle, old, until=0.65)
+    assert r["velocity"][0] == pytest.approx(1.0, abs=1e-6)
+    assert r["acceleration"][0] < 1e-3 and r["jerk"][0] < 1e-3
+    from_rest = continue_from(ahead, pts, np.ones((2, 1)), start, q_c, np.zeros(1))
+    r = cycle_rates(from_rest, start, cycle, old, until=0.65)
+    assert r["acceleration"][0] > 500 and r["jerk"][0] > 5e5  # a velocity jump: a reflex
+    # an acceleration jump of da at a point on the grid: jerk da/(2 cycle) over two samples
+    tt = np.array([0.0, 0.1, 0.2])
+    qq = np.array([[0.0], [0.0], [0.01]])
+    vv = np.array([[0.0], [0.0], [0.15]])
+    path = (tt, qq, vv)
+    jump = peak_acceleration(tt[1:], qq[1:], vv[1:])[0]  # at 0.1: from 0 to this
+    r = cycle_rates(path, 0.0, cycle, None)
+    assert r["jerk"][0] == pytest.approx(jump / (2 * cycle), rel=0.05)
+
+
+def test_replaying_a_stream_measures_what_the_arm_runs_until_the_next_takes_over():
+    cycle = 1e-3
+    js_t = np.arange(0.0, 2.0, 0.01)
+    js = (js_t, 0.5 * js_t[:, None])  # the arm follows the ramp
+    dt = 0.1
+    # chunks of a 0.5 rad/s ramp, each ending at rest, each replaced halfway
+    trajs = []
+    for i in range(4):
+        t_r = 0.2 * i
+        rel = dt * np.arange(1, 5)
+        q = (0.5 * (t_r + rel))[:, None]
+        trajs.append((t_r, rel, q, chunk_velocities(rel, q)))
+    rows = replay_controller(trajs, js, cycle)
+    assert [r["restarted"] for r in rows] == [True, False, False, False]
+    # each whole path brakes to rest at its end, which the arm never runs but the last one
+    assert all(r["acceleration"][0] > 4.0 for r in rows)
+    assert all(r["executed_acceleration"][0] < r["acceleration"][0] for r in rows[1:-1])
+    assert rows[-1]["executed_acceleration"][0] == pytest.approx(rows[-1]["acceleration"][0],
+                                                                 rel=0.05)
+    # an arm far from the command (a reset) starts from its measured joints at rest
+    js_far = (js_t, np.where(js_t[:, None] > 0.3, 2.0, 0.5 * js_t[:, None]))
+    rows = replay_controller(trajs, js_far, cycle)
+    assert [r["restarted"] for r in rows] == [True, False, True, True]
 
 
 def test_slowing_a_trajectory_keeps_its_path_and_meets_the_limit():

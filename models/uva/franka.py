@@ -19,3 +19,10 @@ PANDA_VELOCITY_LIMITS = [2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61]
 # the policy node's default speed cap: 90 % of the FR3's limits (the controller starts a new
 # trajectory from its own command, which trails the measured state the node plans from)
 COMMAND_VELOCITY_LIMITS = [round(0.9 * v, 3) for v in VELOCITY_LIMITS]
+# what the arm checks on every command it samples (libfranka's kMaxJointAcceleration and
+# kMaxJointJerk, the same for the Panda and the FR3): each 1 ms control cycle the commanded
+# acceleration may change by at most the jerk limit times one cycle, or the motion aborts with a
+# "joint_motion_generator_acceleration_discontinuity" reflex
+ACCELERATION_LIMITS = [15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0]
+JERK_LIMITS = [7500.0, 3750.0, 5000.0, 6250.0, 7500.0, 10000.0, 10000.0]
+CONTROL_CYCLE_S = 1e-3

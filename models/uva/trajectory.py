@@ -134,6 +134,101 @@ def peak_velocity(times: np.ndarray, positions: np.ndarray,
     return np.max(np.maximum(ends, inner), axis=0)
 
 
+def state_at(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | None,
+             t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position, velocity, acceleration) at time t on the path `sample` follows: where a
+    controller continues from when a new trajectory replaces this one. Before the first point
+    and after the last the path holds still (zero velocity and acceleration); on a linear
+    segment the acceleration is zero."""
+    times = np.asarray(times, dtype=np.float64)
+    q = np.asarray(positions, dtype=np.float64)
+    zero = np.zeros(q.shape[1:])
+    if t <= times[0] or t >= times[-1] or len(q) < 2:
+        return sample(times, q, velocities, t), zero, zero.copy()
+    k = int(np.searchsorted(times, t, side="right")) - 1
+    h = times[k + 1] - times[k]
+    if velocities is None:
+        return sample(times, q, None, t), (q[k + 1] - q[k]) / h, zero
+    seg = slice(k, k + 2)
+    _, v0, _, a, b = _rate_coefficients(times[seg], q[seg], np.asarray(velocities)[seg])
+    s = (t - times[k]) / h
+    return (sample(times, q, velocities, t), (a * s**2 + b * s + v0)[0],
+            ((2 * a * s + b) / h)[0])
+
+
+def knot_accelerations(times: np.ndarray, positions: np.ndarray,
+                       velocities: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Accelerations at the two ends of every segment of the path `sample` follows: (S, D)
+    at each segment's start, (S, D) at its end. Within a cubic segment the acceleration is
+    linear in time, so these bound it; at a point between two segments it jumps from one
+    segment's end value to the next one's start value. Positions without velocities are
+    joined by straight lines whose velocity jumps at every point: infinite acceleration where
+    the slope changes."""
+    t = np.asarray(times, dtype=np.float64)
+    q = np.asarray(positions, dtype=np.float64)
+    if velocities is None:
+        slope = np.diff(q, axis=0) / np.diff(t)[:, None]
+        turn = np.vstack([np.zeros((1, q.shape[1])), np.diff(slope, axis=0)]) != 0
+        start = np.where(turn, np.inf, 0.0)
+        return start, np.zeros_like(start)
+    h, _, _, a, b = _rate_coefficients(t, q, np.asarray(velocities, dtype=np.float64))
+    return b / h, (2 * a + b) / h
+
+
+def peak_acceleration(times: np.ndarray, positions: np.ndarray,
+                      velocities: np.ndarray | None) -> np.ndarray:
+    """The largest |d2q/dt2| of each joint along the path `sample` follows: (D,) rad/s^2."""
+    q = np.asarray(positions, dtype=np.float64)
+    if len(q) < 2:
+        return np.zeros(q.shape[1:])
+    start, end = knot_accelerations(times, q, velocities)
+    return np.maximum(np.abs(start), np.abs(end)).max(axis=0)
+
+
+def sample_many(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | None,
+                ts: np.ndarray) -> np.ndarray:
+    """`sample` at many times at once: (K,) -> (K, D)."""
+    t = np.asarray(times, dtype=np.float64)
+    q = np.asarray(positions, dtype=np.float64)
+    ts = np.clip(np.asarray(ts, dtype=np.float64), t[0], t[-1])
+    if len(q) < 2:
+        return np.repeat(q[:1], len(ts), axis=0)
+    k = np.clip(np.searchsorted(t, ts, side="right") - 1, 0, len(t) - 2)
+    h = (t[k + 1] - t[k])[:, None]
+    s = (ts[:, None] - t[k][:, None]) / h
+    if velocities is None:
+        return q[k] + s * (q[k + 1] - q[k])
+    v = np.asarray(velocities, dtype=np.float64)
+    return _hermite(s, q[k], q[k + 1], v[k] * h, v[k + 1] * h)
+
+
+def cycle_rates(path, start: float, cycle: float, before=None,
+                until: float | None = None) -> dict[str, np.ndarray]:
+    """What a robot that samples its command every `cycle` seconds sees of a path (times,
+    positions, velocities or None) taken over at `start`: the commanded positions on the grid
+    start + k*cycle, the three samples before `start` from `before` (the path it followed until
+    then; held at the path's first position if None), and their backward differences as the
+    robot computes them. Returns the largest |velocity|, |acceleration| and |jerk| of each joint
+    (D,) over the differences that reach a sample of `path` up to `until` (default: its end,
+    where it holds still; a newer trajectory taking over earlier cuts it short). A Franka does this at 1 kHz and
+    aborts with a "velocity/acceleration discontinuity" reflex when they pass its limits: an
+    acceleration that jumps at a trajectory point or at the takeover shows up as a jerk of up
+    to the jump divided by one cycle."""
+    t = np.asarray(path[0], dtype=np.float64)
+    end = t[-1] if until is None else min(until, t[-1])
+    n = max(int(np.ceil((end - start) / cycle)), 0) + 1
+    ts = start + cycle * np.arange(n)
+    back = start + cycle * np.arange(-3, 0)
+    old = sample_many(*before, back) if before is not None else \
+        np.repeat(np.asarray(path[1], dtype=np.float64)[:1], 3, axis=0)
+    q = np.vstack([old, sample_many(*path, ts)])
+    v = np.diff(q, axis=0) / cycle
+    a = np.diff(v, axis=0) / cycle
+    j = np.diff(a, axis=0) / cycle
+    return {"velocity": np.abs(v[2:]).max(axis=0), "acceleration": np.abs(a[1:]).max(axis=0),
+            "jerk": np.abs(j).max(axis=0)}
+
+
 def slow_to_limit(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray,
                   current: np.ndarray, max_velocity) -> tuple[np.ndarray, np.ndarray, float]:
     """Stretch a trajectory in time so that the path a controller follows - from `current` at
@@ -169,3 +264,60 @@ def path_bounds(times: np.ndarray, positions: np.ndarray,
         x = _hermite(s, q[:-1], q[1:], h * v0, h * v1)
         low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
     return low, high
+
+
+def continue_from(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | None,
+                  start: float, position: np.ndarray, velocity: np.ndarray):
+    """The path a controller follows when it takes a trajectory at time `start` (`times`
+    absolute): from the state it commands then (`position`, `velocity`) to the first point,
+    then through the points. Returns (times, positions, velocities or None); a first point due
+    at or before `start` is not reached smoothly (the caller decides what that means)."""
+    times = np.asarray(times, dtype=np.float64)
+    if times[0] <= start:
+        return times, positions, velocities
+    q = np.vstack([np.asarray(position, dtype=np.float64)[None], positions])
+    v = (np.vstack([np.asarray(velocity, dtype=np.float64)[None], velocities])
+         if velocities is not None else None)
+    return np.concatenate([[start], times]), q, v
+
+
+def replay_controller(trajectories, joint_states, cycle: float,
+                      restart_deviation: float = 0.1) -> list[dict]:
+    """Follow a recorded stream of trajectories the way a JointTrajectoryController does and
+    measure the path it commands, trajectory by trajectory.
+
+    trajectories: [(receipt time, time_from_start (N,), positions (N, D), velocities (N, D) or
+    None)], in receipt order, joints in the controller's order; joint_states: (times (M,),
+    positions (M, D)) measured. Each trajectory takes over from the commanded state at its
+    receipt (position, velocity, acceleration of the path before); where the arm measured
+    then is more than `restart_deviation` from that command (an episode reset, the first
+    trajectory) it starts from the measured joints at rest instead. Returns one dict per
+    trajectory: receipt time `t`, `restarted`; per joint (D,) over its whole path `velocity`,
+    `acceleration` (peaks) and `low` / `high` (path_bounds); and `executed_velocity`,
+    `executed_acceleration`, `executed_jerk`: what the arm samples every `cycle` (cycle_rates)
+    from its takeover until the next trajectory replaces it - what the arm actually runs."""
+    js_t, js_q = (np.asarray(a, dtype=np.float64) for a in joint_states)
+    out, path, prev = [], None, None
+    for t_r, rel, q, v in [*trajectories, (None,) * 4]:
+        if prev is not None:  # the previous one ran until this one took over (or its end)
+            row, before = prev
+            rates = cycle_rates(path, row["t"], cycle, before,
+                                until=t_r if t_r is not None else None)
+            row.update({f"executed_{k}": x for k, x in rates.items()})
+            out.append(row)
+        if t_r is None:
+            break
+        measured = js_q[max(int(np.searchsorted(js_t, t_r, side="right")) - 1, 0)]
+        restarted = path is None
+        if not restarted:
+            q_c, v_c, _ = state_at(*path, t_r)
+            restarted = bool(np.max(np.abs(q_c - measured)) > restart_deviation)
+        before = path
+        if restarted:  # at rest where the arm is
+            q_c, v_c = measured, np.zeros_like(measured)
+            before = (np.array([t_r - 1.0, t_r]), np.vstack([measured, measured]), None)
+        path = continue_from(t_r + np.asarray(rel, dtype=np.float64), q, v, t_r, q_c, v_c)
+        prev = ({"t": float(t_r), "restarted": restarted, "velocity": peak_velocity(*path),
+                 "acceleration": peak_acceleration(*path),
+                 **dict(zip(("low", "high"), path_bounds(*path)))}, before)
+    return out
