@@ -37,7 +37,7 @@ def read(bag: Path, trajectory_topic: str, joint_topic: str):
         topics = {c.topic: c for c in reader.connections}
         for topic in (trajectory_topic, joint_topic):
             if topic not in topics:
-                sys.exit(f"{bag}: topic {topic} not in the bag (topics: {sorted(topics)})")
+                raise ValueError(f"{bag}: topic {topic} not in the bag (topics: {sorted(topics)})")
         for conn, t_ns, raw in reader.messages(connections=[topics[trajectory_topic],
                                                             topics[joint_topic]]):
             msg = reader.deserialize(raw, conn.msgtype)
@@ -61,6 +61,16 @@ def read(bag: Path, trajectory_topic: str, joint_topic: str):
             v = np.array([np.asarray(p.velocities)[order] for p in msg.points]) if has_v else None
             trajs.append((received, rel, q, v))
     return trajs, (np.array(js_t), np.array(js_q))
+
+
+def measure(bag: Path, arm: str = "panda",
+            trajectory_topic: str = "/fr3_arm_controller/joint_trajectory",
+            joint_topic: str = "/joint_states") -> dict:
+    """The summary for one bag (ValueError when it has nothing to replay)."""
+    trajs, states = read(bag, trajectory_topic, joint_topic)
+    if not trajs or not len(states[0]):
+        raise ValueError(f"{bag}: no trajectories or joint states to replay")
+    return summarise(replay_controller(trajs, states, franka.CONTROL_CYCLE_S), arm)
 
 
 def summarise(rows: list[dict], arm: str) -> dict:
@@ -97,11 +107,10 @@ def main(argv=None) -> int:
     ap.add_argument("--joint-states-topic", default="/joint_states")
     ap.add_argument("--json", type=Path, help="write the summary here")
     args = ap.parse_args(argv)
-    trajs, states = read(args.bag, args.trajectory_topic, args.joint_states_topic)
-    if not trajs or not len(states[0]):
-        sys.exit(f"{args.bag}: no trajectories or joint states to replay")
-    rows = replay_controller(trajs, states, franka.CONTROL_CYCLE_S)
-    summary = summarise(rows, args.arm)
+    try:
+        summary = measure(args.bag, args.arm, args.trajectory_topic, args.joint_states_topic)
+    except ValueError as e:
+        sys.exit(str(e))
     print(f"{summary['trajectories']} trajectories ({summary['restarts']} started from rest), "
           f"limits of the {args.arm}:")
     print(f"{'limit':<26}{'over':>6}{'worst':>9}{'median':>9}  worst joint")

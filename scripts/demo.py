@@ -1,8 +1,9 @@
 """`make demo`: the simulated Franka + policy node + video node over real DDS, closed loop.
 
 Starts the graph from uva_bringup's sim.yaml (same as sim.launch.py), watches N episodes, and
-writes outputs/demo/: metrics.json (success rate, latency summary), demo.gif (camera frames
-beside the latest predicted-frames strip received on /uva/predicted_frames).
+writes outputs/demo/: metrics.json (success rate, latency summary, and `arm_limits`: how the
+commanded motion compares with a real Panda's velocity, acceleration and jerk limits), demo.gif
+(camera frames beside the latest predicted-frames strip received on /uva/predicted_frames).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Int32
 from uva_msgs.msg import ActionChunk, PolicyStatus
 
+from arm_limits import measure as arm_limits
 from uva.fsutil import atomic_write_json
 from uva.images import write_gif
 from uva.viz import viz
@@ -126,6 +128,10 @@ def main():
         write_gif(out / "demo.gif", mon.frames[::2], fps=5, upscale=1)
     metrics["bag"] = str(bag)
     metrics["viz"] = viz(str(bag), str(out / "viz"), max_frames=300)
+    try:  # would a real Panda run these commands? (scripts/arm_limits.py, docs/node-safety.md)
+        metrics["arm_limits"] = arm_limits(bag, "panda", TRAJECTORY_CONTROLLER)
+    except ValueError as e:
+        metrics["arm_limits"] = {"error": str(e)}
     atomic_write_json(out / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
     node.destroy_node()
