@@ -29,13 +29,15 @@ def write(path: Path, trajectories) -> None:
             t = T0 + k * 10**8
             bag.write("/joint_states", t, bag.joint_state(t, ARM_JOINTS[::-1], q0[::-1].copy()))
         for t_ns, pts in trajectories:
+            point = T["trajectory_msgs/msg/JointTrajectoryPoint"]
+            duration = T["builtin_interfaces/msg/Duration"]
             msg = T["trajectory_msgs/msg/JointTrajectory"](
                 header=bag.header(0), joint_names=ARM_JOINTS,
-                points=[T["trajectory_msgs/msg/JointTrajectoryPoint"](
-                    positions=q0 + np.asarray(dq, dtype=np.float64), velocities=np.asarray(v, dtype=np.float64),
-                    accelerations=np.zeros(0), effort=np.zeros(0),
-                    time_from_start=T["builtin_interfaces/msg/Duration"](sec=int(s), nanosec=int(round(s % 1 * 1e9))))
-                    for s, dq, v in pts])
+                points=[point(positions=q0 + np.asarray(dq, dtype=np.float64),
+                              velocities=np.asarray(v, dtype=np.float64),
+                              accelerations=np.zeros(0), effort=np.zeros(0),
+                              time_from_start=duration(sec=int(s), nanosec=int(round(s % 1 * 1e9))))
+                        for s, dq, v in pts])
             bag.write("/fr3_arm_controller/joint_trajectory", t_ns, msg)
     return q0
 

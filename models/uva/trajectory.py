@@ -6,6 +6,9 @@ ROS-free: the policy node uses `chunk_velocities` for the points it publishes an
 `slow_to_limit` to keep them within the arm's joint velocity limits; the simulated driver uses
 `check_trajectory` / `sample` to behave like the real controller, and `peak_velocity` /
 `path_bounds` to refuse a path the real arm would abort (too fast, or past a joint limit).
+`replay_controller` (with `state_at`, `continue_from`, `peak_acceleration`, `cycle_rates`)
+follows a recorded stream of trajectories as the controller would and measures what the arm
+samples every 1 ms: scripts/arm_limits.py, against the acceleration and jerk limits too.
 """
 from __future__ import annotations
 
@@ -210,10 +213,10 @@ def cycle_rates(path, start: float, cycle: float, before=None,
     then; held at the path's first position if None), and their backward differences as the
     robot computes them. Returns the largest |velocity|, |acceleration| and |jerk| of each joint
     (D,) over the differences that reach a sample of `path` up to `until` (default: its end,
-    where it holds still; a newer trajectory taking over earlier cuts it short). A Franka does this at 1 kHz and
-    aborts with a "velocity/acceleration discontinuity" reflex when they pass its limits: an
-    acceleration that jumps at a trajectory point or at the takeover shows up as a jerk of up
-    to the jump divided by one cycle."""
+    where it holds still; a newer trajectory taking over earlier cuts it short). A Franka does
+    this at 1 kHz and aborts with a "velocity/acceleration discontinuity" reflex when they pass
+    its limits: an acceleration that jumps at a trajectory point or at the takeover shows up as
+    a jerk of up to the jump divided by one cycle."""
     t = np.asarray(path[0], dtype=np.float64)
     end = t[-1] if until is None else min(until, t[-1])
     n = max(int(np.ceil((end - start) / cycle)), 0) + 1
