@@ -61,6 +61,7 @@ class PandaEnv:
         self.rng = np.random.default_rng(0)
         self.score = 0.0
         self._plan: list = []
+        self._segment = None
 
     # ------------------------------------------------------------------ world
     def reset(self, seed: int) -> Observation:
@@ -94,6 +95,7 @@ class PandaEnv:
         self.steps = 0
         self.score = 0.0
         self._plan = self._make_plan(cube_xy)
+        self._segment = None
         return self.observe()
 
     def joint_state(self) -> np.ndarray:
@@ -165,7 +167,7 @@ class PandaEnv:
             (np.array([cx, cy, above]), 0.04, 12),
             (np.array([cx, cy, grasp_z]), 0.04, 10),
             (np.array([cx, cy, grasp_z]), 0.0, 5),
-            (np.array([cx, cy, carry_z]), 0.0, 8),
+            (np.array([cx, cy, carry_z]), 0.0, 10),
             (np.array([tx, ty, carry_z]), 0.0, 14),
             (np.array([tx, ty, grasp_z + 0.02]), 0.0, 8),
             (np.array([tx, ty, grasp_z + 0.02]), 0.04, 5),
@@ -173,24 +175,32 @@ class PandaEnv:
         ]
 
     def expert_action(self) -> np.ndarray:
-        """Linear interpolation in Cartesian space towards the next waypoint, solved by IK."""
-        c = self.client
-        ee = np.array(pb.getLinkState(self.robot, EE_LINK, physicsClientId=c)[4])
+        """Towards the next waypoint: its joint configuration (IK) reached along a minimum-jerk
+        profile in joint space, each leg starting and ending at rest, so the joint targets stay
+        within the accelerations a Panda can command (docs/node-safety.md)."""
         if not self._plan:
             return self._command.copy()
         goal, grip, n = self._plan[0]
+        if self._segment is None or self._segment[0] is not self._plan[0]:
+            start = self.joint_state()[:7]
+            self._segment = (self._plan[0], start, self._ik(goal), n)  # the leg's ends
+        _, start, end, total = self._segment
+        tau = (total - n + 1) / total
+        q = start + (end - start) * (10 * tau**3 - 15 * tau**4 + 6 * tau**5)
         if n <= 1:
             self._plan.pop(0)
-            waypoint = goal
         else:
-            waypoint = ee + (goal - ee) / n
             self._plan[0] = (goal, grip, n - 1)
+            self._segment = (self._plan[0], start, end, total)
+        return np.clip(np.array([*q, grip]), JOINT_LOWER, JOINT_UPPER)
+
+    def _ik(self, position: np.ndarray) -> np.ndarray:
         q = pb.calculateInverseKinematics(
-            self.robot, EE_LINK, waypoint.tolist(), DOWN,
+            self.robot, EE_LINK, np.asarray(position).tolist(), DOWN,
             lowerLimits=JOINT_LOWER[:7].tolist(), upperLimits=JOINT_UPPER[:7].tolist(),
             jointRanges=(JOINT_UPPER[:7] - JOINT_LOWER[:7]).tolist(), restPoses=HOME[:7].tolist(),
-            maxNumIterations=50, physicsClientId=c)
-        return np.clip(np.array([*q[:7], grip]), JOINT_LOWER, JOINT_UPPER)
+            maxNumIterations=200, residualThreshold=1e-5, physicsClientId=self.client)
+        return np.array(q[:7])
 
     def random_action(self, rng: np.random.Generator) -> np.ndarray:
         return np.clip(self.joint_state() + rng.normal(0, 0.1, 8), JOINT_LOWER, JOINT_UPPER)
