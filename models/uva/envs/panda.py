@@ -181,17 +181,16 @@ class PandaEnv:
         if not self._plan:
             return self._command.copy()
         goal, grip, n = self._plan[0]
-        if self._segment is None or self._segment[0] is not self._plan[0]:
-            start = self.joint_state()[:7]
-            self._segment = (self._plan[0], start, self._ik(goal), n)  # the leg's ends
-        _, start, end, total = self._segment
+        if self._segment is None:  # a new leg: its ends and its steps
+            self._segment = (self.joint_state()[:7], self._ik(goal), n)
+        start, end, total = self._segment
         tau = (total - n + 1) / total
         q = start + (end - start) * (10 * tau**3 - 15 * tau**4 + 6 * tau**5)
         if n <= 1:
             self._plan.pop(0)
+            self._segment = None
         else:
             self._plan[0] = (goal, grip, n - 1)
-            self._segment = (self._plan[0], start, end, total)
         return np.clip(np.array([*q, grip]), JOINT_LOWER, JOINT_UPPER)
 
     def _ik(self, position: np.ndarray) -> np.ndarray:
