@@ -4,11 +4,11 @@ between points that carry positions and velocities (linear when they carry posit
 
 ROS-free: the policy node uses `chunk_velocities` for the points it publishes and
 `slow_to_limit` to keep them within the arm's joint velocity limits; the simulated driver uses
-`check_trajectory` / `sample` to behave like the real controller, and `peak_velocity` /
-`path_bounds` to refuse a path the real arm would abort (too fast, or past a joint limit).
-`replay_controller` (with `state_at`, `continue_from`, `peak_acceleration`, `cycle_rates`)
-follows a recorded stream of trajectories as the controller would and measures what the arm
-samples every 1 ms: scripts/arm_limits.py, against the acceleration and jerk limits too.
+`check_trajectory` / `continue_from` / `sample` to behave like the real controller, and
+`peak_velocity` / `path_bounds` to refuse a path the real arm would abort (too fast, or past a
+joint limit). `replay_controller` (with `state_at`, `peak_acceleration`, `cycle_rates`) follows
+a recorded stream of trajectories as the controller would and measures what the arm samples
+every 1 ms: scripts/arm_limits.py, against the acceleration and jerk limits too.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from uva import franka
 from uva.envs.panda import PandaEnv
-from uva.trajectory import check_trajectory, path_bounds, peak_velocity, sample
+from uva.trajectory import check_trajectory, continue_from, path_bounds, peak_velocity, sample
 from uva_policy import parameters
 from uva_policy.runtime import freeze_heap, run_node
 
@@ -136,11 +136,9 @@ class SimNode(Node):
         t0 = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or now
         start = max(t0, now)
         abs_times = t0 + times
-        # like the controller: from the state held now to the first point, then through them
-        if abs_times[0] > start:
-            abs_times = np.concatenate([[start], abs_times])
-            q = np.vstack([current, q])
-            v = np.vstack([np.zeros(7), v]) if v is not None else None
+        # like the controller: from the state held now (at rest) to the first point, then
+        # through them
+        abs_times, q, v = continue_from(abs_times, q, v, start, current, np.zeros(7))
         # like the robot: the path the controller interpolates, from the held command at rest,
         # must stay within the joint velocity limits (a real arm aborts with a reflex)
         fast = peak_velocity(abs_times, q, v) / self.max_velocity
