@@ -1,4 +1,4 @@
-"""Print the README's results tables (markdown) from the JSON the runs wrote.
+"""Print the results tables of README.md and docs/few-demos.md (markdown) from the runs' JSON.
 
     python scripts/results_table.py [--checkpoints DIR]     # the shipped models
     python scripts/results_table.py --few-demos              # PushT: UVA, UVA-action, LeRobot DP
@@ -197,7 +197,7 @@ def few_demos_table(root: Path = ROOT) -> str:
               + (f", beside {' and '.join(peers)} trained at the recipe's budget on the same "
                  "demos where it has run" if peers else "")
               + f" ([{Path(FEW_DEMOS['curve']).with_suffix('.png').name}]"
-              f"({Path(FEW_DEMOS['curve']).with_suffix('.png').as_posix()})):", "",
+              f"(../{Path(FEW_DEMOS['curve']).with_suffix('.png').as_posix()})):", "",  # from docs/
               "| demos | " + " | ".join(curve["runs"]) + " | " + " | ".join(
                   f"paired {k}" for k in curve["paired"]) + " |",
               "|---|" + "---|" * (len(curve["runs"]) + len(curve["paired"]))]

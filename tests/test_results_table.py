@@ -154,9 +154,10 @@ def test_panda_few_demos_table_reads_its_numbers_from_the_paired_report(tmp_path
         results_table.few_demos_panda_table(tmp_path)
 
 
-def test_readme_shows_the_tables_as_generated():
-    readme = (ROOT / "README.md").read_text()
-    for args in ([], ["--few-demos"], ["--few-demos", "panda"]):
+def test_readme_and_docs_show_the_tables_as_generated():
+    for page, args in (("README.md", []), ("docs/few-demos.md", ["--few-demos"]),
+                       ("docs/few-demos.md", ["--few-demos", "panda"])):
+        text = (ROOT / page).read_text()
         out = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), *args],
                              capture_output=True, text=True, check=True).stdout.strip()
-        assert out in readme, f"README's table differs from `results_table.py {' '.join(args)}`"
+        assert out in text, f"{page}'s table differs from `results_table.py {' '.join(args)}`"
